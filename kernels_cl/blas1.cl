@@ -1,0 +1,30 @@
+/*
+ * blas1.cl - element-wise vector kernels: fill, scale, axpy.
+ *
+ * One work-item per element, one-dimensional work-groups of NNCL_WG.
+ */
+
+/* x[i] = value, i < n. */
+__kernel void fill(__global float *x, ulong x_off, ulong n, float value)
+{
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    x[x_off + i] = value;
+}
+
+/* x[i] = alpha * x[i], i < n. */
+__kernel void scale(__global float *x, ulong x_off, ulong n, float alpha)
+{
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    x[x_off + i] = alpha * x[x_off + i];
+}
+
+/* y[i] = alpha * x[i] + y[i] with one rounding (fma), i < n. */
+__kernel void axpy(__global float *y, ulong y_off, __global const float *x, ulong x_off, ulong n,
+                   float alpha)
+{
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    y[y_off + i] = fma(alpha, x[x_off + i], y[y_off + i]);
+}

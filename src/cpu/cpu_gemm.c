@@ -1,0 +1,30 @@
+/*
+ * cpu_gemm.c - reference GEMM: three loops and a double accumulator.
+ */
+#include "cpu/cpu.h"
+
+nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    uint64_t t0 = nncl__cpu_op_begin(ctx);
+    const float *a = nncl__cpu_ptr(g->a, g->a_off);
+    const float *b = nncl__cpu_ptr(g->b, g->b_off);
+    float *c = nncl__cpu_ptr(g->c, g->c_off);
+    /* Element (row, col) of op(X) lives at X[row * ld + col], or at
+       X[col * ld + row] when X is stored transposed. */
+    for (size_t i = 0; i < g->m; i++) {
+        for (size_t j = 0; j < g->n; j++) {
+            double acc = 0.0;
+            for (size_t p = 0; p < g->k; p++) {
+                double aip = g->trans_a ? a[p * g->lda + i] : a[i * g->lda + p];
+                double bpj = g->trans_b ? b[j * g->ldb + p] : b[p * g->ldb + j];
+                acc += aip * bpj;
+            }
+            float *cij = &c[i * g->ldc + j];
+            /* BLAS semantics: with beta == 0, C is written without being read. */
+            double old = g->beta == 0.0f ? 0.0 : (double)g->beta * *cij;
+            *cij = (float)(g->alpha * acc + old);
+        }
+    }
+    ctx->stats.gemm_calls++;
+    return nncl__cpu_op_end(ctx, "gemm", t0);
+}

@@ -1,0 +1,119 @@
+/*
+ * internal.h - what every part of the library shares: the context structure,
+ * error recording and the checking macros.
+ *
+ * Error convention: a function that fails records the message on the context
+ * with NNCL_ERROR (or NNCL_CL_FAIL for an OpenCL call) and returns the status;
+ * callers propagate it with NNCL_TRY. Functions that acquire resources use one
+ * `fail:` label that releases them. Nothing in the library exits, aborts or
+ * asserts on user input.
+ */
+#ifndef NNCL_INTERNAL_H
+#define NNCL_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nncl.h"
+
+struct nncl_backend_ops;
+
+#if defined(__GNUC__)
+#define NNCL_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define NNCL_PRINTF(fmt_index, first_arg)
+#endif
+
+/* Per-kernel device time, summed; see nncl_context_profile. */
+typedef struct nncl__profile_sum {
+    char kernel[64];
+    uint64_t launches;
+    uint64_t total_ns;
+} nncl__profile_sum;
+
+struct nncl_buffer {
+    nncl_context *ctx; /* the context that allocated it */
+    size_t bytes;      /* size of the allocation */
+    void *mem;         /* backend-owned: a cl_mem on OpenCL, a float array on the CPU */
+};
+
+struct nncl_context {
+    const struct nncl_backend_ops *ops; /* the backend's op table */
+    void *impl;                         /* the backend's own state */
+    nncl_backend_kind kind;
+    int profiling;
+    char description[640];
+
+    nncl_stats stats;
+
+    nncl__profile_sum *profile; /* (profile_len) distinct kernels timed so far */
+    size_t profile_len, profile_cap;
+
+    nncl_status last_status;
+    char *message; /* NUL-terminated, heap-allocated; "" until a call fails */
+    size_t message_cap;
+};
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/*
+ * Records `status` and the formatted message, followed by " at file:line", on
+ * ctx (or in this thread's context-free slot when ctx is NULL) and returns
+ * `status`. The file is printed relative to the source tree.
+ */
+nncl_status nncl__error(nncl_context *ctx, nncl_status status, const char *file, int line,
+                        const char *fmt, ...) NNCL_PRINTF(5, 6);
+
+/* Appends more formatted text (a build log, say) to the last message. */
+void nncl__error_append(nncl_context *ctx, const char *fmt, ...) NNCL_PRINTF(2, 3);
+
+/* Copies ctx's last status and message into this thread's context-free slot. */
+void nncl__error_detach(const nncl_context *ctx);
+
+#define NNCL_ERROR(ctx, status, ...) nncl__error((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Propagates a failure that has already been recorded. */
+#define NNCL_TRY(expr)                                                                             \
+    do {                                                                                           \
+        nncl_status nncl_try_status_ = (expr);                                                     \
+        if (nncl_try_status_ != NNCL_OK) return nncl_try_status_;                                  \
+    } while (0)
+
+/* Returns NNCL_ERR_INVALID_ARG (with a context-free message) when ctx is NULL. */
+#define NNCL_CHECK_CTX(ctx)                                                                        \
+    do {                                                                                           \
+        if ((ctx) == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: ctx is NULL", __func__); \
+    } while (0)
+
+/* Returns NNCL_ERR_INVALID_ARG naming `ptr` when it is NULL. */
+#define NNCL_CHECK_ARG(ctx, ptr)                                                                   \
+    do {                                                                                           \
+        if ((ptr) == NULL)                                                                         \
+            return NNCL_ERROR((ctx), NNCL_ERR_INVALID_ARG, "%s: %s is NULL", __func__, #ptr);      \
+    } while (0)
+
+/* ---- tensors --------------------------------------------------------------- */
+
+/*
+ * Checks that t is a well-formed descriptor of `ctx` whose elements lie inside
+ * its buffer. `what` names the argument in the message.
+ */
+nncl_status nncl__tensor_check(nncl_context *ctx, const nncl_tensor *t, const char *what,
+                               const char *func);
+
+/* Checks that `elems` elements starting at t->offset lie inside t's buffer. */
+nncl_status nncl__extent_check(nncl_context *ctx, const nncl_tensor *t, uint64_t elems,
+                               const char *what, const char *func);
+
+/* ---- profiling ------------------------------------------------------------- */
+
+/* Adds one launch of `kernel` lasting `ns` to the profile. */
+nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, uint64_t ns);
+
+/* ---- backends -------------------------------------------------------------- */
+
+nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt);
+nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt);
+
+#endif /* NNCL_INTERNAL_H */

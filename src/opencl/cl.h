@@ -1,0 +1,172 @@
+/*
+ * cl.h - shared pieces of the OpenCL backend: its state, the program cache,
+ * the single launch path and the error helpers.
+ *
+ * Every OpenCL call's return code is checked; a failure is recorded with
+ * NNCL_CL_FAIL, which names the call, the error (name and number) and
+ * file:line. Kernels reach the device only through nncl__cl_launch.
+ */
+#ifndef NNCL_CL_H
+#define NNCL_CL_H
+
+#include <CL/cl.h>
+
+#include "backend/backend.h"
+#include "opencl/cl_sources.h"
+
+/* Work-group size of one-dimensional element-wise kernels (NNCL_WG in kernels_cl/common.h). */
+#define NNCL_CL_WG 64
+
+/* Number of partial sums in the first pass of a reduction (kernels_cl/reduce.cl). */
+#define NNCL_CL_PARTIALS 1024
+
+/* A kernel of a built program, with its function name for messages. */
+typedef struct nncl__cl_kernel {
+    cl_kernel kernel;
+    char name[64];
+} nncl__cl_kernel;
+
+/* A built program, cached per context by (source name, build options). */
+typedef struct nncl__cl_program {
+    char *name;    /* "blas1" for kernels_cl/blas1.cl */
+    char *options; /* the complete build options, "-cl-std=CL1.2 -DX=1 ..." */
+    cl_program program;
+    nncl__cl_kernel *kernels; /* every kernel of the program, created once */
+    size_t n_kernels;
+} nncl__cl_program;
+
+/* A profiled command whose event has not been read yet. */
+typedef struct nncl__cl_pending_event {
+    cl_event event;
+    char kernel[64];
+} nncl__cl_pending_event;
+
+typedef struct nncl__cl {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue; /* in-order; the only queue of the context */
+    size_t max_work_group_size;
+
+    nncl__cl_program **programs; /* (n_programs) built so far */
+    size_t n_programs, cap_programs;
+
+    cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
+    size_t gemm_temp_bytes;
+    cl_mem partials;  /* per-work-item partial sums of reductions */
+
+    nncl__cl_pending_event *pending; /* (n_pending) profiled commands in flight */
+    size_t n_pending, cap_pending;
+} nncl__cl;
+
+static inline nncl__cl *nncl__cl_state(const nncl_context *ctx)
+{
+    return (nncl__cl *)ctx->impl;
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* "CL_INVALID_VALUE" for -30, "CL_UNKNOWN_ERROR" for codes not in the spec. */
+const char *nncl__cl_error_name(cl_int err);
+
+/*
+ * Records "<what> failed: NAME (err)" at file:line and returns the status that
+ * fits the error: NNCL_ERR_OUT_OF_MEMORY for allocation failures,
+ * NNCL_ERR_NO_DEVICE when there is no platform, NNCL_ERR_OPENCL otherwise.
+ */
+nncl_status nncl__cl_fail(nncl_context *ctx, cl_int err, const char *file, int line,
+                          const char *what_fmt, ...) NNCL_PRINTF(5, 6);
+
+#define NNCL_CL_FAIL(ctx, err, ...) nncl__cl_fail((ctx), (err), __FILE__, __LINE__, __VA_ARGS__)
+
+/* ---- devices ------------------------------------------------------------------ */
+
+/* Picks the context's device: the options, else NNCL_DEVICE, else the first GPU, else 0:0. */
+nncl_status nncl__cl_choose_device(nncl_context *ctx, const nncl_context_options *opt,
+                                   cl_platform_id *platform, cl_device_id *device, int *platform_index,
+                                   int *device_index);
+
+/* Fills *info for one device. */
+nncl_status nncl__cl_describe_device(nncl_context *ctx, cl_platform_id p, cl_device_id d, int platform_index,
+                                     int device_index, nncl_device_info *info);
+
+/* ---- device memory owned by the backend ---------------------------------------- */
+
+/* Allocates a backend-internal buffer and counts it like any other. */
+nncl_status nncl__cl_alloc(nncl_context *ctx, size_t bytes, cl_mem *out);
+
+/* Releases a buffer made by nncl__cl_alloc (NULL is ignored). */
+void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes);
+
+/* ---- programs ---------------------------------------------------------------- */
+
+/*
+ * Returns kernel `kernel` of the embedded program `program` (kernels_cl/<program>.cl)
+ * built with `defines` (extra build options such as "-DTILE=8", may be "").
+ * The program is built on first use and cached by (program, defines).
+ */
+nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *program, const char *defines,
+                                const char *kernel, const nncl__cl_kernel **out);
+
+/*
+ * Builds `source` (prefixed with kernels_cl/common.h) under the cache name
+ * `name`, or returns the cached build. Used by nncl__cl_kernel_get and by the
+ * tests that feed a deliberately broken source. On a build failure returns
+ * NNCL_ERR_BUILD with the compiler's log in the message; nothing is cached.
+ */
+nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
+                                   const char *defines, const nncl__cl_program **out);
+
+/* Releases every cached program and kernel. */
+void nncl__cl_programs_release(nncl_context *ctx);
+
+/* ---- launching ----------------------------------------------------------------- */
+
+/*
+ * Kernel arguments, set in order. The first failure is kept and reported by
+ * nncl__cl_launch; later calls do nothing. Usage:
+ *     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+ *     nncl__cl_arg_view(&a, x->buf, x->offset);   (two arguments: buffer, ulong offset)
+ *     nncl__cl_arg_u64(&a, n);
+ *     NNCL_TRY(nncl__cl_launch(&a, 1, global, local));
+ */
+typedef struct nncl__cl_args {
+    nncl_context *ctx;
+    const nncl__cl_kernel *k;
+    cl_uint next;
+    nncl_status status;
+} nncl__cl_args;
+
+nncl__cl_args nncl__cl_args_begin(nncl_context *ctx, const nncl__cl_kernel *k);
+void nncl__cl_arg(nncl__cl_args *a, size_t size, const void *value);
+void nncl__cl_arg_mem(nncl__cl_args *a, cl_mem mem);
+void nncl__cl_arg_u64(nncl__cl_args *a, uint64_t v);
+void nncl__cl_arg_u32(nncl__cl_args *a, uint32_t v);
+void nncl__cl_arg_f32(nncl__cl_args *a, float v);
+
+/* The one place a view becomes kernel arguments: (global float *, ulong element offset). */
+void nncl__cl_arg_view(nncl__cl_args *a, const nncl_buffer *buf, size_t offset);
+
+/*
+ * Queues the kernel whose arguments `a` set. Rounds each global size up to a
+ * multiple of the local size (kernels guard their tails), checks the return
+ * code with the kernel's name in the message, counts the launch and, when the
+ * context profiles, keeps the event.
+ */
+nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global, const size_t *local);
+
+/* Keeps a profiling event of a command named `what` (takes ownership of ev). */
+nncl_status nncl__cl_profile_event(nncl_context *ctx, cl_event ev, const char *what);
+
+/* Reads the events of finished commands into the context's profile. */
+nncl_status nncl__cl_profile_settle(nncl_context *ctx);
+
+/* ---- ops ------------------------------------------------------------------------- */
+
+nncl_status nncl__cl_fill(nncl_context *ctx, const nncl_tensor *x, float value);
+nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha);
+nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);
+nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g);
+
+#endif /* NNCL_CL_H */

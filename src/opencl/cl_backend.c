@@ -1,0 +1,184 @@
+/*
+ * cl_backend.c - the OpenCL backend: context and queue, memory, ordering,
+ * profiling events and its op table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/cl.h"
+
+/* ---- memory ------------------------------------------------------------------------ */
+
+nncl_status nncl__cl_alloc(nncl_context *ctx, size_t bytes, cl_mem *out)
+{
+    cl_int err;
+    cl_mem mem = clCreateBuffer(nncl__cl_state(ctx)->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clCreateBuffer(%zu bytes)", bytes);
+    ctx->stats.device_allocs++;
+    ctx->stats.device_bytes_live += bytes;
+    *out = mem;
+    return NNCL_OK;
+}
+
+void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes)
+{
+    if (*mem == NULL) return;
+    clReleaseMemObject(*mem); /* cannot fail for a valid object; nothing to report */
+    *mem = NULL;
+    ctx->stats.device_bytes_live -= bytes;
+}
+
+static nncl_status cl_buffer_alloc(nncl_context *ctx, nncl_buffer *buf)
+{
+    cl_mem mem;
+    NNCL_TRY(nncl__cl_alloc(ctx, buf->bytes, &mem));
+    buf->mem = mem;
+    return NNCL_OK;
+}
+
+static void cl_buffer_release(nncl_context *ctx, nncl_buffer *buf)
+{
+    cl_mem mem = buf->mem;
+    nncl__cl_free(ctx, &mem, buf->bytes);
+    buf->mem = NULL;
+}
+
+static nncl_status cl_write(nncl_context *ctx, nncl_buffer *dst, size_t off, const void *src, size_t bytes)
+{
+    /* Blocking: src belongs to the caller and may change as soon as we return. */
+    cl_int err = clEnqueueWriteBuffer(nncl__cl_state(ctx)->queue, (cl_mem)dst->mem, CL_TRUE, off, bytes, src,
+                                      0, NULL, NULL);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueWriteBuffer(%zu bytes)", bytes);
+    ctx->stats.host_waits++;
+    return NNCL_OK;
+}
+
+static nncl_status cl_read(nncl_context *ctx, const nncl_buffer *src, size_t off, void *dst, size_t bytes)
+{
+    cl_int err = clEnqueueReadBuffer(nncl__cl_state(ctx)->queue, (cl_mem)src->mem, CL_TRUE, off, bytes, dst,
+                                     0, NULL, NULL);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueReadBuffer(%zu bytes)", bytes);
+    ctx->stats.host_waits++;
+    if (ctx->profiling) NNCL_TRY(nncl__cl_profile_settle(ctx));
+    return NNCL_OK;
+}
+
+static nncl_status cl_copy(nncl_context *ctx, nncl_buffer *dst, size_t dst_off, const nncl_buffer *src,
+                           size_t src_off, size_t bytes)
+{
+    cl_event ev = NULL;
+    cl_int err = clEnqueueCopyBuffer(nncl__cl_state(ctx)->queue, (cl_mem)src->mem, (cl_mem)dst->mem, src_off,
+                                     dst_off, bytes, 0, NULL, ctx->profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueCopyBuffer(%zu bytes)", bytes);
+    if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, "copy"));
+    return NNCL_OK;
+}
+
+static nncl_status cl_finish(nncl_context *ctx)
+{
+    cl_int err = clFinish(nncl__cl_state(ctx)->queue);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clFinish");
+    ctx->stats.host_waits++;
+    if (ctx->profiling) NNCL_TRY(nncl__cl_profile_settle(ctx));
+    return NNCL_OK;
+}
+
+/* ---- profiling --------------------------------------------------------------------- */
+
+nncl_status nncl__cl_profile_event(nncl_context *ctx, cl_event ev, const char *what)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (cl->n_pending == cl->cap_pending) {
+        size_t cap = cl->cap_pending ? 2 * cl->cap_pending : 64;
+        nncl__cl_pending_event *grown = realloc(cl->pending, cap * sizeof *grown);
+        if (grown == NULL) {
+            clReleaseEvent(ev);
+            return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profiling: out of host memory");
+        }
+        cl->pending = grown;
+        cl->cap_pending = cap;
+    }
+    nncl__cl_pending_event *p = &cl->pending[cl->n_pending++];
+    p->event = ev;
+    snprintf(p->kernel, sizeof p->kernel, "%s", what);
+    return NNCL_OK;
+}
+
+nncl_status nncl__cl_profile_settle(nncl_context *ctx)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    nncl_status st = NNCL_OK;
+    for (size_t i = 0; i < cl->n_pending; i++) {
+        nncl__cl_pending_event *p = &cl->pending[i];
+        cl_ulong start = 0, end = 0;
+        cl_int err = clGetEventProfilingInfo(p->event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+        if (err == CL_SUCCESS)
+            err = clGetEventProfilingInfo(p->event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+        if (err != CL_SUCCESS && st == NNCL_OK)
+            st = NNCL_CL_FAIL(ctx, err, "clGetEventProfilingInfo(%s)", p->kernel);
+        if (err == CL_SUCCESS && st == NNCL_OK) st = nncl__profile_add(ctx, p->kernel, end - start);
+        clReleaseEvent(p->event);
+    }
+    cl->n_pending = 0;
+    return st;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------- */
+
+static void cl_destroy(nncl_context *ctx)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (cl == NULL) return;
+    if (cl->queue) clFinish(cl->queue);
+    for (size_t i = 0; i < cl->n_pending; i++) clReleaseEvent(cl->pending[i].event);
+    free(cl->pending);
+    nncl__cl_programs_release(ctx);
+    nncl__cl_free(ctx, &cl->gemm_temp, cl->gemm_temp_bytes);
+    nncl__cl_free(ctx, &cl->partials, NNCL_CL_PARTIALS * sizeof(float));
+    if (cl->queue) clReleaseCommandQueue(cl->queue);
+    if (cl->context) clReleaseContext(cl->context);
+    free(cl);
+    ctx->impl = NULL;
+}
+
+static const nncl_backend_ops cl_ops = {
+    .name = "opencl",
+    .destroy = cl_destroy,
+    .buffer_alloc = cl_buffer_alloc,
+    .buffer_release = cl_buffer_release,
+    .write = cl_write,
+    .read = cl_read,
+    .copy = cl_copy,
+    .finish = cl_finish,
+    .fill = nncl__cl_fill,
+    .scale = nncl__cl_scale,
+    .axpy = nncl__cl_axpy,
+    .sum = nncl__cl_sum,
+    .gemm = nncl__cl_gemm,
+};
+
+nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt)
+{
+    nncl__cl *cl = calloc(1, sizeof *cl);
+    if (cl == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
+    ctx->ops = &cl_ops;
+    ctx->impl = cl;
+
+    int pi = 0, di = 0;
+    NNCL_TRY(nncl__cl_choose_device(ctx, opt, &cl->platform, &cl->device, &pi, &di));
+    nncl_device_info info;
+    NNCL_TRY(nncl__cl_describe_device(ctx, cl->platform, cl->device, pi, di, &info));
+    cl->max_work_group_size = info.max_work_group_size;
+    snprintf(ctx->description, sizeof ctx->description, "OpenCL %d:%d %s (%s, %s, driver %s)", pi, di, info.name,
+             info.platform_name, info.version, info.driver_version);
+
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};
+    cl->context = clCreateContext(props, 1, &cl->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clCreateContext(%s)", info.name);
+    cl_command_queue_properties qprops = ctx->profiling ? CL_QUEUE_PROFILING_ENABLE : 0;
+    cl->queue = clCreateCommandQueue(cl->context, cl->device, qprops, &err);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clCreateCommandQueue(%s)", info.name);
+    return NNCL_OK;
+}

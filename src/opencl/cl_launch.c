@@ -1,0 +1,71 @@
+/*
+ * cl_launch.c - the single path by which nncl's kernels reach the queue:
+ * argument setting and nncl__cl_launch.
+ */
+#include <stdio.h>
+
+#include "opencl/cl.h"
+
+nncl__cl_args nncl__cl_args_begin(nncl_context *ctx, const nncl__cl_kernel *k)
+{
+    nncl__cl_args a = {.ctx = ctx, .k = k, .next = 0, .status = NNCL_OK};
+    return a;
+}
+
+void nncl__cl_arg(nncl__cl_args *a, size_t size, const void *value)
+{
+    if (a->status != NNCL_OK) return;
+    cl_int err = clSetKernelArg(a->k->kernel, a->next, size, value);
+    if (err != CL_SUCCESS)
+        a->status = NNCL_CL_FAIL(a->ctx, err, "clSetKernelArg(%s, %u)", a->k->name, a->next);
+    a->next++;
+}
+
+void nncl__cl_arg_mem(nncl__cl_args *a, cl_mem mem)
+{
+    nncl__cl_arg(a, sizeof mem, &mem);
+}
+
+void nncl__cl_arg_u64(nncl__cl_args *a, uint64_t v)
+{
+    cl_ulong x = v;
+    nncl__cl_arg(a, sizeof x, &x);
+}
+
+void nncl__cl_arg_u32(nncl__cl_args *a, uint32_t v)
+{
+    cl_uint x = v;
+    nncl__cl_arg(a, sizeof x, &x);
+}
+
+void nncl__cl_arg_f32(nncl__cl_args *a, float v)
+{
+    cl_float x = v;
+    nncl__cl_arg(a, sizeof x, &x);
+}
+
+void nncl__cl_arg_view(nncl__cl_args *a, const nncl_buffer *buf, size_t offset)
+{
+    nncl__cl_arg_mem(a, (cl_mem)buf->mem);
+    nncl__cl_arg_u64(a, offset);
+}
+
+nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global, const size_t *local)
+{
+    if (a->status != NNCL_OK) return a->status;
+    nncl_context *ctx = a->ctx;
+    size_t rounded[3];
+    for (cl_uint d = 0; d < dims; d++) {
+        if (local[d] == 0 || global[d] == 0)
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "launch of %s: zero global or local size in dimension %u",
+                              a->k->name, d);
+        rounded[d] = (global[d] + local[d] - 1) / local[d] * local[d];
+    }
+    cl_event ev = NULL;
+    cl_int err = clEnqueueNDRangeKernel(nncl__cl_state(ctx)->queue, a->k->kernel, dims, NULL, rounded, local, 0,
+                                        NULL, ctx->profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueNDRangeKernel(%s)", a->k->name);
+    ctx->stats.kernel_launches++;
+    if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, a->k->name));
+    return NNCL_OK;
+}

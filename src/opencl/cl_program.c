@@ -1,0 +1,194 @@
+/*
+ * cl_program.c - building programs from the embedded kernels_cl/ sources, and
+ * caching them per context by (source name, build options).
+ *
+ * A program's source is kernels_cl/common.h followed by kernels_cl/<name>.cl,
+ * with a #line directive between them so that the compiler's messages point
+ * at the right line of the .cl file. Build options are always
+ * "-cl-std=CL1.2" plus the caller's defines; never fast-math.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/cl.h"
+
+#define BASE_OPTIONS "-cl-std=CL1.2"
+
+static const nncl__kernel_source *find_source(const char *name)
+{
+    for (size_t i = 0; i < nncl__kernel_source_count; i++)
+        if (strcmp(nncl__kernel_sources[i].name, name) == 0) return &nncl__kernel_sources[i];
+    return NULL;
+}
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static void program_free(nncl__cl_program *p)
+{
+    if (p == NULL) return;
+    for (size_t i = 0; i < p->n_kernels; i++)
+        if (p->kernels[i].kernel) clReleaseKernel(p->kernels[i].kernel);
+    free(p->kernels);
+    if (p->program) clReleaseProgram(p->program);
+    free(p->name);
+    free(p->options);
+    free(p);
+}
+
+void nncl__cl_programs_release(nncl_context *ctx)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    for (size_t i = 0; i < cl->n_programs; i++) program_free(cl->programs[i]);
+    free(cl->programs);
+    cl->programs = NULL;
+    cl->n_programs = cl->cap_programs = 0;
+}
+
+/* Appends the build log of a failed build to the context's message. */
+static void append_build_log(nncl_context *ctx, cl_program program)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    size_t len = 0;
+    if (clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) != CL_SUCCESS) {
+        nncl__error_append(ctx, "\n(the build log could not be read)");
+        return;
+    }
+    char *log = malloc(len + 1);
+    if (log == NULL) return;
+    if (clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, len, log, NULL) == CL_SUCCESS) {
+        log[len] = '\0';
+        nncl__error_append(ctx, "\nbuild log:\n%s", log);
+    }
+    free(log);
+}
+
+/* Creates every kernel of a built program once. */
+static nncl_status create_kernels(nncl_context *ctx, nncl__cl_program *p)
+{
+    cl_uint n = 0;
+    cl_int err = clCreateKernelsInProgram(p->program, 0, NULL, &n);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clCreateKernelsInProgram(%s)", p->name);
+    cl_kernel *ks = calloc(n ? n : 1, sizeof *ks);
+    p->kernels = calloc(n ? n : 1, sizeof *p->kernels);
+    if (ks == NULL || p->kernels == NULL) {
+        free(ks);
+        return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    err = clCreateKernelsInProgram(p->program, n, ks, NULL);
+    if (err != CL_SUCCESS) {
+        free(ks);
+        return NNCL_CL_FAIL(ctx, err, "clCreateKernelsInProgram(%s)", p->name);
+    }
+    for (cl_uint i = 0; i < n; i++) { /* owned by p from here on */
+        p->kernels[i].kernel = ks[i];
+        p->n_kernels++;
+    }
+    free(ks);
+    for (size_t i = 0; i < p->n_kernels; i++) {
+        nncl__cl_kernel *k = &p->kernels[i];
+        err = clGetKernelInfo(k->kernel, CL_KERNEL_FUNCTION_NAME, sizeof k->name, k->name, NULL);
+        if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clGetKernelInfo(%s, CL_KERNEL_FUNCTION_NAME)", p->name);
+        k->name[sizeof k->name - 1] = '\0';
+    }
+    return NNCL_OK;
+}
+
+static nncl__cl_program *cache_find(nncl__cl *cl, const char *name, const char *options)
+{
+    for (size_t i = 0; i < cl->n_programs; i++) {
+        nncl__cl_program *p = cl->programs[i];
+        if (strcmp(p->name, name) == 0 && strcmp(p->options, options) == 0) return p;
+    }
+    return NULL;
+}
+
+nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
+                                   const char *defines, const nncl__cl_program **out)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    char options[1024];
+    int len = snprintf(options, sizeof options, "%s%s%s", BASE_OPTIONS, defines[0] ? " " : "", defines);
+    if (len < 0 || (size_t)len >= sizeof options)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "build options for %s are too long", name);
+    nncl__cl_program *p = cache_find(cl, name, options);
+    if (p != NULL) {
+        *out = p;
+        return NNCL_OK;
+    }
+
+    const nncl__kernel_source *common = find_source("common");
+    if (common == NULL) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/common.h is not embedded");
+    char line[256];
+    snprintf(line, sizeof line, "\n#line 1 \"%s.cl\"\n", name);
+    const char *parts[3] = {common->text, line, source};
+
+    nncl_status st = NNCL_OK;
+    p = calloc(1, sizeof *p);
+    if (p == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
+    p->name = dup_string(name);
+    p->options = dup_string(options);
+    if (p->name == NULL || p->options == NULL) {
+        st = NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
+        goto fail;
+    }
+    cl_int err;
+    p->program = clCreateProgramWithSource(cl->context, 3, parts, NULL, &err);
+    if (err != CL_SUCCESS) {
+        st = NNCL_CL_FAIL(ctx, err, "clCreateProgramWithSource(%s)", name);
+        goto fail;
+    }
+    err = clBuildProgram(p->program, 1, &cl->device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        if (err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS) {
+            st = NNCL_ERROR(ctx, NNCL_ERR_BUILD, "clBuildProgram(%s, \"%s\") failed: %s (%d)", name, options,
+                            nncl__cl_error_name(err), (int)err);
+            append_build_log(ctx, p->program);
+        } else {
+            st = NNCL_CL_FAIL(ctx, err, "clBuildProgram(%s, \"%s\")", name, options);
+        }
+        goto fail;
+    }
+    st = create_kernels(ctx, p);
+    if (st != NNCL_OK) goto fail;
+
+    if (cl->n_programs == cl->cap_programs) {
+        size_t cap = cl->cap_programs ? 2 * cl->cap_programs : 16;
+        nncl__cl_program **grown = realloc(cl->programs, cap * sizeof *grown);
+        if (grown == NULL) {
+            st = NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
+            goto fail;
+        }
+        cl->programs = grown;
+        cl->cap_programs = cap;
+    }
+    cl->programs[cl->n_programs++] = p;
+    *out = p;
+    return NNCL_OK;
+
+fail:
+    program_free(p);
+    return st;
+}
+
+nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *program, const char *defines,
+                                const char *kernel, const nncl__cl_kernel **out)
+{
+    const nncl__kernel_source *src = find_source(program);
+    if (src == NULL) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "no embedded kernel source kernels_cl/%s.cl", program);
+    const nncl__cl_program *p;
+    NNCL_TRY(nncl__cl_program_build(ctx, program, src->text, defines, &p));
+    for (size_t i = 0; i < p->n_kernels; i++) {
+        if (strcmp(p->kernels[i].name, kernel) == 0) {
+            *out = &p->kernels[i];
+            return NNCL_OK;
+        }
+    }
+    return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/%s.cl has no kernel named %s", program, kernel);
+}

@@ -1,0 +1,193 @@
+/*
+ * test_opencl.c - the OpenCL machinery itself: device listing, the program
+ * cache, a deliberately broken kernel, launch errors, and profiling.
+ */
+#define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
+
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/cl.h"
+
+static nncl_context *ctx;
+
+/* The context still runs kernels and CLBlast correctly. */
+static void assert_context_still_works(void)
+{
+    const int64_t n = 33, one = 1;
+    float x[33], s;
+    for (int i = 0; i < 33; i++) x[i] = (float)i;
+    nncl_tensor t, out;
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &n, &t));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &one, &out));
+    TEST_OK(ctx, nncl_tensor_write(ctx, &t, x, 33));
+    TEST_OK(ctx, nncl_sum(ctx, &t, &out));
+    TEST_OK(ctx, nncl_tensor_read(ctx, &out, &s, 1));
+    assert_true(s == 528.0f);
+    /* x . x as a 1x33 by 33x1 GEMM: sum of i^2 = 11440. */
+    TEST_OK(ctx, nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, 1, 1, 33, 1.0f, &t, 33, &t, 33, 0.0f, &out, 1));
+    TEST_OK(ctx, nncl_tensor_read(ctx, &out, &s, 1));
+    assert_true(s == 11440.0f);
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &t));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &out));
+}
+
+static void test_device_list(void **state)
+{
+    (void)state;
+    size_t count = 0;
+    TEST_OK(NULL, nncl_device_list(NULL, 0, &count));
+    assert_true(count >= 1);
+    nncl_device_info *info = calloc(count, sizeof *info);
+    size_t again = 0;
+    TEST_OK(NULL, nncl_device_list(info, count, &again));
+    assert_int_equal(again, count);
+    for (size_t i = 0; i < count; i++) {
+        assert_true(strlen(info[i].name) > 0);
+        assert_true(strncmp(info[i].version, "OpenCL ", 7) == 0);
+        assert_true(info[i].compute_units >= 1);
+        assert_true(info[i].global_mem_bytes >= info[i].max_alloc_bytes);
+        assert_true(info[i].max_work_group_size >= 1);
+    }
+    /* A short array gets the first entries and the full count. */
+    TEST_OK(NULL, nncl_device_list(info, 0, &again));
+    assert_int_equal(again, count);
+    free(info);
+
+    /* NNCL_DEVICE selects a device by index. */
+    setenv("NNCL_DEVICE", "0:0", 1);
+    nncl_context *c0;
+    TEST_OK(NULL, nncl_context_create(NULL, &c0));
+    char desc[640];
+    TEST_OK(c0, nncl_context_describe(c0, desc, sizeof desc));
+    assert_true(strncmp(desc, "OpenCL 0:0 ", 11) == 0);
+    nncl_context_destroy(c0);
+    unsetenv("NNCL_DEVICE");
+}
+
+static void test_program_cache(void **state)
+{
+    (void)state;
+    const nncl__cl_kernel *k1, *k2, *k3;
+    TEST_OK(ctx, nncl__cl_kernel_get(ctx, "blas1", "", "axpy", &k1));
+    TEST_OK(ctx, nncl__cl_kernel_get(ctx, "blas1", "", "axpy", &k2));
+    assert_ptr_equal(k1, k2); /* built once, then cached */
+    TEST_OK(ctx, nncl__cl_kernel_get(ctx, "blas1", "-DNNCL_WG=32", "axpy", &k3));
+    assert_ptr_not_equal(k1, k3); /* other defines, other program */
+    assert_string_equal(k1->name, "axpy");
+    assert_int_equal(nncl__cl_kernel_get(ctx, "blas1", "", "no_such_kernel", &k3), NNCL_ERR_BUILD);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "no_such_kernel"));
+    assert_int_equal(nncl__cl_kernel_get(ctx, "no_such_program", "", "x", &k3), NNCL_ERR_BUILD);
+    assert_context_still_works();
+}
+
+static void test_broken_kernel_reports_build_log(void **state)
+{
+    (void)state;
+    const char *broken = "__kernel void broken(__global float *x)\n"
+                         "{\n"
+                         "    x[get_global_id(0)] = undeclared_identifier_nncl * 2.0f;\n"
+                         "}\n";
+    const nncl__cl_program *p = NULL;
+    nncl_status st = nncl__cl_program_build(ctx, "broken", broken, "", &p);
+    assert_int_equal(st, NNCL_ERR_BUILD);
+    assert_int_equal(nncl_context_last_status(ctx), NNCL_ERR_BUILD);
+    const char *msg = nncl_context_last_error(ctx);
+    assert_non_null(strstr(msg, "clBuildProgram(broken"));
+    assert_non_null(strstr(msg, "CL_BUILD_PROGRAM_FAILURE (-11)"));
+    assert_non_null(strstr(msg, "build log:"));
+    assert_non_null(strstr(msg, "undeclared_identifier_nncl")); /* the compiler's own words */
+    assert_non_null(strstr(msg, "broken.cl:3"));               /* #line points into the .cl file */
+    /* A failed build is not cached: the same name builds once the source is fixed. */
+    const char *fixed = "__kernel void broken(__global float *x) { x[get_global_id(0)] = 2.0f; }\n";
+    TEST_OK(ctx, nncl__cl_program_build(ctx, "broken", fixed, "", &p));
+    assert_context_still_works();
+}
+
+static void test_launch_error_names_kernel(void **state)
+{
+    (void)state;
+    const nncl__cl_kernel *k;
+    TEST_OK(ctx, nncl__cl_kernel_get(ctx, "blas1", "", "fill", &k));
+    const int64_t n = 8;
+    nncl_tensor t;
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &n, &t));
+    /* A work-group larger than any device allows. */
+    size_t global = 8, local = nncl__cl_state(ctx)->max_work_group_size * 2;
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_view(&a, t.buf, t.offset);
+    nncl__cl_arg_u64(&a, 8);
+    nncl__cl_arg_f32(&a, 1.0f);
+    assert_int_equal(nncl__cl_launch(&a, 1, &global, &local), NNCL_ERR_OPENCL);
+    const char *msg = nncl_context_last_error(ctx);
+    assert_non_null(strstr(msg, "clEnqueueNDRangeKernel(fill) failed: CL_INVALID_"));
+    assert_non_null(strstr(msg, "src/opencl/cl_launch.c:"));
+    /* A wrong argument is reported with the kernel's name and the index. */
+    a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg(&a, 3, "abc"); /* a 3-byte value for a pointer argument */
+    assert_int_equal(nncl__cl_launch(&a, 1, &global, &global), NNCL_ERR_OPENCL);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "clSetKernelArg(fill, 0)"));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &t));
+    assert_context_still_works();
+}
+
+static void test_launch_rounds_global_size(void **state)
+{
+    (void)state;
+    /* 65 elements with work-groups of 64: the launch covers 128 work-items and
+       the kernel's guard keeps the canaries after element 65 intact. */
+    const int64_t n = 65;
+    test_guarded g;
+    test_guarded_create(ctx, &g, 1, &n, NULL);
+    TEST_OK(ctx, nncl_tensor_fill(ctx, &g.view, 3.0f));
+    float out[65];
+    test_guarded_read(ctx, &g, out, "fill of 65");
+    for (int i = 0; i < 65; i++) assert_true(out[i] == 3.0f);
+    test_guarded_destroy(ctx, &g);
+}
+
+static void test_profiling(void **state)
+{
+    (void)state;
+    nncl_context_options opt = nncl_context_options_default();
+    opt.profiling = 1;
+    nncl_context *p;
+    TEST_OK(NULL, nncl_context_create(&opt, &p));
+    const int64_t n = 4096;
+    nncl_tensor t;
+    TEST_OK(p, nncl_tensor_create(p, 1, &n, &t));
+    for (int i = 0; i < 3; i++) TEST_OK(p, nncl_tensor_fill(p, &t, 1.0f));
+    TEST_OK(p, nncl_scale(p, 2.0f, &t));
+    nncl_profile_entry e[8];
+    size_t count = 0;
+    TEST_OK(p, nncl_context_profile(p, e, 8, &count));
+    assert_int_equal(count, 2);
+    assert_string_equal(e[0].kernel, "fill");
+    assert_int_equal(e[0].launches, 3);
+    assert_string_equal(e[1].kernel, "scale");
+    assert_int_equal(e[1].launches, 1);
+    TEST_OK(p, nncl_context_reset_stats(p));
+    TEST_OK(p, nncl_context_profile(p, e, 8, &count));
+    assert_int_equal(count, 0);
+    TEST_OK(p, nncl_tensor_destroy(p, &t));
+    nncl_context_destroy(p);
+}
+
+int main(void)
+{
+    ctx = test_context("opencl");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_list),
+        cmocka_unit_test(test_program_cache),
+        cmocka_unit_test(test_broken_kernel_reports_build_log),
+        cmocka_unit_test(test_launch_error_names_kernel),
+        cmocka_unit_test(test_launch_rounds_global_size),
+        cmocka_unit_test(test_profiling),
+    };
+    int failed = cmocka_run_group_tests_name("opencl", tests, NULL, NULL);
+    nncl_context_destroy(ctx);
+    return failed;
+}
