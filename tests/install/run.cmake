@@ -1,0 +1,36 @@
+# Installs nncl from BUILD_DIR into WORK_DIR/prefix, then builds and runs a
+# consumer through find_package(nncl) (shared and static) and through
+# pkg-config. Run with: cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=... -P run.cmake
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+  message("${out}")
+endfunction()
+
+set(prefix "${WORK_DIR}/prefix")
+file(REMOVE_RECURSE "${WORK_DIR}")
+run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
+run("${CMAKE_COMMAND}" -S "${SOURCE_DIR}/tests/install" -B "${WORK_DIR}/consumer"
+    "-DCMAKE_PREFIX_PATH=${prefix}")
+run("${CMAKE_COMMAND}" --build "${WORK_DIR}/consumer")
+run("${WORK_DIR}/consumer/consumer_shared")
+run("${WORK_DIR}/consumer/consumer_static")
+
+find_program(PKG_CONFIG pkg-config)
+find_program(CC_PROGRAM NAMES cc gcc clang)
+if(PKG_CONFIG AND CC_PROGRAM)
+  file(GLOB pc_dirs "${prefix}/lib*/pkgconfig" "${prefix}/lib/*/pkgconfig")
+  list(JOIN pc_dirs ":" pc_path)
+  set(ENV{PKG_CONFIG_PATH} "${pc_path}")
+  execute_process(COMMAND "${PKG_CONFIG}" --cflags --libs nncl OUTPUT_VARIABLE flags OUTPUT_STRIP_TRAILING_WHITESPACE)
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  run("${CC_PROGRAM}" "${SOURCE_DIR}/tests/install/consumer.c" -o "${WORK_DIR}/consumer_pc" ${flags})
+  file(GLOB libdirs "${prefix}/lib*")
+  list(JOIN libdirs ":" ld_path)
+  set(ENV{LD_LIBRARY_PATH} "${ld_path}")
+  run("${WORK_DIR}/consumer_pc")
+else()
+  message(FATAL_ERROR "pkg-config or a C compiler is missing")
+endif()
