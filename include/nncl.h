@@ -22,5 +22,7 @@
 #include "nncl/context.h"
 #include "nncl/tensor.h"
 #include "nncl/ops.h"
+#include "nncl/layer.h"
+#include "nncl/loss.h"
 
 #endif /* NNCL_H */

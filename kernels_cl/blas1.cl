@@ -1,5 +1,5 @@
 /*
- * blas1.cl - element-wise vector kernels: fill, scale, axpy.
+ * blas1.cl - element-wise vector kernels: fill, scale, axpy, add.
  *
  * One work-item per element, one-dimensional work-groups of NNCL_WG.
  */
@@ -27,4 +27,13 @@ __kernel void axpy(__global float *y, ulong y_off, __global const float *x, ulon
     size_t i = get_global_id(0);
     if (i >= n) return;
     y[y_off + i] = fma(alpha, x[x_off + i], y[y_off + i]);
+}
+
+/* y[i] = a[i] + b[i], i < n. */
+__kernel void add(__global float *y, ulong y_off, __global const float *a, ulong a_off, __global const float *b,
+                  ulong b_off, ulong n)
+{
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    y[y_off + i] = a[a_off + i] + b[b_off + i];
 }

@@ -12,7 +12,52 @@
  *     with the CPU reference.
  */
 
+/* No contraction of a * b + c into fma: kernels must round exactly as written,
+   so that the CPU reference can reproduce them bit for bit where promised. */
+#pragma OPENCL FP_CONTRACT OFF
+
 /* The default work-group size of one-dimensional element-wise kernels. */
 #ifndef NNCL_WG
 #define NNCL_WG 64
 #endif
+
+/*
+ * Philox4x32-10, the counter-based generator of src/core/rng.c, word for word:
+ * a uniform float in [0, 1) with 24 random bits for element `index` under the
+ * key (seed, step, layer). Counter = (index, layer, step low, step high).
+ */
+float nncl_rng_uniform(ulong seed, ulong step, uint layer, uint index)
+{
+    uint c0 = index, c1 = layer, c2 = (uint)step, c3 = (uint)(step >> 32);
+    uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        uint hi0 = mul_hi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        uint hi1 = mul_hi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    return (float)(c0 >> 8) * 0x1p-24f;
+}
+
+/*
+ * Sum of v over a one-dimensional work-group of NNCL_WG work-items, by a tree
+ * in local memory (a fixed order, so the result is reproducible). Every
+ * work-item of the group must call it; all of them receive the sum.
+ */
+float nncl_group_sum(float v, __local float *scratch)
+{
+    const uint lid = get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint step = NNCL_WG / 2; step > 0; step >>= 1) {
+        if (lid < step) scratch[lid] += scratch[lid + step];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */
+    return total;
+}

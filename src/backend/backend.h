@@ -35,6 +35,44 @@ typedef struct nncl_gemm_args {
     size_t c_off, ldc;
 } nncl_gemm_args;
 
+/*
+ * Geometry of a 2-D convolution, NCHW. The weight is (oc, c / groups, kh, kw).
+ * oh = (h + 2 ph - dh (kh - 1) - 1) / sh + 1, likewise ow.
+ */
+typedef struct nncl_conv_geom {
+    int64_t n, c, h, w;     /* input */
+    int64_t oc, oh, ow;     /* output channels and size */
+    int64_t kh, kw;         /* kernel */
+    int64_t sh, sw;         /* stride */
+    int64_t ph, pw;         /* zero padding */
+    int64_t dh, dw;         /* dilation */
+    int64_t groups;
+} nncl_conv_geom;
+
+/*
+ * Geometry of a 2-D pooling, NCHW, floor output sizes:
+ * oh = (h + 2 ph - kh) / sh + 1. Average pooling divides by kh * kw (padded
+ * zeros count, PyTorch's count_include_pad=True).
+ */
+typedef struct nncl_pool_geom {
+    int64_t n, c, h, w;
+    int64_t oh, ow;
+    int64_t kh, kw, sh, sw, ph, pw;
+    nncl_pool_kind kind;
+} nncl_pool_geom;
+
+/* Batch norm over x viewed as (n, c, inner): statistics per channel c. */
+typedef struct nncl_bn_geom {
+    int64_t n, c, inner;
+    float momentum, eps;
+} nncl_bn_geom;
+
+/* Key of the counter-based generator that draws dropout masks. */
+typedef struct nncl_rng_key {
+    uint64_t seed, step;
+    uint32_t layer;
+} nncl_rng_key;
+
 typedef struct nncl_backend_ops {
     const char *name; /* "cpu" or "opencl" */
 
@@ -75,6 +113,97 @@ typedef struct nncl_backend_ops {
     nncl_status (*sum)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
     /* See nncl_gemm_args. */
     nncl_status (*gemm)(nncl_context *ctx, const nncl_gemm_args *args);
+    /* y = a + b, element-wise; all three have the same element count. */
+    nncl_status (*add)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
+
+    /* ---- layers (all queued) ----
+       Input gradients (dx) are overwritten; parameter gradients (dw, db,
+       dgamma, dbeta) are accumulated into. */
+
+    /* y viewed as (outer, channels, inner): y[o][c][i] += b[c]. */
+    nncl_status (*bias_add)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
+                            int64_t channels, int64_t inner);
+    /* db[c] += sum over o, i of dy[o][c][i]. */
+    nncl_status (*bias_backward)(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
+                                 int64_t channels, int64_t inner);
+
+    /* y = conv(x, w), no bias. */
+    nncl_status (*conv2d_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                  const nncl_tensor *w, const nncl_conv_geom *g);
+    /* dx = conv_transpose(dy, w). */
+    nncl_status (*conv2d_backward_data)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
+                                        const nncl_tensor *w, const nncl_conv_geom *g);
+    /* dw += correlation of dy with x. */
+    nncl_status (*conv2d_backward_params)(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
+                                          const nncl_tensor *x, const nncl_conv_geom *g);
+
+    /* y = pool(x). For max pooling, idx (same shape as y) receives the
+       position h * w_in + w of each maximum within its (n, c) plane; for
+       average pooling idx is NULL. */
+    nncl_status (*pool2d_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
+                                  const nncl_tensor *x, const nncl_pool_geom *g);
+    nncl_status (*pool2d_backward)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
+                                   const nncl_tensor *idx, const nncl_pool_geom *g);
+
+    /* y = f(x), element-wise. */
+    nncl_status (*activation_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                      nncl_activation act, float param);
+    /* dx = f'(x) dy; y = f(x) is given for the activations that use it. */
+    nncl_status (*activation_backward)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *x,
+                                       const nncl_tensor *y, const nncl_tensor *dy, nncl_activation act,
+                                       float param);
+
+    /* Row-wise (log-)softmax of x viewed as (rows, cols). */
+    nncl_status (*softmax_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, int64_t rows,
+                                   int64_t cols, int log);
+    nncl_status (*softmax_backward)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *y,
+                                    const nncl_tensor *dy, int64_t rows, int64_t cols, int log);
+
+    /* y = x * mask / (1 - p), mask drawn from key; dx likewise from dy. */
+    nncl_status (*dropout)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, float p,
+                           nncl_rng_key key);
+
+    /* Training forward: batch statistics (saved as mean and invstd, c each),
+       running statistics updated. */
+    nncl_status (*batchnorm_forward_train)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *mean,
+                                           const nncl_tensor *invstd, const nncl_tensor *running_mean,
+                                           const nncl_tensor *running_var, const nncl_tensor *x,
+                                           const nncl_tensor *gamma, const nncl_tensor *beta,
+                                           const nncl_bn_geom *g);
+    /* Evaluation forward with the running statistics. */
+    nncl_status (*batchnorm_forward_eval)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                          const nncl_tensor *running_mean, const nncl_tensor *running_var,
+                                          const nncl_tensor *gamma, const nncl_tensor *beta,
+                                          const nncl_bn_geom *g);
+    /* Backward through the statistics of the forward (train = 1: batch
+       statistics, whose mean and invstd are given; 0: running statistics,
+       passed as mean and invstd = 1 / sqrt(var + eps)). */
+    nncl_status (*batchnorm_backward)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dgamma,
+                                      const nncl_tensor *dbeta, const nncl_tensor *dy, const nncl_tensor *x,
+                                      const nncl_tensor *mean, const nncl_tensor *invstd,
+                                      const nncl_tensor *gamma, const nncl_bn_geom *g, int train);
+    /* invstd[c] = 1 / sqrt(var[c] + eps), for the evaluation backward. */
+    nncl_status (*batchnorm_invstd)(nncl_context *ctx, const nncl_tensor *invstd, const nncl_tensor *var,
+                                    float eps);
+
+    /* Layer norm of x viewed as (rows, cols); gamma and beta (cols) may be NULL. */
+    nncl_status (*layernorm_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *mean,
+                                     const nncl_tensor *rstd, const nncl_tensor *x, const nncl_tensor *gamma,
+                                     const nncl_tensor *beta, int64_t rows, int64_t cols, float eps);
+    nncl_status (*layernorm_backward)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dgamma,
+                                      const nncl_tensor *dbeta, const nncl_tensor *dy, const nncl_tensor *x,
+                                      const nncl_tensor *mean, const nncl_tensor *rstd, const nncl_tensor *gamma,
+                                      int64_t rows, int64_t cols);
+
+    /* ---- losses (all queued) ----
+       input is (n, c) for the class losses, n * c elements otherwise; work
+       holds n elements of per-sample (or per-row) losses. */
+    nncl_status (*loss_forward)(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *out,
+                                const nncl_tensor *work, const nncl_tensor *input, const nncl_tensor *target,
+                                int64_t n, int64_t c, float smoothing);
+    nncl_status (*loss_backward)(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *dinput,
+                                 const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
+                                 float smoothing);
 } nncl_backend_ops;
 
 #endif /* NNCL_BACKEND_H */

@@ -32,9 +32,59 @@ nncl_status nncl__cpu_op_end(nncl_context *ctx, const char *name, uint64_t start
     return nncl__profile_add(ctx, name, now_ns() - start_ns);
 }
 
+/* The backend's own state: the staging slots. */
+typedef struct nncl__cpu {
+    double *slot[NNCL_CPU_SLOTS];
+    size_t slot_cap[NNCL_CPU_SLOTS]; /* in doubles */
+} nncl__cpu;
+
+nncl_status nncl__cpu_scratch(nncl_context *ctx, int slot, size_t n, double **out)
+{
+    nncl__cpu *cpu = ctx->impl;
+    if (n > cpu->slot_cap[slot]) {
+        double *grown = realloc(cpu->slot[slot], n * sizeof(double));
+        if (grown == NULL)
+            return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "cpu backend: cannot stage %zu values", n);
+        ctx->stats.device_allocs++;
+        ctx->stats.device_bytes_live += (n - cpu->slot_cap[slot]) * sizeof(double);
+        cpu->slot[slot] = grown;
+        cpu->slot_cap[slot] = n;
+    }
+    *out = cpu->slot[slot];
+    return NNCL_OK;
+}
+
+nncl_status nncl__cpu_stage(nncl_context *ctx, int slot, const nncl_tensor *t, double **out)
+{
+    if (t == NULL) {
+        *out = NULL;
+        return NNCL_OK;
+    }
+    size_t n = (size_t)nncl_tensor_numel(t);
+    NNCL_TRY(nncl__cpu_scratch(ctx, slot, n, out));
+    const float *p = nncl__cpu_tensor(t);
+    for (size_t i = 0; i < n; i++) (*out)[i] = p[i];
+    return NNCL_OK;
+}
+
+void nncl__cpu_unstage(const nncl_tensor *t, const double *v)
+{
+    if (t == NULL) return;
+    float *p = nncl__cpu_tensor(t);
+    size_t n = (size_t)nncl_tensor_numel(t);
+    for (size_t i = 0; i < n; i++) p[i] = (float)v[i];
+}
+
 static void cpu_destroy(nncl_context *ctx)
 {
-    (void)ctx; /* the CPU backend keeps no state of its own */
+    nncl__cpu *cpu = ctx->impl;
+    if (cpu == NULL) return;
+    for (int i = 0; i < NNCL_CPU_SLOTS; i++) {
+        free(cpu->slot[i]);
+        ctx->stats.device_bytes_live -= cpu->slot_cap[i] * sizeof(double);
+    }
+    free(cpu);
+    ctx->impl = NULL;
 }
 
 static nncl_status cpu_buffer_alloc(nncl_context *ctx, nncl_buffer *buf)
@@ -97,13 +147,35 @@ static const nncl_backend_ops cpu_ops = {
     .axpy = nncl__cpu_axpy,
     .sum = nncl__cpu_sum,
     .gemm = nncl__cpu_gemm,
+    .add = nncl__cpu_add,
+    .bias_add = nncl__cpu_bias_add,
+    .bias_backward = nncl__cpu_bias_backward,
+    .conv2d_forward = nncl__cpu_conv2d_forward,
+    .conv2d_backward_data = nncl__cpu_conv2d_backward_data,
+    .conv2d_backward_params = nncl__cpu_conv2d_backward_params,
+    .pool2d_forward = nncl__cpu_pool2d_forward,
+    .pool2d_backward = nncl__cpu_pool2d_backward,
+    .activation_forward = nncl__cpu_activation_forward,
+    .activation_backward = nncl__cpu_activation_backward,
+    .softmax_forward = nncl__cpu_softmax_forward,
+    .softmax_backward = nncl__cpu_softmax_backward,
+    .dropout = nncl__cpu_dropout,
+    .batchnorm_forward_train = nncl__cpu_batchnorm_forward_train,
+    .batchnorm_forward_eval = nncl__cpu_batchnorm_forward_eval,
+    .batchnorm_backward = nncl__cpu_batchnorm_backward,
+    .batchnorm_invstd = nncl__cpu_batchnorm_invstd,
+    .layernorm_forward = nncl__cpu_layernorm_forward,
+    .layernorm_backward = nncl__cpu_layernorm_backward,
+    .loss_forward = nncl__cpu_loss_forward,
+    .loss_backward = nncl__cpu_loss_backward,
 };
 
 nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt)
 {
     (void)opt;
     ctx->ops = &cpu_ops;
-    ctx->impl = NULL;
+    ctx->impl = calloc(1, sizeof(nncl__cpu));
+    if (ctx->impl == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
     snprintf(ctx->description, sizeof ctx->description, "CPU reference backend (plain C, one thread)");
     return NNCL_OK;
 }

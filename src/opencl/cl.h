@@ -20,6 +20,9 @@
 /* Number of partial sums in the first pass of a reduction (kernels_cl/reduce.cl). */
 #define NNCL_CL_PARTIALS 1024
 
+/* Number of scratch buffers an op may use at once (nncl__cl_scratch). */
+#define NNCL_CL_SCRATCH_SLOTS 3
+
 /* A kernel of a built program, with its function name for messages. */
 typedef struct nncl__cl_kernel {
     cl_kernel kernel;
@@ -54,6 +57,8 @@ typedef struct nncl__cl {
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
     cl_mem partials;  /* per-work-item partial sums of reductions */
+    cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
+    size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];
 
     nncl__cl_pending_event *pending; /* (n_pending) profiled commands in flight */
     size_t n_pending, cap_pending;
@@ -97,6 +102,14 @@ nncl_status nncl__cl_alloc(nncl_context *ctx, size_t bytes, cl_mem *out);
 
 /* Releases a buffer made by nncl__cl_alloc (NULL is ignored). */
 void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes);
+
+/*
+ * OUT: *out = scratch buffer `slot` with at least `bytes`. An op may use it
+ * freely until it returns: the queue is in order, so the next op's use of the
+ * same slot starts after this op's kernels end. It grows (one allocation)
+ * only when a larger size is asked for.
+ */
+nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *out);
 
 /* ---- programs ---------------------------------------------------------------- */
 
@@ -147,6 +160,14 @@ void nncl__cl_arg_f32(nncl__cl_args *a, float v);
 /* The one place a view becomes kernel arguments: (global float *, ulong element offset). */
 void nncl__cl_arg_view(nncl__cl_args *a, const nncl_buffer *buf, size_t offset);
 
+/* A tensor as (buffer, offset) arguments; NULL gives (NULL, 0) for optional ones. */
+void nncl__cl_arg_tensor(nncl__cl_args *a, const nncl_tensor *t);
+void nncl__cl_arg_i32(nncl__cl_args *a, int32_t v);
+void nncl__cl_arg_i64(nncl__cl_args *a, int64_t v);
+
+/* Queues kernel k over n work-items in work-groups of NNCL_CL_WG (one dimension). */
+nncl_status nncl__cl_launch_1d(nncl__cl_args *a, size_t n);
+
 /*
  * Queues the kernel whose arguments `a` set. Rounds each global size up to a
  * multiple of the local size (kernels guard their tails), checks the return
@@ -168,5 +189,59 @@ nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha)
 nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);
 nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g);
+nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
+nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
+                              int64_t channels, int64_t inner);
+nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
+                                   int64_t channels, int64_t inner);
+nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                    const nncl_tensor *w, const nncl_conv_geom *g);
+nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
+                                          const nncl_tensor *w, const nncl_conv_geom *g);
+nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
+                                            const nncl_tensor *x, const nncl_conv_geom *g);
+nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
+                                    const nncl_tensor *x, const nncl_pool_geom *g);
+nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
+                                     const nncl_tensor *idx, const nncl_pool_geom *g);
+nncl_status nncl__cl_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                        nncl_activation act, float param);
+nncl_status nncl__cl_activation_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *x,
+                                         const nncl_tensor *y, const nncl_tensor *dy, nncl_activation act,
+                                         float param);
+nncl_status nncl__cl_softmax_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, int64_t rows,
+                                     int64_t cols, int log);
+nncl_status nncl__cl_softmax_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *y,
+                                      const nncl_tensor *dy, int64_t rows, int64_t cols, int log);
+nncl_status nncl__cl_dropout(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, float p,
+                             nncl_rng_key key);
+nncl_status nncl__cl_batchnorm_forward_train(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *mean,
+                                             const nncl_tensor *invstd, const nncl_tensor *running_mean,
+                                             const nncl_tensor *running_var, const nncl_tensor *x,
+                                             const nncl_tensor *gamma, const nncl_tensor *beta,
+                                             const nncl_bn_geom *g);
+nncl_status nncl__cl_batchnorm_forward_eval(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                            const nncl_tensor *running_mean, const nncl_tensor *running_var,
+                                            const nncl_tensor *gamma, const nncl_tensor *beta,
+                                            const nncl_bn_geom *g);
+nncl_status nncl__cl_batchnorm_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dgamma,
+                                        const nncl_tensor *dbeta, const nncl_tensor *dy, const nncl_tensor *x,
+                                        const nncl_tensor *mean, const nncl_tensor *invstd, const nncl_tensor *gamma,
+                                        const nncl_bn_geom *g, int train);
+nncl_status nncl__cl_batchnorm_invstd(nncl_context *ctx, const nncl_tensor *invstd, const nncl_tensor *var,
+                                      float eps);
+nncl_status nncl__cl_layernorm_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *mean,
+                                       const nncl_tensor *rstd, const nncl_tensor *x, const nncl_tensor *gamma,
+                                       const nncl_tensor *beta, int64_t rows, int64_t cols, float eps);
+nncl_status nncl__cl_layernorm_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dgamma,
+                                        const nncl_tensor *dbeta, const nncl_tensor *dy, const nncl_tensor *x,
+                                        const nncl_tensor *mean, const nncl_tensor *rstd, const nncl_tensor *gamma,
+                                        int64_t rows, int64_t cols);
+nncl_status nncl__cl_loss_forward(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *out,
+                                  const nncl_tensor *work, const nncl_tensor *input, const nncl_tensor *target,
+                                  int64_t n, int64_t c, float smoothing);
+nncl_status nncl__cl_loss_backward(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *dinput,
+                                   const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
+                                   float smoothing);
 
 #endif /* NNCL_CL_H */

@@ -29,6 +29,19 @@ void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes)
     ctx->stats.device_bytes_live -= bytes;
 }
 
+nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *out)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (cl->scratch[slot] == NULL || bytes > cl->scratch_bytes[slot]) {
+        nncl__cl_free(ctx, &cl->scratch[slot], cl->scratch_bytes[slot]);
+        cl->scratch_bytes[slot] = 0;
+        NNCL_TRY(nncl__cl_alloc(ctx, bytes, &cl->scratch[slot]));
+        cl->scratch_bytes[slot] = bytes;
+    }
+    *out = cl->scratch[slot];
+    return NNCL_OK;
+}
+
 static nncl_status cl_buffer_alloc(nncl_context *ctx, nncl_buffer *buf)
 {
     cl_mem mem;
@@ -136,6 +149,7 @@ static void cl_destroy(nncl_context *ctx)
     nncl__cl_programs_release(ctx);
     nncl__cl_free(ctx, &cl->gemm_temp, cl->gemm_temp_bytes);
     nncl__cl_free(ctx, &cl->partials, NNCL_CL_PARTIALS * sizeof(float));
+    for (int i = 0; i < NNCL_CL_SCRATCH_SLOTS; i++) nncl__cl_free(ctx, &cl->scratch[i], cl->scratch_bytes[i]);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
     if (cl->context) clReleaseContext(cl->context);
     free(cl);
@@ -156,6 +170,27 @@ static const nncl_backend_ops cl_ops = {
     .axpy = nncl__cl_axpy,
     .sum = nncl__cl_sum,
     .gemm = nncl__cl_gemm,
+    .add = nncl__cl_add,
+    .bias_add = nncl__cl_bias_add,
+    .bias_backward = nncl__cl_bias_backward,
+    .conv2d_forward = nncl__cl_conv2d_forward,
+    .conv2d_backward_data = nncl__cl_conv2d_backward_data,
+    .conv2d_backward_params = nncl__cl_conv2d_backward_params,
+    .pool2d_forward = nncl__cl_pool2d_forward,
+    .pool2d_backward = nncl__cl_pool2d_backward,
+    .activation_forward = nncl__cl_activation_forward,
+    .activation_backward = nncl__cl_activation_backward,
+    .softmax_forward = nncl__cl_softmax_forward,
+    .softmax_backward = nncl__cl_softmax_backward,
+    .dropout = nncl__cl_dropout,
+    .batchnorm_forward_train = nncl__cl_batchnorm_forward_train,
+    .batchnorm_forward_eval = nncl__cl_batchnorm_forward_eval,
+    .batchnorm_backward = nncl__cl_batchnorm_backward,
+    .batchnorm_invstd = nncl__cl_batchnorm_invstd,
+    .layernorm_forward = nncl__cl_layernorm_forward,
+    .layernorm_backward = nncl__cl_layernorm_backward,
+    .loss_forward = nncl__cl_loss_forward,
+    .loss_backward = nncl__cl_loss_backward,
 };
 
 nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt)

@@ -1,5 +1,5 @@
 /*
- * cl_blas1.c - host side of kernels_cl/blas1.cl: fill, scale, axpy.
+ * cl_blas1.c - host side of kernels_cl/blas1.cl: fill, scale, axpy, add.
  */
 #include "opencl/cl.h"
 
@@ -39,4 +39,17 @@ nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, 
     nncl__cl_arg_u64(&a, n);
     nncl__cl_arg_f32(&a, alpha);
     return nncl__cl_launch(&a, 1, &n, &local);
+}
+
+nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "add", &k));
+    size_t n = (size_t)nncl_tensor_numel(y);
+    nncl__cl_args args = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&args, y);
+    nncl__cl_arg_tensor(&args, a);
+    nncl__cl_arg_tensor(&args, b);
+    nncl__cl_arg_u64(&args, n);
+    return nncl__cl_launch_1d(&args, n);
 }

@@ -50,6 +50,34 @@ void nncl__cl_arg_view(nncl__cl_args *a, const nncl_buffer *buf, size_t offset)
     nncl__cl_arg_u64(a, offset);
 }
 
+void nncl__cl_arg_tensor(nncl__cl_args *a, const nncl_tensor *t)
+{
+    if (t == NULL) {
+        nncl__cl_arg(a, sizeof(cl_mem), NULL);
+        nncl__cl_arg_u64(a, 0);
+        return;
+    }
+    nncl__cl_arg_view(a, t->buf, t->offset);
+}
+
+void nncl__cl_arg_i32(nncl__cl_args *a, int32_t v)
+{
+    cl_int x = v;
+    nncl__cl_arg(a, sizeof x, &x);
+}
+
+void nncl__cl_arg_i64(nncl__cl_args *a, int64_t v)
+{
+    cl_long x = v;
+    nncl__cl_arg(a, sizeof x, &x);
+}
+
+nncl_status nncl__cl_launch_1d(nncl__cl_args *a, size_t n)
+{
+    const size_t local = NNCL_CL_WG;
+    return nncl__cl_launch(a, 1, &n, &local);
+}
+
 nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global, const size_t *local)
 {
     if (a->status != NNCL_OK) return a->status;

@@ -1,0 +1,30 @@
+/*
+ * bias.cl - bias of linear and convolution layers, with y viewed as
+ * (outer, channels, inner):
+ *   bias_add:       y[o][c][i] += b[c]           one work-item per element of y
+ *   bias_backward:  db[c] += sum_{o,i} dy[o][c][i]
+ *                   one work-group of NNCL_WG per channel (global = channels * NNCL_WG):
+ *                   strided partial sums, then a tree in local memory
+ */
+
+__kernel void bias_add(__global float *y, ulong y_off, __global const float *b, ulong b_off, ulong channels,
+                       ulong inner, ulong n)
+{
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    y[y_off + i] += b[b_off + (i / inner) % channels];
+}
+
+__kernel void bias_backward(__global float *db, ulong db_off, __global const float *dy, ulong dy_off, ulong outer,
+                            ulong channels, ulong inner)
+{
+    __local float scratch[NNCL_WG];
+    const size_t c = get_group_id(0);
+    const uint lid = get_local_id(0);
+    const ulong m = outer * inner;
+    float acc = 0.0f;
+    if (c < channels)
+        for (ulong j = lid; j < m; j += NNCL_WG) acc += dy[dy_off + ((j / inner) * channels + c) * inner + j % inner];
+    float total = nncl_group_sum(acc, scratch);
+    if (c < channels && lid == 0) db[db_off + c] += total;
+}

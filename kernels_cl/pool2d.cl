@@ -1,0 +1,71 @@
+/*
+ * pool2d.cl - max and average pooling, NCHW, floor output sizes; the same
+ * arithmetic in the same order as the reference in src/cpu/cpu_pool2d.c, so
+ * the two agree bit for bit.
+ *
+ *   pool2d_forward:   one work-item per output element. Max takes the first
+ *                     maximum (NaN wins) and records its position ih * w + iw;
+ *                     average sums the window (padding counts as zero) and
+ *                     multiplies by inv = 1 / (kh kw), computed on the host.
+ *   pool2d_backward:  one work-item per input element, gathering from every
+ *                     output window that covers it, in increasing (oh, ow)
+ *                     order: no atomics, deterministic.
+ * Geometry arguments: n c h w oh ow kh kw sh sw ph pw (as ulong, padding as long).
+ */
+
+#define POOL_GEOM ulong nc, long h, long w, long oh, long ow, long kh, long kw, long sh, long sw, long ph, long pw
+
+__kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
+                             __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
+{
+    size_t o = get_global_id(0);
+    if (o >= nc * oh * ow) return;
+    long p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
+    __global const float *xp = x + x_off + p * h * w;
+    float best = -INFINITY, sum = 0.0f;
+    long at = -1;
+    for (long ky = 0; ky < kh; ky++) {
+        long iy = oy * sh - ph + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (long kx = 0; kx < kw; kx++) {
+            long ix = ox * sw - pw + kx;
+            if (ix < 0 || ix >= w) continue;
+            float v = xp[iy * w + ix];
+            if (v > best || isnan(v)) {
+                best = v;
+                at = iy * w + ix;
+            }
+            sum += v;
+        }
+    }
+    if (is_max) {
+        y[y_off + o] = best;
+        idx[idx_off + o] = (float)at;
+    } else {
+        y[y_off + o] = sum * inv;
+    }
+}
+
+__kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
+                              __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv)
+{
+    size_t i = get_global_id(0);
+    if (i >= nc * h * w) return;
+    long p = i / (h * w), r = i % (h * w), iy = r / w, ix = r % w;
+    /* Outputs whose window covers (iy, ix): oy * sh - ph <= iy < oy * sh - ph + kh. */
+    long num_y = iy + ph - kh + 1, num_x = ix + pw - kw + 1;
+    long oy0 = num_y <= 0 ? 0 : (num_y + sh - 1) / sh, oy1 = min((iy + ph) / sh, oh - 1);
+    long ox0 = num_x <= 0 ? 0 : (num_x + sw - 1) / sw, ox1 = min((ix + pw) / sw, ow - 1);
+    float acc = 0.0f;
+    for (long oy = oy0; oy <= oy1; oy++) {
+        for (long ox = ox0; ox <= ox1; ox++) {
+            long o = (p * oh + oy) * ow + ox;
+            if (is_max) {
+                if ((long)idx[idx_off + o] == r) acc += dy[dy_off + o];
+            } else {
+                acc += dy[dy_off + o] * inv;
+            }
+        }
+    }
+    dx[dx_off + i] = acc;
+}

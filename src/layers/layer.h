@@ -1,0 +1,80 @@
+/*
+ * layer.h - what every layer shares: the layer structure, its op table, and
+ * helpers for parameters and workspaces.
+ *
+ * A layer knows shapes and parameters and calls the backend (ctx->ops). It
+ * never touches a cl_mem and contains no loops over data. Each layer file
+ * (src/layers/<name>.c) embeds `nncl_layer` as the first member of its own
+ * structure and provides a `nncl_layer_ops` table.
+ */
+#ifndef NNCL_LAYER_INTERNAL_H
+#define NNCL_LAYER_INTERNAL_H
+
+#include "backend/backend.h"
+
+#define NNCL_LAYER_MAX_PARAMS 4
+
+/* A parameter (value and gradient) or a buffer (value only, grad.buf == NULL). */
+typedef struct nncl__param {
+    const char *name;  /* state_dict name: "weight", "bias", "running_mean", ... */
+    nncl_tensor value; /* owned by the layer */
+    nncl_tensor grad;  /* owned by the layer; empty for buffers */
+} nncl__param;
+
+typedef struct nncl_layer_ops {
+    const char *kind; /* "linear", "conv2d", ... */
+    int is_alias;     /* flatten, unflatten: descriptor rewrites only */
+    /* Output shape for an input shape, or NNCL_ERR_SHAPE naming the layer and both shapes. */
+    nncl_status (*output_shape)(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
+    /* x and y are checked (y has the output shape) before this is called. NULL: not a one-input layer. */
+    nncl_status (*forward)(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);
+    /* x, y, dy (and dx when not NULL) are checked before this is called. */
+    nncl_status (*backward)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                            nncl_tensor *dx);
+    /* Releases what the layer owns besides its parameters (optional). */
+    void (*destroy)(nncl_layer *l);
+} nncl_layer_ops;
+
+struct nncl_layer {
+    const nncl_layer_ops *ops;
+    nncl_context *ctx;
+    char desc[192];            /* "conv2d(in=3, out=8, kernel=3x3, ...)", for messages */
+    size_t n_params;           /* learnable parameters: params[0 .. n_params) */
+    size_t n_total;            /* parameters and buffers: params[0 .. n_total) */
+    nncl__param params[NNCL_LAYER_MAX_PARAMS];
+};
+
+/* Sets up the common part; `size` is the size of the layer's own structure. */
+nncl_status nncl__layer_alloc(nncl_context *ctx, const nncl_layer_ops *ops, size_t size, nncl_layer **out);
+
+/*
+ * Adds a parameter (learnable: with a zeroed gradient) or a buffer, filled
+ * with `value`. Parameters must be added before buffers.
+ */
+nncl_status nncl__layer_add_param(nncl_layer *l, const char *name, int ndim, const int64_t *shape, int learnable,
+                                  float value);
+
+/*
+ * Fills parameter i with values uniform in [-bound, bound), drawn on the host
+ * from the counter-based generator under (seed, i), and uploads them. This is
+ * how PyTorch's Linear and Conv2d initialise (kaiming_uniform with a = sqrt 5
+ * gives bound = 1 / sqrt(fan_in)).
+ */
+nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint64_t seed);
+
+/*
+ * Makes *ws a 1-D tensor of at least n elements (viewed as exactly n),
+ * reallocating only when it must grow: a steady state allocates nothing.
+ */
+nncl_status nncl__layer_workspace(nncl_layer *l, nncl_tensor *ws, int64_t *capacity, int64_t n);
+
+/* output_shape of the layers whose output has the input's shape. */
+nncl_status nncl__layer_same_shape(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
+
+/* Returns NNCL_ERR_SHAPE: "<desc>: input shape (...) <reason>". */
+nncl_status nncl__layer_shape_error(const nncl_layer *l, int ndim, const int64_t *shape, const char *reason);
+
+/* Returns NNCL_ERR_INVALID_ARG with "<kind>: <formatted reason>". */
+#define NNCL_LAYER_CONFIG_ERROR(ctx, kind, ...) NNCL_ERROR((ctx), NNCL_ERR_INVALID_ARG, kind ": " __VA_ARGS__)
+
+#endif /* NNCL_LAYER_INTERNAL_H */

@@ -1,0 +1,101 @@
+/*
+ * linear.c - torch.nn.Linear: y = x W^T + b.
+ *
+ * x is (..., in) and is treated as (rows, in) with rows the product of the
+ * leading dimensions; y is (..., out). W is (out, in), b is (out).
+ *   forward:   y  = x W^T            GEMM (rows x out x in), then y += b
+ *   backward:  dx = dy W             GEMM (rows x in x out)
+ *              dW += dy^T x          GEMM (out x in x rows), beta = 1
+ *              db += column sums of dy
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "layers/layer.h"
+
+typedef struct linear {
+    nncl_layer base;
+    int64_t in, out;
+    int bias;
+} linear;
+
+static nncl_status linear_shape(const nncl_layer *l, int ndim, const int64_t *in, int *ond, int64_t *out)
+{
+    const linear *s = (const linear *)l;
+    if (ndim < 1 || in[ndim - 1] != s->in) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "does not end in %lld features", (long long)s->in);
+        return nncl__layer_shape_error(l, ndim, in, reason);
+    }
+    *ond = ndim;
+    for (int i = 0; i < ndim - 1; i++) out[i] = in[i];
+    out[ndim - 1] = s->out;
+    return NNCL_OK;
+}
+
+static nncl_status linear_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    (void)mode;
+    const linear *s = (const linear *)l;
+    nncl_context *ctx = l->ctx;
+    int64_t rows = nncl_tensor_numel(x) / s->in;
+    const nncl_tensor *w = &l->params[0].value;
+    NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, rows, s->out, s->in, 1.0f, x, s->in, w, s->in, 0.0f, y,
+                       s->out));
+    if (s->bias) NNCL_TRY(ctx->ops->bias_add(ctx, y, &l->params[1].value, rows, s->out, 1));
+    return NNCL_OK;
+}
+
+static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                   nncl_tensor *dx)
+{
+    (void)y;
+    const linear *s = (const linear *)l;
+    nncl_context *ctx = l->ctx;
+    int64_t rows = nncl_tensor_numel(x) / s->in;
+    const nncl_tensor *w = &l->params[0].value, *dw = &l->params[0].grad;
+    if (dx != NULL)
+        NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, rows, s->in, s->out, 1.0f, dy, s->out, w, s->in, 0.0f,
+                           dx, s->in));
+    NNCL_TRY(nncl_gemm(ctx, NNCL_TRANS, NNCL_NO_TRANS, s->out, s->in, rows, 1.0f, dy, s->out, x, s->in, 1.0f, dw,
+                       s->in));
+    if (s->bias) NNCL_TRY(ctx->ops->bias_backward(ctx, &l->params[1].grad, dy, rows, s->out, 1));
+    return NNCL_OK;
+}
+
+static const nncl_layer_ops linear_ops = {
+    .kind = "linear",
+    .output_shape = linear_shape,
+    .forward = linear_forward,
+    .backward = linear_backward,
+};
+
+nncl_status nncl_linear_create(nncl_context *ctx, int64_t in_features, int64_t out_features, int bias,
+                               nncl_layer **out)
+{
+    NNCL_CHECK_CTX(ctx);
+    NNCL_CHECK_ARG(ctx, out);
+    *out = NULL;
+    if (in_features < 1 || out_features < 1 || in_features > INT32_MAX || out_features > INT32_MAX)
+        return NNCL_LAYER_CONFIG_ERROR(ctx, "linear", "in_features %lld and out_features %lld must be in 1..2^31-1",
+                                       (long long)in_features, (long long)out_features);
+    nncl_layer *l;
+    NNCL_TRY(nncl__layer_alloc(ctx, &linear_ops, sizeof(linear), &l));
+    linear *s = (linear *)l;
+    s->in = in_features;
+    s->out = out_features;
+    s->bias = bias != 0;
+    snprintf(l->desc, sizeof l->desc, "linear(in=%lld, out=%lld, bias=%d)", (long long)in_features,
+             (long long)out_features, s->bias);
+    const int64_t wshape[2] = {out_features, in_features};
+    const float bound = 1.0f / sqrtf((float)in_features);
+    nncl_status st = nncl__layer_add_param(l, "weight", 2, wshape, 1, 0.0f);
+    if (st == NNCL_OK && s->bias) st = nncl__layer_add_param(l, "bias", 1, &out_features, 1, 0.0f);
+    for (size_t i = 0; st == NNCL_OK && i < l->n_params; i++) st = nncl__layer_init_uniform(l, i, bound, 0);
+    if (st != NNCL_OK) {
+        nncl_layer_destroy(l);
+        return st;
+    }
+    *out = l;
+    return NNCL_OK;
+}

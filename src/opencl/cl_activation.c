@@ -1,0 +1,37 @@
+/*
+ * cl_activation.c - host side of kernels_cl/activation.cl.
+ */
+#include "opencl/cl.h"
+
+nncl_status nncl__cl_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                        nncl_activation act, float param)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "activation", "", "activation_forward", &k));
+    size_t n = (size_t)nncl_tensor_numel(x);
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, y);
+    nncl__cl_arg_tensor(&a, x);
+    nncl__cl_arg_u64(&a, n);
+    nncl__cl_arg_i32(&a, (int32_t)act);
+    nncl__cl_arg_f32(&a, param);
+    return nncl__cl_launch_1d(&a, n);
+}
+
+nncl_status nncl__cl_activation_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *x,
+                                         const nncl_tensor *y, const nncl_tensor *dy, nncl_activation act,
+                                         float param)
+{
+    (void)y; /* the derivatives are computed from x */
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "activation", "", "activation_backward", &k));
+    size_t n = (size_t)nncl_tensor_numel(x);
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dx);
+    nncl__cl_arg_tensor(&a, x);
+    nncl__cl_arg_tensor(&a, dy);
+    nncl__cl_arg_u64(&a, n);
+    nncl__cl_arg_i32(&a, (int32_t)act);
+    nncl__cl_arg_f32(&a, param);
+    return nncl__cl_launch_1d(&a, n);
+}

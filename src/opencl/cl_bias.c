@@ -1,0 +1,33 @@
+/*
+ * cl_bias.c - host side of kernels_cl/bias.cl.
+ */
+#include "opencl/cl.h"
+
+nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
+                              int64_t channels, int64_t inner)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bias", "", "bias_add", &k));
+    size_t n = (size_t)(outer * channels * inner);
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, y);
+    nncl__cl_arg_tensor(&a, b);
+    nncl__cl_arg_u64(&a, (uint64_t)channels);
+    nncl__cl_arg_u64(&a, (uint64_t)inner);
+    nncl__cl_arg_u64(&a, n);
+    return nncl__cl_launch_1d(&a, n);
+}
+
+nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
+                                   int64_t channels, int64_t inner)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bias", "", "bias_backward", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, db);
+    nncl__cl_arg_tensor(&a, dy);
+    nncl__cl_arg_u64(&a, (uint64_t)outer);
+    nncl__cl_arg_u64(&a, (uint64_t)channels);
+    nncl__cl_arg_u64(&a, (uint64_t)inner);
+    return nncl__cl_launch_1d(&a, (size_t)channels * NNCL_CL_WG); /* one work-group per channel */
+}

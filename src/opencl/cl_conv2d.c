@@ -1,0 +1,123 @@
+/*
+ * cl_conv2d.c - 2-D convolution on OpenCL as im2col plus CLBlast GEMMs, for
+ * the whole batch at once (kernels_cl/conv2d.cl describes the layouts).
+ *
+ * With R = C kh kw rows of the column matrix, Q = N oh ow columns, and per
+ * group g the slices W_g (OCg x Rg), col_g (Rg x Q), Y'_g (OCg x Q):
+ *   forward:          col = im2col(x);  Y'_g = W_g col_g;  y = permute(Y')
+ *   backward data:    dY' = permute(dy);  dcol_g = W_g^T dY'_g;  dx = col2im(dcol)
+ *   backward params:  col = im2col(x);  dY' = permute(dy);  dW_g += dY'_g col_g^T
+ * Scratch slot 0 holds col (R x Q), slot 1 holds Y' (OC x Q): reused by every
+ * convolution, grown once to the largest.
+ */
+#include "opencl/cl.h"
+
+/* The geometry as the 14 kernel arguments of CONV_GEOM. */
+static void arg_geom(nncl__cl_args *a, const nncl_conv_geom *g)
+{
+    const int64_t v[14] = {g->n, g->c, g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw};
+    for (int i = 0; i < 14; i++) nncl__cl_arg_i64(a, v[i]);
+}
+
+/* Scratch memory viewed as a 1-D tensor, so that GEMM can take it. */
+static nncl_status scratch_tensor(nncl_context *ctx, int slot, int64_t n, nncl_buffer *holder, nncl_tensor *t)
+{
+    cl_mem mem;
+    NNCL_TRY(nncl__cl_scratch(ctx, slot, (size_t)n * sizeof(float), &mem));
+    holder->ctx = ctx;
+    holder->bytes = (size_t)n * sizeof(float);
+    holder->mem = mem;
+    *t = (nncl_tensor){.buf = holder, .offset = 0, .ndim = 1, .shape = {n}};
+    return NNCL_OK;
+}
+
+/* The 1-D view of n elements of t starting `off` elements in. */
+static nncl_tensor slice(const nncl_tensor *t, int64_t off, int64_t n)
+{
+    nncl_tensor v = {.buf = t->buf, .offset = t->offset + (size_t)off, .ndim = 1, .shape = {n}};
+    return v;
+}
+
+static nncl_status im2col(nncl_context *ctx, const nncl_tensor *col, const nncl_tensor *x, const nncl_conv_geom *g)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "im2col", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, col);
+    nncl__cl_arg_tensor(&a, x);
+    arg_geom(&a, g);
+    return nncl__cl_launch_1d(&a, (size_t)(g->c * g->kh * g->kw * g->n * g->oh * g->ow));
+}
+
+/* to_nchw: dst (N, C, P) from src (C, N, P); else the inverse. */
+static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *dst, const nncl_tensor *src,
+                           int64_t n, int64_t c, int64_t p)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", to_nchw ? "cnhw_to_nchw" : "nchw_to_cnhw", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dst);
+    nncl__cl_arg_tensor(&a, src);
+    nncl__cl_arg_u64(&a, (uint64_t)n);
+    nncl__cl_arg_u64(&a, (uint64_t)c);
+    nncl__cl_arg_u64(&a, (uint64_t)p);
+    return nncl__cl_launch_1d(&a, (size_t)(n * c * p));
+}
+
+nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                    const nncl_tensor *w, const nncl_conv_geom *g)
+{
+    const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
+    nncl_buffer hc, hy;
+    nncl_tensor col, yt;
+    NNCL_TRY(scratch_tensor(ctx, 0, rg * g->groups * q, &hc, &col));
+    NNCL_TRY(scratch_tensor(ctx, 1, g->oc * q, &hy, &yt));
+    NNCL_TRY(im2col(ctx, &col, x, g));
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        nncl_tensor wg = slice(w, gi * ocg * rg, ocg * rg), cg = slice(&col, gi * rg * q, rg * q);
+        nncl_tensor yg = slice(&yt, gi * ocg * q, ocg * q);
+        NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, ocg, q, rg, 1.0f, &wg, rg, &cg, q, 0.0f, &yg, q));
+    }
+    return permute(ctx, 1, y, &yt, g->n, g->oc, g->oh * g->ow);
+}
+
+nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
+                                          const nncl_tensor *w, const nncl_conv_geom *g)
+{
+    const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
+    nncl_buffer hc, hy;
+    nncl_tensor dcol, dyt;
+    NNCL_TRY(scratch_tensor(ctx, 0, rg * g->groups * q, &hc, &dcol));
+    NNCL_TRY(scratch_tensor(ctx, 1, g->oc * q, &hy, &dyt));
+    NNCL_TRY(permute(ctx, 0, &dyt, dy, g->n, g->oc, g->oh * g->ow));
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        nncl_tensor wg = slice(w, gi * ocg * rg, ocg * rg), cg = slice(&dcol, gi * rg * q, rg * q);
+        nncl_tensor yg = slice(&dyt, gi * ocg * q, ocg * q);
+        NNCL_TRY(nncl_gemm(ctx, NNCL_TRANS, NNCL_NO_TRANS, rg, q, ocg, 1.0f, &wg, rg, &yg, q, 0.0f, &cg, q));
+    }
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "col2im", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dx);
+    nncl__cl_arg_tensor(&a, &dcol);
+    arg_geom(&a, g);
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h * g->w));
+}
+
+nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
+                                            const nncl_tensor *x, const nncl_conv_geom *g)
+{
+    const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
+    nncl_buffer hc, hy;
+    nncl_tensor col, dyt;
+    NNCL_TRY(scratch_tensor(ctx, 0, rg * g->groups * q, &hc, &col));
+    NNCL_TRY(scratch_tensor(ctx, 1, g->oc * q, &hy, &dyt));
+    NNCL_TRY(im2col(ctx, &col, x, g));
+    NNCL_TRY(permute(ctx, 0, &dyt, dy, g->n, g->oc, g->oh * g->ow));
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        nncl_tensor wg = slice(dw, gi * ocg * rg, ocg * rg), cg = slice(&col, gi * rg * q, rg * q);
+        nncl_tensor yg = slice(&dyt, gi * ocg * q, ocg * q);
+        NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, ocg, rg, q, 1.0f, &yg, q, &cg, q, 1.0f, &wg, rg));
+    }
+    return NNCL_OK;
+}

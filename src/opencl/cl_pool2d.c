@@ -1,0 +1,40 @@
+/*
+ * cl_pool2d.c - host side of kernels_cl/pool2d.cl.
+ */
+#include "opencl/cl.h"
+
+static void arg_geom(nncl__cl_args *a, const nncl_pool_geom *g)
+{
+    nncl__cl_arg_u64(a, (uint64_t)(g->n * g->c));
+    const int64_t v[10] = {g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
+    for (int i = 0; i < 10; i++) nncl__cl_arg_i64(a, v[i]);
+    nncl__cl_arg_i32(a, g->kind == NNCL_POOL_MAX);
+    /* The reciprocal of the window area, rounded once here, as the reference rounds it. */
+    nncl__cl_arg_f32(a, 1.0f / (float)(g->kh * g->kw));
+}
+
+nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
+                                    const nncl_tensor *x, const nncl_pool_geom *g)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_forward", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, y);
+    nncl__cl_arg_tensor(&a, idx);
+    nncl__cl_arg_tensor(&a, x);
+    arg_geom(&a, g);
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->oh * g->ow));
+}
+
+nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
+                                     const nncl_tensor *idx, const nncl_pool_geom *g)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_backward", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dx);
+    nncl__cl_arg_tensor(&a, dy);
+    nncl__cl_arg_tensor(&a, idx);
+    arg_geom(&a, g);
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h * g->w));
+}
