@@ -1,7 +1,7 @@
 /*
  * batchnorm.cl - batch normalisation of x viewed as (n, c, inner); m = n inner
  * values per channel. Reductions run one work-group of NNCL_WG per channel
- * (global = c * NNCL_WG): strided partial sums, then a tree in local memory.
+ * (global = c * NNCL_WG): strided Kahan partial sums, then a tree in local memory.
  *   bn_stats:           mean, invstd = 1 / sqrt(var + eps) (two passes),
  *                       running statistics updated (unbiased variance)
  *   bn_apply:           y = (x - mean) invstd gamma + beta, one work-item per element
@@ -20,18 +20,18 @@ __kernel void bn_stats(__global float *mean, ulong mean_off, __global float *inv
     const size_t ci = get_group_id(0);
     const uint lid = get_local_id(0);
     const ulong m = n * inner;
-    float acc = 0.0f;
+    nncl_kahan s = {0.0f, 0.0f};
     if (ci < c)
-        for (ulong j = lid; j < m; j += NNCL_WG) acc += AT(x, x_off, j / inner, ci, j % inner);
-    const float mu = nncl_group_sum(acc, scratch) / (float)m;
-    acc = 0.0f;
+        for (ulong j = lid; j < m; j += NNCL_WG) nncl_kahan_add(&s, AT(x, x_off, j / inner, ci, j % inner));
+    const float mu = nncl_group_sum(s.sum, scratch) / (float)m;
+    nncl_kahan q = {0.0f, 0.0f};
     if (ci < c) {
         for (ulong j = lid; j < m; j += NNCL_WG) {
             float d = AT(x, x_off, j / inner, ci, j % inner) - mu;
-            acc += d * d;
+            nncl_kahan_add(&q, d * d);
         }
     }
-    const float var = nncl_group_sum(acc, scratch) / (float)m;
+    const float var = nncl_group_sum(q.sum, scratch) / (float)m;
     if (ci >= c || lid != 0) return;
     mean[mean_off + ci] = mu;
     invstd[invstd_off + ci] = 1.0f / sqrt(var + eps);
@@ -62,17 +62,17 @@ __kernel void bn_backward_reduce(__global float *dgamma, ulong dgamma_off, __glo
     const size_t ci = get_group_id(0);
     const uint lid = get_local_id(0);
     const ulong m = n * inner;
-    float s_dy = 0.0f, s_dyx = 0.0f;
+    nncl_kahan k_dy = {0.0f, 0.0f}, k_dyx = {0.0f, 0.0f};
     if (ci < c) {
         const float mu = mean[mean_off + ci], is = invstd[invstd_off + ci];
         for (ulong j = lid; j < m; j += NNCL_WG) {
             float d = AT(dy, dy_off, j / inner, ci, j % inner);
-            s_dy += d;
-            s_dyx += d * ((AT(x, x_off, j / inner, ci, j % inner) - mu) * is);
+            nncl_kahan_add(&k_dy, d);
+            nncl_kahan_add(&k_dyx, d * ((AT(x, x_off, j / inner, ci, j % inner) - mu) * is));
         }
     }
-    s_dy = nncl_group_sum(s_dy, scratch);
-    s_dyx = nncl_group_sum(s_dyx, scratch);
+    const float s_dy = nncl_group_sum(k_dy.sum, scratch);
+    const float s_dyx = nncl_group_sum(k_dyx.sum, scratch);
     if (ci >= c || lid != 0) return;
     dbeta[dbeta_off + ci] += s_dy;
     dgamma[dgamma_off + ci] += s_dyx;

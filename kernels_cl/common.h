@@ -43,6 +43,19 @@ float nncl_rng_uniform(ulong seed, ulong step, uint layer, uint index)
     return (float)(c0 >> 8) * 0x1p-24f;
 }
 
+/* Kahan-compensated running sum: sum + c carries about twice float's precision. */
+typedef struct nncl_kahan {
+    float sum, c;
+} nncl_kahan;
+
+void nncl_kahan_add(nncl_kahan *k, float v)
+{
+    float y = v - k->c;
+    float t = k->sum + y;
+    k->c = (t - k->sum) - y;
+    k->sum = t;
+}
+
 /*
  * Sum of v over a one-dimensional work-group of NNCL_WG work-items, by a tree
  * in local memory (a fixed order, so the result is reproducible). Every

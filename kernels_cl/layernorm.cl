@@ -1,9 +1,11 @@
 /*
  * layernorm.cl - layer normalisation of x viewed as (rows, cols).
- *   layernorm_forward:       one work-item per row: mean, rstd (two passes), y
- *   layernorm_backward_data: one work-item per row: dx
+ *   layernorm_forward:         one work-group of NNCL_WG per row (global = rows * NNCL_WG):
+ *                              mean and rstd by two passes of strided Kahan
+ *                              sums and a tree in local memory, then y
+ *   layernorm_backward_data:   one work-group per row: dx
  *   layernorm_backward_params: one work-item per column j:
- *                            dgamma[j] += sum_r dy xhat, dbeta[j] += sum_r dy
+ *                              dgamma[j] += sum_r dy xhat, dbeta[j] += sum_r dy
  * has_affine = 0: no gamma and beta (pointers are then unused).
  */
 
@@ -12,22 +14,29 @@ __kernel void layernorm_forward(__global float *y, ulong y_off, __global float *
                                 __global const float *gamma, ulong gamma_off, __global const float *beta,
                                 ulong beta_off, ulong rows, ulong cols, float eps, int has_affine)
 {
-    size_t r = get_global_id(0);
-    if (r >= rows) return;
-    __global const float *xr = x + x_off + r * cols;
-    float sum = 0.0f;
-    for (ulong j = 0; j < cols; j++) sum += xr[j];
-    const float mu = sum / (float)cols;
-    float sq = 0.0f;
-    for (ulong j = 0; j < cols; j++) sq += (xr[j] - mu) * (xr[j] - mu);
-    const float rs = 1.0f / sqrt(sq / (float)cols + eps);
-    for (ulong j = 0; j < cols; j++) {
+    __local float scratch[NNCL_WG];
+    const size_t r = get_group_id(0);
+    const uint lid = get_local_id(0);
+    const int live = r < rows;
+    __global const float *xr = x + x_off + (live ? r : 0) * cols;
+    nncl_kahan s = {0.0f, 0.0f};
+    if (live)
+        for (ulong j = lid; j < cols; j += NNCL_WG) nncl_kahan_add(&s, xr[j]);
+    const float mu = nncl_group_sum(s.sum, scratch) / (float)cols;
+    nncl_kahan q = {0.0f, 0.0f};
+    if (live)
+        for (ulong j = lid; j < cols; j += NNCL_WG) nncl_kahan_add(&q, (xr[j] - mu) * (xr[j] - mu));
+    const float rs = 1.0f / sqrt(nncl_group_sum(q.sum, scratch) / (float)cols + eps);
+    if (!live) return;
+    for (ulong j = lid; j < cols; j += NNCL_WG) {
         float v = (xr[j] - mu) * rs;
         if (has_affine) v = v * gamma[gamma_off + j] + beta[beta_off + j];
         y[y_off + r * cols + j] = v;
     }
-    mean[mean_off + r] = mu;
-    rstd[rstd_off + r] = rs;
+    if (lid == 0) {
+        mean[mean_off + r] = mu;
+        rstd[rstd_off + r] = rs;
+    }
 }
 
 __kernel void layernorm_backward_data(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
@@ -36,19 +45,25 @@ __kernel void layernorm_backward_data(__global float *dx, ulong dx_off, __global
                                       __global const float *gamma, ulong gamma_off, ulong rows, ulong cols,
                                       int has_affine)
 {
-    size_t r = get_global_id(0);
-    if (r >= rows) return;
-    __global const float *xr = x + x_off + r * cols, *dyr = dy + dy_off + r * cols;
-    const float mu = mean[mean_off + r], rs = rstd[rstd_off + r];
-    float mean_g = 0.0f, mean_gx = 0.0f;
-    for (ulong j = 0; j < cols; j++) {
-        float g = has_affine ? dyr[j] * gamma[gamma_off + j] : dyr[j];
-        mean_g += g;
-        mean_gx += g * ((xr[j] - mu) * rs);
+    __local float scratch[NNCL_WG];
+    const size_t r = get_group_id(0);
+    const uint lid = get_local_id(0);
+    const int live = r < rows;
+    const ulong rr = live ? r : 0;
+    __global const float *xr = x + x_off + rr * cols, *dyr = dy + dy_off + rr * cols;
+    const float mu = mean[mean_off + rr], rs = rstd[rstd_off + rr];
+    nncl_kahan sg = {0.0f, 0.0f}, sgx = {0.0f, 0.0f};
+    if (live) {
+        for (ulong j = lid; j < cols; j += NNCL_WG) {
+            float g = has_affine ? dyr[j] * gamma[gamma_off + j] : dyr[j];
+            nncl_kahan_add(&sg, g);
+            nncl_kahan_add(&sgx, g * ((xr[j] - mu) * rs));
+        }
     }
-    mean_g /= (float)cols;
-    mean_gx /= (float)cols;
-    for (ulong j = 0; j < cols; j++) {
+    const float mean_g = nncl_group_sum(sg.sum, scratch) / (float)cols;
+    const float mean_gx = nncl_group_sum(sgx.sum, scratch) / (float)cols;
+    if (!live) return;
+    for (ulong j = lid; j < cols; j += NNCL_WG) {
         float g = has_affine ? dyr[j] * gamma[gamma_off + j] : dyr[j];
         dx[dx_off + r * cols + j] = rs * (g - mean_g - ((xr[j] - mu) * rs) * mean_gx);
     }
@@ -62,12 +77,12 @@ __kernel void layernorm_backward_params(__global float *dgamma, ulong dgamma_off
 {
     size_t j = get_global_id(0);
     if (j >= cols) return;
-    float sg = 0.0f, sb = 0.0f;
+    nncl_kahan sg = {0.0f, 0.0f}, sb = {0.0f, 0.0f};
     for (ulong r = 0; r < rows; r++) {
         float d = dy[dy_off + r * cols + j];
-        sg += d * ((x[x_off + r * cols + j] - mean[mean_off + r]) * rstd[rstd_off + r]);
-        sb += d;
+        nncl_kahan_add(&sg, d * ((x[x_off + r * cols + j] - mean[mean_off + r]) * rstd[rstd_off + r]));
+        nncl_kahan_add(&sb, d);
     }
-    dgamma[dgamma_off + j] += sg;
-    dbeta[dbeta_off + j] += sb;
+    dgamma[dgamma_off + j] += sg.sum;
+    dbeta[dbeta_off + j] += sb.sum;
 }

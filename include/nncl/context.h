@@ -129,10 +129,12 @@ nncl_status nncl_device_list(nncl_device_info *out, size_t cap, size_t *count);
 
 /*
  * Per-context counters. The CPU backend counts the same way: each operation is
- * one "kernel launch" and its buffers are its "device" memory.
+ * one "kernel launch" and its buffers (and staging arrays) are its "device"
+ * memory. A GEMM counts in gemm_calls only: CLBlast's own kernels are not
+ * nncl's launches.
  */
 typedef struct nncl_stats {
-    uint64_t kernel_launches; /* kernels queued (CPU: operations run) */
+    uint64_t kernel_launches; /* nncl kernels queued (CPU: operations run), GEMMs excluded */
     uint64_t gemm_calls;      /* GEMMs (CLBlast calls on OpenCL) */
     uint64_t h2d_bytes;       /* bytes written from host to device */
     uint64_t d2h_bytes;       /* bytes read from device to host */

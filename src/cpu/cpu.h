@@ -45,6 +45,9 @@ uint64_t nncl__cpu_op_begin(const nncl_context *ctx);
 /* Counts one "kernel launch" for op `name` and profiles it when enabled. */
 nncl_status nncl__cpu_op_end(nncl_context *ctx, const char *name, uint64_t start_ns);
 
+/* Profiles op `name` without counting a launch (GEMM counts in gemm_calls only, as on OpenCL). */
+nncl_status nncl__cpu_profile_end(nncl_context *ctx, const char *name, uint64_t start_ns);
+
 nncl_status nncl__cpu_fill(nncl_context *ctx, const nncl_tensor *x, float value);
 nncl_status nncl__cpu_scale(nncl_context *ctx, const nncl_tensor *x, float alpha);
 nncl_status nncl__cpu_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);

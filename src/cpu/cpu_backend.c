@@ -25,11 +25,16 @@ uint64_t nncl__cpu_op_begin(const nncl_context *ctx)
     return ctx->profiling ? now_ns() : 0;
 }
 
+nncl_status nncl__cpu_profile_end(nncl_context *ctx, const char *name, uint64_t start_ns)
+{
+    if (!ctx->profiling) return NNCL_OK;
+    return nncl__profile_add(ctx, name, now_ns() - start_ns);
+}
+
 nncl_status nncl__cpu_op_end(nncl_context *ctx, const char *name, uint64_t start_ns)
 {
     ctx->stats.kernel_launches++;
-    if (!ctx->profiling) return NNCL_OK;
-    return nncl__profile_add(ctx, name, now_ns() - start_ns);
+    return nncl__cpu_profile_end(ctx, name, start_ns);
 }
 
 /* The backend's own state: the staging slots. */

@@ -26,5 +26,5 @@ nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g)
         }
     }
     ctx->stats.gemm_calls++;
-    return nncl__cpu_op_end(ctx, "gemm", t0);
+    return nncl__cpu_profile_end(ctx, "gemm", t0);
 }

@@ -60,6 +60,8 @@ typedef struct nncl__cl {
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
     size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];
 
+    char extra_defines[128]; /* appended to every build (tests: NNCL_PERTURB) */
+
     nncl__cl_pending_event *pending; /* (n_pending) profiled commands in flight */
     size_t n_pending, cap_pending;
 } nncl__cl;
@@ -129,6 +131,14 @@ nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *program, const ch
  */
 nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
                                    const char *defines, const nncl__cl_program **out);
+
+/*
+ * Appends `defines` to the build options of every program built from now on
+ * (and drops the programs built so far). For tests: "-DNNCL_PERTURB" makes
+ * activation_forward add 1e-3 to its first output, which the parity test must
+ * catch.
+ */
+nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines);
 
 /* Releases every cached program and kernel. */
 void nncl__cl_programs_release(nncl_context *ctx);

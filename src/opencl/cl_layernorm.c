@@ -20,7 +20,7 @@ nncl_status nncl__cl_layernorm_forward(nncl_context *ctx, const nncl_tensor *y, 
     nncl__cl_arg_u64(&a, (uint64_t)cols);
     nncl__cl_arg_f32(&a, eps);
     nncl__cl_arg_i32(&a, gamma != NULL);
-    return nncl__cl_launch_1d(&a, (size_t)rows);
+    return nncl__cl_launch_1d(&a, (size_t)rows * NNCL_CL_WG); /* one work-group per row */
 }
 
 nncl_status nncl__cl_layernorm_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dgamma,
@@ -40,7 +40,7 @@ nncl_status nncl__cl_layernorm_backward(nncl_context *ctx, const nncl_tensor *dx
     nncl__cl_arg_u64(&a, (uint64_t)rows);
     nncl__cl_arg_u64(&a, (uint64_t)cols);
     nncl__cl_arg_i32(&a, gamma != NULL);
-    NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)rows));
+    NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)rows * NNCL_CL_WG)); /* one work-group per row */
     if (dgamma == NULL) return NNCL_OK;
 
     NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm", "", "layernorm_backward_params", &kp));

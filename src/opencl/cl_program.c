@@ -114,7 +114,8 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     char options[1024];
-    int len = snprintf(options, sizeof options, "%s%s%s", BASE_OPTIONS, defines[0] ? " " : "", defines);
+    int len = snprintf(options, sizeof options, "%s%s%s%s%s", BASE_OPTIONS, defines[0] ? " " : "", defines,
+                       cl->extra_defines[0] ? " " : "", cl->extra_defines);
     if (len < 0 || (size_t)len >= sizeof options)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "build options for %s are too long", name);
     nncl__cl_program *p = cache_find(cl, name, options);
@@ -175,6 +176,17 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
 fail:
     program_free(p);
     return st;
+}
+
+nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (strlen(defines) >= sizeof cl->extra_defines)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "extra defines \"%s\" are too long", defines);
+    NNCL_TRY(ctx->ops->finish(ctx)); /* queued kernels may still use the programs */
+    nncl__cl_programs_release(ctx);
+    snprintf(cl->extra_defines, sizeof cl->extra_defines, "%s", defines);
+    return NNCL_OK;
 }
 
 nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *program, const char *defines,

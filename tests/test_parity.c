@@ -1,0 +1,600 @@
+/*
+ * test_parity.c - the parity table: every layer and loss, forward and
+ * backward, on the CPU reference and on OpenCL from the same seeded inputs.
+ *
+ * Usage: test_parity [family]   (no argument: every family)
+ *
+ * Each family generates at least 20 cases: the sizes 1, 7, 31, 32, 33, 63,
+ * 64, 65 and 93 cycled through batch, channels and spatial dimensions, plus
+ * seeded random configurations. Every tensor the op reads or writes (x, y,
+ * dy, dx) is a view at a non-zero offset inside a guarded buffer, so the
+ * test also catches writes outside a tensor. Compared per case: the output,
+ * the input gradient, every parameter gradient, and every buffer after the
+ * forward (batch norm's running statistics).
+ *
+ * Tolerance, per element: |opencl - cpu| <= atol + rtol * |cpu|, stated per
+ * family in FAMILIES below. Families with atol = rtol = 0 must match bit for
+ * bit: they have no transcendental functions and nncl computes them in the
+ * same order on both backends (relu, leaky_relu, max/avg/global pooling,
+ * flatten, unflatten, dropout, add).
+ *
+ * The harness can fail: test_parity_perturbed is this file built with
+ * NNCL_TEST_PERTURB, which builds the OpenCL kernels with -DNNCL_PERTURB
+ * (activation_forward then adds 1e-3 to its first output); CTest expects it
+ * to fail (WILL_FAIL).
+ */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef NNCL_TEST_PERTURB
+#include "opencl/cl.h"
+#endif
+
+static nncl_context *cpu, *ocl;
+
+static const int64_t SIZES[] = {1, 7, 31, 32, 33, 63, 64, 65, 93};
+#define N_SIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
+#define CASES_PER_FAMILY 24
+
+/* ---- a case: which layer, its configuration, the input shape ---------------------------- */
+
+typedef struct layer_config {
+    int64_t a, b, c;            /* linear: in, out, bias; batchnorm: features, spatial dims */
+    nncl_conv2d_options conv;
+    nncl_pool_kind pool;
+    int64_t k, s, p;            /* pooling */
+    nncl_activation act;
+    float param;                /* activation parameter, dropout p */
+    int flag;                   /* softmax: log; layernorm: affine; pooling: global */
+    int ln_ndim;                /* layernorm: trailing dimensions normalised */
+    nncl_loss_kind loss;
+    float smoothing;
+    nncl_mode mode;
+} layer_config;
+
+typedef struct parity_case {
+    layer_config cfg;
+    int ndim;
+    int64_t shape[4];
+} parity_case;
+
+typedef struct family {
+    const char *name;
+    double atol, rtol; /* 0, 0: bit for bit */
+    void (*generate)(parity_case *cases, test_rng *r);
+    nncl_status (*create)(nncl_context *ctx, const parity_case *c, nncl_layer **out); /* NULL: loss or add */
+} family;
+
+static int64_t pick(int i)
+{
+    return SIZES[i % N_SIZES];
+}
+
+/* ---- generators: CASES_PER_FAMILY cases each ---------------------------------------------- */
+
+static void gen_linear(parity_case *c, test_rng *r)
+{
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        int64_t batch = i < N_SIZES ? pick(i) : 1 + test_rng_below(r, 40);
+        int64_t in = i < N_SIZES ? pick(i + 3) : 1 + test_rng_below(r, 100);
+        int64_t out = i < N_SIZES ? pick(i + 6) : 1 + test_rng_below(r, 100);
+        c[i].cfg = (layer_config){.a = in, .b = out, .c = i % 3 != 2, .mode = NNCL_TRAIN};
+        if (i % 4 == 3) { /* a 3-D input: linear applies to the last dimension */
+            c[i].ndim = 3;
+            c[i].shape[0] = batch, c[i].shape[1] = 1 + i % 3, c[i].shape[2] = in;
+        } else {
+            c[i].ndim = 2;
+            c[i].shape[0] = batch, c[i].shape[1] = in;
+        }
+    }
+}
+
+static nncl_status create_linear(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_linear_create(ctx, cfg->a, cfg->b, (int)cfg->c, out);
+}
+
+static void gen_conv2d(parity_case *c, test_rng *r)
+{
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        /* Fixed sizes go through batch, then channels, then spatial; the rest is random. */
+        int64_t n = 2, ch = 3, hw = 9;
+        if (i < N_SIZES) n = pick(i);
+        else if (i < 2 * N_SIZES) ch = pick(i);
+        else hw = 5 + test_rng_below(r, 12);
+        if (i == 2 * N_SIZES) hw = 93;
+        int64_t k = 1 + test_rng_below(r, 3);
+        nncl_conv2d_options o = nncl_conv2d_options_default(ch, 1 + test_rng_below(r, 6), k);
+        o.stride_h = 1 + test_rng_below(r, 2), o.stride_w = 1 + test_rng_below(r, 2);
+        o.padding_h = test_rng_below(r, k + 1), o.padding_w = test_rng_below(r, k + 1);
+        o.dilation_h = 1 + (i % 5 == 4), o.dilation_w = 1 + (i % 7 == 6);
+        o.kernel_w = i % 6 == 5 ? k + 1 : k; /* some non-square kernels */
+        o.bias = i % 4 != 1;
+        if (i % 3 == 2 && ch % 3 == 0) { /* grouped */
+            o.groups = 3;
+            o.out_channels = 3 * (1 + test_rng_below(r, 2));
+        }
+        if (i == 22) { /* depthwise */
+            o.in_channels = o.out_channels = o.groups = ch = 8;
+        }
+        c[i].cfg = (layer_config){.conv = o, .mode = NNCL_TRAIN};
+        c[i].ndim = 4;
+        c[i].shape[0] = n, c[i].shape[1] = ch, c[i].shape[2] = hw, c[i].shape[3] = hw + i % 3;
+        /* Keep every input at least as large as the dilated kernel. */
+        int64_t need = o.dilation_h * (o.kernel_h - 1) + 1;
+        if (c[i].shape[2] + 2 * o.padding_h < need) c[i].shape[2] = need;
+        need = o.dilation_w * (o.kernel_w - 1) + 1;
+        if (c[i].shape[3] + 2 * o.padding_w < need) c[i].shape[3] = need;
+    }
+}
+
+static nncl_status create_conv2d(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_conv2d_create(ctx, &cfg->conv, out);
+}
+
+/* Pooling (max, avg, global avg): batch, channels and spatial sizes from the table. */
+static void gen_pool(parity_case *c, test_rng *r, nncl_pool_kind kind, int global)
+{
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        int64_t n = 2, ch = 3, h = 8, w = 9;
+        if (i < N_SIZES) n = pick(i);
+        else if (i < 2 * N_SIZES) ch = pick(i);
+        else h = w = pick(i) < 4 ? 4 : pick(i);
+        if (i % 5 == 4) w = pick(i + 2) < 3 ? 3 : pick(i + 2);
+        int64_t k = 2 + test_rng_below(r, 2), s = 1 + test_rng_below(r, 3), p = test_rng_below(r, k / 2 + 1);
+        c[i].cfg = (layer_config){.pool = kind, .k = k, .s = s, .p = p, .flag = global, .mode = NNCL_TRAIN};
+        c[i].ndim = 4;
+        c[i].shape[0] = n, c[i].shape[1] = ch, c[i].shape[2] = h, c[i].shape[3] = w;
+    }
+}
+
+static void gen_maxpool(parity_case *c, test_rng *r) { gen_pool(c, r, NNCL_POOL_MAX, 0); }
+static void gen_avgpool(parity_case *c, test_rng *r) { gen_pool(c, r, NNCL_POOL_AVG, 0); }
+static void gen_global_avgpool(parity_case *c, test_rng *r) { gen_pool(c, r, NNCL_POOL_AVG, 1); }
+
+static nncl_status create_pool(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    if (cfg->flag) return nncl_global_avgpool_create(ctx, out);
+    return nncl_pool2d_create(ctx, cfg->pool, cfg->k, cfg->s, cfg->p, out);
+}
+
+/* Element-wise layers: any shape; sizes from the table in every position. */
+static void gen_elementwise(parity_case *c, test_rng *r, nncl_activation act, float param)
+{
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        c[i].cfg = (layer_config){.act = act, .param = param, .mode = NNCL_TRAIN};
+        c[i].ndim = 1 + i % 4;
+        for (int d = 0; d < c[i].ndim; d++) c[i].shape[d] = d == 0 ? pick(i + d) : pick(i + 2 * d) % 17 + 1;
+        if (i >= 20) c[i].shape[0] = 1 + test_rng_below(r, 5000); /* large and odd */
+    }
+}
+
+#define ACTIVATION_FAMILY(fn, act, param)                                                          \
+    static void gen_##fn(parity_case *c, test_rng *r) { gen_elementwise(c, r, act, param); }
+ACTIVATION_FAMILY(relu, NNCL_ACT_RELU, 0.0f)
+ACTIVATION_FAMILY(leaky_relu, NNCL_ACT_LEAKY_RELU, 0.1f)
+ACTIVATION_FAMILY(sigmoid, NNCL_ACT_SIGMOID, 0.0f)
+ACTIVATION_FAMILY(tanh, NNCL_ACT_TANH, 0.0f)
+ACTIVATION_FAMILY(gelu, NNCL_ACT_GELU, 0.0f)
+ACTIVATION_FAMILY(silu, NNCL_ACT_SILU, 0.0f)
+ACTIVATION_FAMILY(elu, NNCL_ACT_ELU, 1.0f)
+
+static nncl_status create_activation(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_activation_create(ctx, cfg->act, cfg->param, out);
+}
+
+static void gen_softmax_flag(parity_case *c, test_rng *r, int log)
+{
+    gen_elementwise(c, r, NNCL_ACT_RELU, 0.0f);
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        c[i].cfg.flag = log;
+        c[i].shape[c[i].ndim - 1] = pick(i + 4); /* the softmax dimension takes the table's sizes */
+    }
+}
+
+static void gen_softmax(parity_case *c, test_rng *r) { gen_softmax_flag(c, r, 0); }
+static void gen_log_softmax(parity_case *c, test_rng *r) { gen_softmax_flag(c, r, 1); }
+
+static nncl_status create_softmax(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_softmax_create(ctx, cfg->flag, out);
+}
+
+static void gen_dropout(parity_case *c, test_rng *r)
+{
+    gen_elementwise(c, r, NNCL_ACT_RELU, 0.0f);
+    static const float ps[] = {0.0f, 0.1f, 0.5f, 0.9f};
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        c[i].cfg.param = ps[i % 4];
+        c[i].cfg.mode = i % 6 == 5 ? NNCL_EVAL : NNCL_TRAIN;
+    }
+}
+
+static nncl_status create_dropout(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_dropout_create(ctx, cfg->param, 0x5eed, 3, out);
+}
+
+static void gen_flatten(parity_case *c, test_rng *r)
+{
+    gen_elementwise(c, r, NNCL_ACT_RELU, 0.0f);
+    for (int i = 0; i < CASES_PER_FAMILY; i++) c[i].cfg.flag = i % c[i].ndim; /* start_dim */
+}
+
+static nncl_status create_flatten(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_flatten_create(ctx, cfg->flag, out);
+}
+
+static void gen_unflatten(parity_case *c, test_rng *r)
+{
+    gen_elementwise(c, r, NNCL_ACT_RELU, 0.0f);
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        c[i].shape[0] = pick(i) * 6; /* dimension 0 is split into (-1, 6) or (2, -1) ... */
+        c[i].cfg.flag = i % 3;
+    }
+}
+
+static nncl_status create_unflatten(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    static const int64_t splits[3][2] = {{-1, 6}, {2, -1}, {3, -1}};
+    return nncl_unflatten_create(ctx, 0, 2, splits[cfg->flag], out);
+}
+
+static void gen_batchnorm(parity_case *c, test_rng *r)
+{
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        int spatial = 1 + i % 2;
+        int64_t n = i < N_SIZES ? pick(i) : 2 + test_rng_below(r, 6);
+        int64_t ch = i >= N_SIZES && i < 2 * N_SIZES ? pick(i) : 1 + test_rng_below(r, 5);
+        if (n == 1 && spatial == 1) n = 2; /* training needs more than one value per channel */
+        c[i].cfg = (layer_config){.a = ch, .b = spatial, .mode = i % 5 == 4 ? NNCL_EVAL : NNCL_TRAIN};
+        c[i].shape[0] = n, c[i].shape[1] = ch;
+        if (spatial == 2) {
+            c[i].ndim = 4;
+            c[i].shape[2] = i >= 2 * N_SIZES ? pick(i) % 33 + 1 : 3 + i % 4;
+            c[i].shape[3] = 2 + i % 5;
+        } else {
+            c[i].ndim = i % 4 == 1 ? 3 : 2;
+            c[i].shape[2] = 5;
+        }
+    }
+}
+
+static nncl_status create_batchnorm(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    const layer_config *cfg = &c->cfg;
+    return nncl_batchnorm_create(ctx, cfg->a, (int)cfg->b, out);
+}
+
+static void gen_layernorm(parity_case *c, test_rng *r)
+{
+    gen_elementwise(c, r, NNCL_ACT_RELU, 0.0f);
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        c[i].cfg.flag = i % 3 != 2; /* affine */
+        c[i].cfg.ln_ndim = 1 + (c[i].ndim > 1 && i % 2);
+        c[i].shape[c[i].ndim - 1] = pick(i + 5);
+    }
+}
+
+static nncl_status create_layernorm(nncl_context *ctx, const parity_case *c, nncl_layer **out)
+{
+    return nncl_layernorm_create(ctx, c->cfg.ln_ndim, c->shape + c->ndim - c->cfg.ln_ndim, c->cfg.flag, out);
+}
+
+/* Losses and add: (n, c) inputs with the table's sizes. */
+static void gen_loss(parity_case *c, test_rng *r, nncl_loss_kind kind)
+{
+    for (int i = 0; i < CASES_PER_FAMILY; i++) {
+        c[i].cfg = (layer_config){.loss = kind, .smoothing = kind == NNCL_LOSS_CROSS_ENTROPY && i % 2 ? 0.1f : 0.0f};
+        c[i].ndim = 2;
+        c[i].shape[0] = i < N_SIZES ? pick(i) : 1 + test_rng_below(r, 100);
+        c[i].shape[1] = i >= N_SIZES && i < 2 * N_SIZES ? pick(i) : 1 + test_rng_below(r, 20);
+    }
+}
+
+static void gen_mse(parity_case *c, test_rng *r) { gen_loss(c, r, NNCL_LOSS_MSE); }
+static void gen_cross_entropy(parity_case *c, test_rng *r) { gen_loss(c, r, NNCL_LOSS_CROSS_ENTROPY); }
+static void gen_bce(parity_case *c, test_rng *r) { gen_loss(c, r, NNCL_LOSS_BCE_WITH_LOGITS); }
+static void gen_nll(parity_case *c, test_rng *r) { gen_loss(c, r, NNCL_LOSS_NLL); }
+static void gen_add(parity_case *c, test_rng *r) { gen_elementwise(c, r, NNCL_ACT_RELU, 0.0f); }
+
+/*
+ * The table. Tolerances: linear and conv2d reduce up to ~10^4 products of O(1)
+ * values (weight gradients sum over the batch and every output position) in
+ * CLBlast's order, so the absolute error scales with the sum of |terms| and
+ * not with the result: atol 1e-4. Normalisations divide by a standard
+ * deviation computed from float sums; transcendental functions may differ by
+ * a few ulp between devices.
+ */
+static const family FAMILIES[] = {
+    {"linear", 1e-4, 1e-4, gen_linear, create_linear},
+    {"conv2d", 1e-4, 1e-4, gen_conv2d, create_conv2d},
+    {"maxpool2d", 0, 0, gen_maxpool, create_pool},
+    {"avgpool2d", 0, 0, gen_avgpool, create_pool},
+    {"global_avgpool", 0, 0, gen_global_avgpool, create_pool},
+    {"flatten", 0, 0, gen_flatten, create_flatten},
+    {"unflatten", 0, 0, gen_unflatten, create_unflatten},
+    {"relu", 0, 0, gen_relu, create_activation},
+    {"leaky_relu", 0, 0, gen_leaky_relu, create_activation},
+    {"sigmoid", 1e-7, 1e-5, gen_sigmoid, create_activation},
+    {"tanh", 1e-7, 1e-5, gen_tanh, create_activation},
+    {"gelu", 1e-7, 1e-5, gen_gelu, create_activation},
+    {"silu", 1e-7, 1e-5, gen_silu, create_activation},
+    {"elu", 1e-7, 1e-5, gen_elu, create_activation},
+    {"softmax", 1e-7, 1e-5, gen_softmax, create_softmax},
+    {"log_softmax", 1e-6, 1e-5, gen_log_softmax, create_softmax},
+    {"dropout", 0, 0, gen_dropout, create_dropout},
+    {"batchnorm", 1e-5, 1e-4, gen_batchnorm, create_batchnorm},
+    {"layernorm", 1e-5, 1e-4, gen_layernorm, create_layernorm},
+    {"add", 0, 0, gen_add, NULL},
+    {"mse", 1e-7, 1e-5, gen_mse, NULL},
+    {"cross_entropy", 1e-7, 1e-5, gen_cross_entropy, NULL},
+    {"bce_with_logits", 1e-7, 1e-5, gen_bce, NULL},
+    {"nll", 1e-7, 1e-5, gen_nll, NULL},
+};
+#define N_FAMILIES ((int)(sizeof FAMILIES / sizeof FAMILIES[0]))
+
+/* ---- running a case on both backends --------------------------------------------------- */
+
+static int64_t numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+static float *random_array(test_rng *r, int64_t n, float lo, float hi)
+{
+    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    assert_non_null(v);
+    test_rng_fill(r, v, (size_t)n, lo, hi);
+    return v;
+}
+
+/* Compares got (OpenCL) with want (CPU) under the family's tolerance. */
+static void compare(const family *f, const float *got, const float *want, int64_t n, const char *what)
+{
+    if (f->atol == 0 && f->rtol == 0)
+        test_assert_bitwise(got, want, (size_t)n, what);
+    else
+        test_assert_close(got, want, (size_t)n, f->atol, f->rtol, what);
+}
+
+/* Everything one backend produced for a case, read back to the host. */
+typedef struct results {
+    float *y, *dx, *grads[4], *buffers[4];
+    int64_t ny, nx, ngrad[4], nbuf[4];
+    size_t n_params, n_total;
+} results;
+
+static void results_free(results *r)
+{
+    free(r->y);
+    free(r->dx);
+    for (int i = 0; i < 4; i++) {
+        free(r->grads[i]);
+        free(r->buffers[i]);
+    }
+}
+
+/* Runs a one-input layer case on ctx: parameters, x and dy come from seed. */
+static void run_layer(nncl_context *ctx, const family *f, const parity_case *c, uint64_t seed, const char *what,
+                      results *out)
+{
+    memset(out, 0, sizeof *out);
+    nncl_layer *l = NULL;
+    TEST_OK(ctx, f->create(ctx, c, &l));
+    test_rng r = test_rng_seed(seed);
+    TEST_OK(ctx, nncl_layer_param_count(l, &out->n_total));
+    for (size_t i = 0; i < out->n_total; i++) {
+        const char *name;
+        nncl_tensor v, g;
+        TEST_OK(ctx, nncl_layer_param(l, i, &name, &v, &g));
+        if (g.buf != NULL) out->n_params = i + 1;
+        int64_t n = nncl_tensor_numel(&v);
+        /* Positive running variances; everything else in [-1, 1). */
+        float *vals = random_array(&r, n, strcmp(name, "running_var") == 0 ? 0.5f : -1.0f, 1.0f);
+        TEST_OK(ctx, nncl_tensor_write(ctx, &v, vals, (size_t)n));
+        free(vals);
+    }
+    int ond, alias;
+    int64_t os[NNCL_MAX_DIMS];
+    TEST_OK(ctx, nncl_layer_output_shape(l, c->ndim, c->shape, &ond, os));
+    TEST_OK(ctx, nncl_layer_is_alias(l, &alias));
+    out->nx = numel(c->ndim, c->shape);
+    out->ny = numel(ond, os);
+    float *x = random_array(&r, out->nx, -2.0f, 2.0f), *dy = random_array(&r, out->ny, -1.0f, 1.0f);
+    test_guarded gx, gy, gdy, gdx;
+    test_guarded_create(ctx, &gx, c->ndim, c->shape, x);
+    test_guarded_create(ctx, &gdy, ond, os, dy);
+    out->y = malloc(sizeof(float) * (size_t)out->ny);
+    out->dx = malloc(sizeof(float) * (size_t)out->nx);
+    if (alias) { /* y and dx are descriptors of x and dy: read the data through them */
+        nncl_tensor y, dx;
+        TEST_OK(ctx, nncl_layer_forward(l, c->cfg.mode, &gx.view, &y));
+        TEST_OK(ctx, nncl_layer_backward(l, &gx.view, &y, &gdy.view, &dx));
+        TEST_OK(ctx, nncl_tensor_read(ctx, &y, out->y, (size_t)out->ny));
+        TEST_OK(ctx, nncl_tensor_read(ctx, &dx, out->dx, (size_t)out->nx));
+    } else {
+        test_guarded_create(ctx, &gy, ond, os, NULL);
+        test_guarded_create(ctx, &gdx, c->ndim, c->shape, NULL);
+        TEST_OK(ctx, nncl_layer_forward(l, c->cfg.mode, &gx.view, &gy.view));
+        TEST_OK(ctx, nncl_layer_backward(l, &gx.view, &gy.view, &gdy.view, &gdx.view));
+        test_guarded_read(ctx, &gy, out->y, what);
+        test_guarded_read(ctx, &gdx, out->dx, what);
+        test_guarded_destroy(ctx, &gy);
+        test_guarded_destroy(ctx, &gdx);
+    }
+    for (size_t i = 0; i < out->n_total; i++) {
+        nncl_tensor v, g;
+        TEST_OK(ctx, nncl_layer_param(l, i, NULL, &v, &g));
+        nncl_tensor *t = i < out->n_params ? &g : &v;
+        int64_t n = nncl_tensor_numel(t);
+        float **dst = i < out->n_params ? &out->grads[i] : &out->buffers[i];
+        *dst = malloc(sizeof(float) * (size_t)n);
+        (i < out->n_params ? out->ngrad : out->nbuf)[i] = n;
+        TEST_OK(ctx, nncl_tensor_read(ctx, t, *dst, (size_t)n));
+    }
+    test_guarded_destroy(ctx, &gx);
+    test_guarded_destroy(ctx, &gdy);
+    free(x);
+    free(dy);
+    TEST_OK(ctx, nncl_layer_destroy(l));
+}
+
+/* Runs a loss case on ctx: out->y is the loss, out->dx the input gradient. */
+static void run_loss(nncl_context *ctx, const parity_case *c, uint64_t seed, const char *what, results *out)
+{
+    memset(out, 0, sizeof *out);
+    test_rng r = test_rng_seed(seed);
+    const int64_t n = c->shape[0], k = c->shape[1], one = 1;
+    nncl_loss_kind kind = c->cfg.loss;
+    int classes = kind == NNCL_LOSS_CROSS_ENTROPY || kind == NNCL_LOSS_NLL;
+    out->nx = n * k;
+    out->ny = 1;
+    float *x = random_array(&r, out->nx, -3.0f, 3.0f);
+    float *t = random_array(&r, classes ? n : n * k, kind == NNCL_LOSS_MSE ? -3.0f : 0.0f, 1.0f);
+    int64_t *labels = malloc(sizeof(int64_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) labels[i] = test_rng_below(&r, k);
+    nncl_loss *loss;
+    TEST_OK(ctx, nncl_loss_create(ctx, kind, c->cfg.smoothing, &loss));
+    test_guarded gx, gt, gl, gdx;
+    test_guarded_create(ctx, &gx, 2, c->shape, x);
+    test_guarded_create(ctx, &gt, 1, classes ? &n : &out->nx, classes ? NULL : t);
+    if (classes) TEST_OK(ctx, nncl_tensor_write_labels(ctx, &gt.view, labels, (size_t)n, k));
+    test_guarded_create(ctx, &gl, 1, &one, NULL);
+    test_guarded_create(ctx, &gdx, 2, c->shape, NULL);
+    TEST_OK(ctx, nncl_loss_forward(loss, &gx.view, &gt.view, &gl.view));
+    TEST_OK(ctx, nncl_loss_backward(loss, &gx.view, &gt.view, &gdx.view));
+    out->y = malloc(sizeof(float));
+    out->dx = malloc(sizeof(float) * (size_t)out->nx);
+    test_guarded_read(ctx, &gl, out->y, what);
+    test_guarded_read(ctx, &gdx, out->dx, what);
+    test_guarded_destroy(ctx, &gx);
+    test_guarded_destroy(ctx, &gt);
+    test_guarded_destroy(ctx, &gl);
+    test_guarded_destroy(ctx, &gdx);
+    TEST_OK(ctx, nncl_loss_destroy(loss));
+    free(x);
+    free(t);
+    free(labels);
+}
+
+/* Runs add: y = a + b, and its backward (both input gradients equal dy). */
+static void run_add(nncl_context *ctx, const parity_case *c, uint64_t seed, const char *what, results *out)
+{
+    memset(out, 0, sizeof *out);
+    test_rng r = test_rng_seed(seed);
+    out->nx = out->ny = numel(c->ndim, c->shape);
+    float *a = random_array(&r, out->nx, -2.0f, 2.0f), *b = random_array(&r, out->nx, -2.0f, 2.0f);
+    float *dy = random_array(&r, out->nx, -1.0f, 1.0f);
+    nncl_layer *l;
+    TEST_OK(ctx, nncl_add_create(ctx, &l));
+    test_guarded ga, gb, gy, gdy, gda, gdb;
+    test_guarded_create(ctx, &ga, c->ndim, c->shape, a);
+    test_guarded_create(ctx, &gb, c->ndim, c->shape, b);
+    test_guarded_create(ctx, &gy, c->ndim, c->shape, NULL);
+    test_guarded_create(ctx, &gdy, c->ndim, c->shape, dy);
+    test_guarded_create(ctx, &gda, c->ndim, c->shape, NULL);
+    test_guarded_create(ctx, &gdb, c->ndim, c->shape, NULL);
+    TEST_OK(ctx, nncl_add_forward(l, &ga.view, &gb.view, &gy.view));
+    TEST_OK(ctx, nncl_add_backward(l, &gdy.view, &gda.view, &gdb.view));
+    out->y = malloc(sizeof(float) * (size_t)out->ny);
+    out->dx = malloc(sizeof(float) * (size_t)out->nx);
+    out->grads[0] = malloc(sizeof(float) * (size_t)out->nx);
+    out->ngrad[0] = out->nx;
+    out->n_params = out->n_total = 1; /* db compared like a parameter gradient */
+    test_guarded_read(ctx, &gy, out->y, what);
+    test_guarded_read(ctx, &gda, out->dx, what);
+    test_guarded_read(ctx, &gdb, out->grads[0], what);
+    test_assert_bitwise(out->dx, dy, (size_t)out->nx, "add: da == dy");
+    test_guarded *all[] = {&ga, &gb, &gy, &gdy, &gda, &gdb};
+    for (int i = 0; i < 6; i++) test_guarded_destroy(ctx, all[i]);
+    TEST_OK(ctx, nncl_layer_destroy(l));
+    free(a);
+    free(b);
+    free(dy);
+}
+
+static int n_compared; /* cases compared in this run, for the summary */
+
+static void run_case(const family *f, const parity_case *c, int index)
+{
+    char what[256], shape[96];
+    snprintf(what, sizeof what, "%s case %d, input %s", f->name, index,
+             nncl_shape_format(c->ndim, c->shape, shape, sizeof shape));
+    results res[2];
+    nncl_context *ctxs[2] = {cpu, ocl};
+    uint64_t seed = 1000u * (uint64_t)(f - FAMILIES) + (uint64_t)index;
+    for (int side = 0; side < 2; side++) {
+        if (f->create == NULL && strcmp(f->name, "add") == 0) run_add(ctxs[side], c, seed, what, &res[side]);
+        else if (f->create == NULL) run_loss(ctxs[side], c, seed, what, &res[side]);
+        else run_layer(ctxs[side], f, c, seed, what, &res[side]);
+    }
+    char part[320];
+    snprintf(part, sizeof part, "%s: output", what);
+    compare(f, res[1].y, res[0].y, res[0].ny, part);
+    snprintf(part, sizeof part, "%s: input gradient", what);
+    compare(f, res[1].dx, res[0].dx, res[0].nx, part);
+    for (size_t i = 0; i < res[0].n_total; i++) {
+        snprintf(part, sizeof part, "%s: %s %zu", what, i < res[0].n_params ? "parameter gradient" : "buffer", i);
+        if (i < res[0].n_params) compare(f, res[1].grads[i], res[0].grads[i], res[0].ngrad[i], part);
+        else compare(f, res[1].buffers[i], res[0].buffers[i], res[0].nbuf[i], part);
+    }
+    results_free(&res[0]);
+    results_free(&res[1]);
+    n_compared++;
+}
+
+/* One cmocka test per family; its state is the family. */
+static void test_family(void **state)
+{
+    const family *f = *state;
+    parity_case cases[CASES_PER_FAMILY];
+    memset(cases, 0, sizeof cases);
+    test_rng r = test_rng_seed(77u + (uint64_t)(f - FAMILIES));
+    f->generate(cases, &r);
+    for (int i = 0; i < CASES_PER_FAMILY; i++) run_case(f, &cases[i], i);
+    print_message("parity %-15s %d cases, tolerance %s\n", f->name, CASES_PER_FAMILY,
+                  f->atol == 0 && f->rtol == 0 ? "bit for bit" : "atol + rtol |cpu|");
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : NULL;
+    cpu = test_context("cpu");
+    ocl = test_context("opencl");
+#ifdef NNCL_TEST_PERTURB
+    TEST_OK(ocl, nncl__cl_set_extra_defines(ocl, "-DNNCL_PERTURB"));
+#endif
+    struct CMUnitTest tests[N_FAMILIES];
+    size_t n = 0;
+    for (int i = 0; i < N_FAMILIES; i++) {
+        if (only && strcmp(only, FAMILIES[i].name) != 0) continue;
+        tests[n++] = (struct CMUnitTest){FAMILIES[i].name, test_family, NULL, NULL, (void *)&FAMILIES[i]};
+    }
+    if (n == 0) {
+        fprintf(stderr, "no parity family named %s\n", only);
+        return 1;
+    }
+    int failed = _cmocka_run_group_tests("parity (CPU reference vs OpenCL)", tests, n, NULL, NULL);
+    printf("parity: %d cases compared\n", n_compared);
+    nncl_context_destroy(cpu);
+    nncl_context_destroy(ocl);
+    return failed;
+}
