@@ -35,6 +35,26 @@ nncl_context *test_context(const char *backend)
     exit(1);
 }
 
+void test_assert_context_works(nncl_context *ctx)
+{
+    const float a[] = {1, 2, 3, 4, 5, 6}, b[] = {7, 8, 9, 10, 11, 12}, want[] = {58, 64, 139, 154};
+    const int64_t s23[2] = {2, 3}, s32[2] = {3, 2}, s22[2] = {2, 2};
+    nncl_tensor ta, tb, tc;
+    float got[4];
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, s23, &ta));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, s32, &tb));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, s22, &tc));
+    TEST_OK(ctx, nncl_tensor_write(ctx, &ta, a, 6));
+    TEST_OK(ctx, nncl_tensor_write(ctx, &tb, b, 6));
+    TEST_OK(ctx, nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, 2, 2, 3, 1.0f, &ta, 3, &tb, 2, 0.0f, &tc, 2));
+    TEST_OK(ctx, nncl_tensor_read(ctx, &tc, got, 4));
+    for (int i = 0; i < 4; i++)
+        if (got[i] != want[i]) fail_msg("the context no longer computes a correct GEMM: %g != %g", (double)got[i], (double)want[i]);
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &ta));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &tb));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &tc));
+}
+
 test_rng test_rng_seed(uint64_t seed)
 {
     test_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull};

@@ -35,6 +35,12 @@ const char *test_backend_arg(int argc, char **argv);
             fail_msg("%s -> %s: %s", #expr, nncl_status_name(test_st_), nncl_context_last_error(ctx)); \
     } while (0)
 
+/*
+ * Runs a 2x3 by 3x2 GEMM with a known exact result on ctx and fails the test
+ * unless it is right: "the context still works" after an error.
+ */
+void test_assert_context_works(nncl_context *ctx);
+
 /* ---- random data (xorshift-based, fixed seed, identical everywhere) ---- */
 
 typedef struct test_rng {
