@@ -24,5 +24,9 @@
 #include "nncl/ops.h"
 #include "nncl/layer.h"
 #include "nncl/loss.h"
+#include "nncl/data.h"
+#include "nncl/network.h"
+#include "nncl/spec.h"
+#include "nncl/checkpoint.h"
 
 #endif /* NNCL_H */

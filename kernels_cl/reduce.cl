@@ -1,5 +1,5 @@
 /*
- * reduce.cl - sum of a vector in two passes, with a fixed order of
+ * reduce.cl - sum (or sum of squares) of a vector in two passes, with a fixed order of
  * summation for a given n, so results are reproducible run to run.
  *
  *   sum_partials: work-item g of `parts` sums x[g], x[g + parts], ... into
@@ -10,13 +10,17 @@
  * No local memory and no barriers.
  */
 
+/* square != 0: sums x^2 instead (the squared norm, for gradient clipping). */
 __kernel void sum_partials(__global float *partials, __global const float *x, ulong x_off, ulong n,
-                           uint parts)
+                           uint parts, int square)
 {
     size_t g = get_global_id(0);
     if (g >= parts) return;
     float acc = 0.0f;
-    for (ulong i = g; i < n; i += parts) acc += x[x_off + i];
+    for (ulong i = g; i < n; i += parts) {
+        float v = x[x_off + i];
+        acc += square ? v * v : v;
+    }
     partials[g] = acc;
 }
 
@@ -26,4 +30,20 @@ __kernel void sum_finish(__global float *out, ulong out_off, __global const floa
     float acc = 0.0f;
     for (uint g = 0; g < parts; g++) acc += partials[g];
     out[out_off] = acc;
+}
+
+/* out[0] = the number of rows of logits (rows, cols) whose first largest entry is at labels[row]. */
+__kernel void count_correct(__global float *out, ulong out_off, __global const float *logits, ulong logits_off,
+                            __global const float *labels, ulong labels_off, ulong rows, ulong cols)
+{
+    if (get_global_id(0) != 0) return;
+    ulong correct = 0;
+    for (ulong r = 0; r < rows; r++) {
+        __global const float *x = logits + logits_off + r * cols;
+        ulong best = 0;
+        for (ulong j = 1; j < cols; j++)
+            if (x[j] > x[best]) best = j;
+        correct += (float)best == labels[labels_off + r];
+    }
+    out[out_off] = (float)correct;
 }

@@ -71,6 +71,9 @@ void nncl__error_append(nncl_context *ctx, const char *fmt, ...) NNCL_PRINTF(2, 
 /* Copies ctx's last status and message into this thread's context-free slot. */
 void nncl__error_detach(const nncl_context *ctx);
 
+/* The reverse: makes the thread slot's status and message ctx's last error. */
+void nncl__error_attach(nncl_context *ctx);
+
 #define NNCL_ERROR(ctx, status, ...) nncl__error((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Propagates a failure that has already been recorded. */
@@ -110,6 +113,11 @@ nncl_status nncl__extent_check(nncl_context *ctx, const nncl_tensor *t, uint64_t
 
 /* Adds one launch of `kernel` lasting `ns` to the profile. */
 nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, uint64_t ns);
+
+/* ---- losses ---------------------------------------------------------------- */
+
+/* The kind a loss was created with. */
+nncl_loss_kind nncl__loss_kind(const nncl_loss *loss);
 
 /* ---- backends -------------------------------------------------------------- */
 

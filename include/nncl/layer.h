@@ -161,6 +161,16 @@ nncl_status nncl_layer_param_count(const nncl_layer *layer, size_t *count);
 nncl_status nncl_layer_param(const nncl_layer *layer, size_t i, const char **name, nncl_tensor *value,
                              nncl_tensor *grad);
 
+/*
+ * Sets the parameters to PyTorch's initial values: for linear and conv2d,
+ * weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform with
+ * a = sqrt 5), drawn on the host from the counter-based generator keyed by
+ * (seed, layer_index), so both backends get identical values; for the
+ * normalisations, weight 1 and bias 0 (and running statistics 0 and 1).
+ * Constructors already call it with (0, 0).
+ */
+nncl_status nncl_layer_reset_parameters(nncl_layer *layer, uint64_t seed, uint32_t layer_index);
+
 /* Sets every parameter gradient to zero. Queued. */
 nncl_status nncl_layer_zero_grad(nncl_layer *layer);
 
@@ -183,6 +193,8 @@ nncl_status nncl_add_backward(nncl_layer *layer, const nncl_tensor *dy, const nn
 
 /* OUT: batch norm's num_batches_tracked (training forwards so far). */
 nncl_status nncl_layer_batches_tracked(const nncl_layer *layer, int64_t *count);
+/* Restores batch norm's num_batches_tracked (from a checkpoint). */
+nncl_status nncl_layer_set_batches_tracked(nncl_layer *layer, int64_t count);
 
 /* Dropout's generator position: the step of the next training forward. */
 nncl_status nncl_layer_get_step(const nncl_layer *layer, uint64_t *step);

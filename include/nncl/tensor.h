@@ -68,6 +68,15 @@ nncl_status nncl_tensor_write(nncl_context *ctx, const nncl_tensor *dst, const f
                               size_t count);
 
 /*
+ * Like nncl_tensor_write, but returns without waiting: the data is first
+ * copied into a staging area owned by the context (so `src` may be reused at
+ * once) and the transfer is queued. The staging area grows on first use and is
+ * then reused; the host waits only if the transfer of four uploads ago is
+ * still in flight. This is how a training step uploads its batch.
+ */
+nncl_status nncl_tensor_upload(nncl_context *ctx, const nncl_tensor *dst, const float *src, size_t count);
+
+/*
  * Copies the tensor into host memory; count must equal nncl_tensor_numel(src).
  * Waits for all queued work that precedes it (one host wait).
  */

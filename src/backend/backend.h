@@ -21,6 +21,7 @@
 #define NNCL_BACKEND_H
 
 #include "internal.h"
+#include "nncl/network.h"
 
 /* Arguments of a row-major GEMM: C = alpha * op(A) * op(B) + beta * C. */
 typedef struct nncl_gemm_args {
@@ -73,6 +74,19 @@ typedef struct nncl_rng_key {
     uint32_t layer;
 } nncl_rng_key;
 
+/* One optimizer update (see kernels_cl/optim.cl for the formulas). */
+typedef struct nncl_optim_args {
+    nncl_optimizer_kind kind;
+    float lr, momentum, dampening, weight_decay;
+    int nesterov;
+    int first_step;          /* SGD: the momentum buffer starts as the gradient */
+    float beta1, beta2, eps;
+    float step_size;         /* Adam: lr / (1 - beta1^t) */
+    float bc2_sqrt;          /* Adam: sqrt(1 - beta2^t) */
+    float max_norm;          /* > 0: gradients scaled by min(1, max_norm / (sqrt(sumsq[0]) + 1e-6)) */
+    const nncl_tensor *sumsq; /* the squared global gradient norm, with max_norm > 0 */
+} nncl_optim_args;
+
 typedef struct nncl_backend_ops {
     const char *name; /* "cpu" or "opencl" */
 
@@ -91,6 +105,8 @@ typedef struct nncl_backend_ops {
     /* Copies bytes from host memory; returns when src may be reused. */
     nncl_status (*write)(nncl_context *ctx, nncl_buffer *dst, size_t dst_byte_off,
                          const void *src, size_t bytes);
+    /* Stages bytes from host memory and queues the copy; returns at once. */
+    nncl_status (*upload)(nncl_context *ctx, nncl_buffer *dst, size_t dst_byte_off, const void *src, size_t bytes);
     /* Copies bytes to host memory after all queued work; a host wait. */
     nncl_status (*read)(nncl_context *ctx, const nncl_buffer *src, size_t src_byte_off,
                         void *dst, size_t bytes);
@@ -111,6 +127,8 @@ typedef struct nncl_backend_ops {
                         const nncl_tensor *x);
     /* out[0] = sum of x, in a fixed order for a given size. */
     nncl_status (*sum)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+    /* out[0] = sum of x[i]^2, in a fixed order for a given size. */
+    nncl_status (*sumsq)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
     /* See nncl_gemm_args. */
     nncl_status (*gemm)(nncl_context *ctx, const nncl_gemm_args *args);
     /* y = a + b, element-wise; all three have the same element count. */
@@ -204,6 +222,17 @@ typedef struct nncl_backend_ops {
     nncl_status (*loss_backward)(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *dinput,
                                  const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
                                  float smoothing);
+
+    /* ---- training (all queued) ---- */
+
+    /* Updates parameters p from gradients g; s1, s2 are the optimizer state
+       (SGD: s1 the momentum buffer; Adam: s1, s2 the moments). */
+    nncl_status (*optimizer_step)(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
+                                  const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
+    /* out[0] = the number of rows of logits (rows, cols) whose first largest
+       entry is at the column labels[row]. */
+    nncl_status (*count_correct)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
+                                 const nncl_tensor *labels, int64_t rows, int64_t cols);
 } nncl_backend_ops;
 
 #endif /* NNCL_BACKEND_H */

@@ -100,6 +100,13 @@ void nncl__error_detach(const nncl_context *ctx)
     snprintf(tls_message, sizeof tls_message, "%s", ctx->message ? ctx->message : "");
 }
 
+void nncl__error_attach(nncl_context *ctx)
+{
+    ctx->last_status = tls_status;
+    if (ctx->message) ctx->message[0] = '\0';
+    append(ctx, "%s", tls_message);
+}
+
 const char *nncl_context_last_error(const nncl_context *ctx)
 {
     if (ctx == NULL) return tls_message;

@@ -141,6 +141,18 @@ nncl_status nncl_tensor_write(nncl_context *ctx, const nncl_tensor *dst, const f
     return NNCL_OK;
 }
 
+nncl_status nncl_tensor_upload(nncl_context *ctx, const nncl_tensor *dst, const float *src, size_t count)
+{
+    NNCL_CHECK_CTX(ctx);
+    NNCL_TRY(nncl__tensor_check(ctx, dst, "dst", __func__));
+    NNCL_CHECK_ARG(ctx, src);
+    NNCL_TRY(check_count(ctx, dst, count, __func__));
+    size_t bytes = count * ELEM_BYTES;
+    NNCL_TRY(ctx->ops->upload(ctx, dst->buf, dst->offset * ELEM_BYTES, src, bytes));
+    ctx->stats.h2d_bytes += bytes;
+    return NNCL_OK;
+}
+
 nncl_status nncl_tensor_read(nncl_context *ctx, const nncl_tensor *src, float *dst, size_t count)
 {
     NNCL_CHECK_CTX(ctx);

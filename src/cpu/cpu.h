@@ -53,6 +53,11 @@ nncl_status nncl__cpu_scale(nncl_context *ctx, const nncl_tensor *x, float alpha
 nncl_status nncl__cpu_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);
 nncl_status nncl__cpu_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g);
+nncl_status nncl__cpu_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
+                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
+nncl_status nncl__cpu_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
+                                    const nncl_tensor *labels, int64_t rows, int64_t cols);
 nncl_status nncl__cpu_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 
 nncl_status nncl__cpu_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,

@@ -144,6 +144,7 @@ static const nncl_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_release = cpu_buffer_release,
     .write = cpu_write,
+    .upload = cpu_write, /* synchronous on the CPU: already "queued" and done */
     .read = cpu_read,
     .copy = cpu_copy,
     .finish = cpu_finish,
@@ -173,6 +174,9 @@ static const nncl_backend_ops cpu_ops = {
     .layernorm_backward = nncl__cpu_layernorm_backward,
     .loss_forward = nncl__cpu_loss_forward,
     .loss_backward = nncl__cpu_loss_backward,
+    .sumsq = nncl__cpu_sumsq,
+    .optimizer_step = nncl__cpu_optimizer_step,
+    .count_correct = nncl__cpu_count_correct,
 };
 
 nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt)

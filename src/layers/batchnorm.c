@@ -90,7 +90,19 @@ static void batchnorm_destroy(nncl_layer *l)
     nncl_tensor_destroy(l->ctx, &s->invstd);
 }
 
+/* weight 1, bias 0, running mean 0, running variance 1, as PyTorch; the counter restarts. */
+static nncl_status batchnorm_reset(nncl_layer *l, uint64_t seed, uint32_t layer)
+{
+    (void)seed, (void)layer;
+    static const float initial[4] = {1.0f, 0.0f, 0.0f, 1.0f};
+    for (size_t i = 0; i < 4; i++) NNCL_TRY(nncl_tensor_fill(l->ctx, &l->params[i].value, initial[i]));
+    ((batchnorm *)l)->batches_tracked = 0;
+    return NNCL_OK;
+}
+
 static const nncl_layer_ops batchnorm_ops = {
+    .reset = batchnorm_reset,
+    .needs_dx = 1,
     .kind = "batchnorm",
     .output_shape = batchnorm_shape,
     .forward = batchnorm_forward,
@@ -135,5 +147,15 @@ nncl_status nncl_layer_batches_tracked(const nncl_layer *l, int64_t *count)
     if (l->ops != &batchnorm_ops)
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: %s is not batch norm", __func__, l->desc);
     *count = ((const batchnorm *)l)->batches_tracked;
+    return NNCL_OK;
+}
+
+nncl_status nncl_layer_set_batches_tracked(nncl_layer *l, int64_t count)
+{
+    if (l == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);
+    if (l->ops != &batchnorm_ops)
+        return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: %s is not batch norm", __func__, l->desc);
+    if (count < 0) return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: count %lld is negative", __func__, (long long)count);
+    ((batchnorm *)l)->batches_tracked = count;
     return NNCL_OK;
 }

@@ -92,8 +92,18 @@ static nncl_status conv2d_backward(nncl_layer *l, const nncl_tensor *x, const nn
     return NNCL_OK;
 }
 
+/* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(fan_in)) for b; both bounds are 1/sqrt(fan_in). */
+static nncl_status conv2d_reset(nncl_layer *l, uint64_t seed, uint32_t layer)
+{
+    const nncl_conv2d_options *o = &((conv2d *)l)->opt;
+    const float bound = 1.0f / sqrtf((float)(o->in_channels / o->groups * o->kernel_h * o->kernel_w));
+    for (size_t i = 0; i < l->n_params; i++) NNCL_TRY(nncl__layer_init_uniform(l, i, bound, seed, layer));
+    return NNCL_OK;
+}
+
 static const nncl_layer_ops conv2d_ops = {
     .kind = "conv2d",
+    .reset = conv2d_reset,
     .output_shape = conv2d_shape,
     .forward = conv2d_forward,
     .backward = conv2d_backward,
@@ -133,11 +143,9 @@ nncl_status nncl_conv2d_create(nncl_context *ctx, const nncl_conv2d_options *opt
              (long long)o->stride_h, (long long)o->stride_w, (long long)o->padding_h, (long long)o->padding_w,
              (long long)o->dilation_h, (long long)o->dilation_w, (long long)o->groups, o->bias != 0);
     const int64_t wshape[4] = {o->out_channels, o->in_channels / o->groups, o->kernel_h, o->kernel_w};
-    const int64_t fan_in = wshape[1] * wshape[2] * wshape[3];
-    const float bound = 1.0f / sqrtf((float)fan_in);
     nncl_status st = nncl__layer_add_param(l, "weight", 4, wshape, 1, 0.0f);
     if (st == NNCL_OK && o->bias) st = nncl__layer_add_param(l, "bias", 1, &o->out_channels, 1, 0.0f);
-    for (size_t i = 0; st == NNCL_OK && i < l->n_params; i++) st = nncl__layer_init_uniform(l, i, bound, 0);
+    if (st == NNCL_OK) st = conv2d_reset(l, 0, 0);
     if (st != NNCL_OK) {
         nncl_layer_destroy(l);
         return st;

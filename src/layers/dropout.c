@@ -41,7 +41,16 @@ static nncl_status dropout_backward(nncl_layer *l, const nncl_tensor *x, const n
     return l->ctx->ops->dropout(l->ctx, dx, dy, s->p, s->last);
 }
 
+/* The mask generator restarts at step 0 under the network's seed and this layer's index. */
+static nncl_status dropout_reset(nncl_layer *l, uint64_t seed, uint32_t layer)
+{
+    dropout *s = (dropout *)l;
+    s->key = (nncl_rng_key){.seed = seed, .step = 0, .layer = layer};
+    return NNCL_OK;
+}
+
 static const nncl_layer_ops dropout_ops = {
+    .reset = dropout_reset,
     .kind = "dropout",
     .output_shape = nncl__layer_same_shape,
     .forward = dropout_forward,

@@ -41,13 +41,13 @@ nncl_status nncl__layer_add_param(nncl_layer *l, const char *name, int ndim, con
     return NNCL_OK;
 }
 
-nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint64_t seed)
+nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint64_t seed, uint32_t layer)
 {
     nncl_tensor *t = &l->params[i].value;
     size_t n = (size_t)nncl_tensor_numel(t);
     float *v = malloc(n * sizeof *v);
     if (v == NULL) return NNCL_ERROR(l->ctx, NNCL_ERR_OUT_OF_MEMORY, "%s: out of host memory", l->desc);
-    nncl_rng_key key = {.seed = seed, .step = i, .layer = 0};
+    nncl_rng_key key = {.seed = seed, .step = i, .layer = layer};
     for (size_t j = 0; j < n; j++) v[j] = bound * (2.0f * nncl__rng_uniform(key, (uint32_t)j) - 1.0f);
     nncl_status st = nncl_tensor_write(l->ctx, t, v, n);
     free(v);
@@ -64,6 +64,29 @@ nncl_status nncl__layer_workspace(nncl_layer *l, nncl_tensor *ws, int64_t *capac
     }
     ws->ndim = 1;
     ws->shape[0] = n;
+    return NNCL_OK;
+}
+
+nncl_status nncl__layer_rebind_param(nncl_layer *l, size_t i, const nncl_tensor *value, const nncl_tensor *grad)
+{
+    nncl__param *p = &l->params[i];
+    if (p->borrowed) return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: %s already belongs to a network", l->desc, p->name);
+    nncl_tensor v = *value;
+    v.ndim = p->value.ndim;
+    memcpy(v.shape, p->value.shape, sizeof v.shape);
+    NNCL_TRY(nncl_tensor_copy(l->ctx, &v, &p->value));
+    nncl_tensor g = {0};
+    if (i < l->n_params) {
+        g = *grad;
+        g.ndim = v.ndim;
+        memcpy(g.shape, v.shape, sizeof g.shape);
+        NNCL_TRY(nncl_tensor_fill(l->ctx, &g, 0.0f));
+    }
+    nncl_tensor_destroy(l->ctx, &p->value);
+    nncl_tensor_destroy(l->ctx, &p->grad);
+    p->value = v;
+    p->grad = g;
+    p->borrowed = 1;
     return NNCL_OK;
 }
 
@@ -94,6 +117,7 @@ nncl_status nncl_layer_destroy(nncl_layer *l)
     if (l == NULL) return NNCL_OK;
     if (l->ops->destroy) l->ops->destroy(l);
     for (size_t i = 0; i < l->n_total; i++) {
+        if (l->params[i].borrowed) continue;
         nncl_tensor_destroy(l->ctx, &l->params[i].value);
         nncl_tensor_destroy(l->ctx, &l->params[i].grad);
     }
@@ -148,6 +172,13 @@ nncl_status nncl_layer_param(const nncl_layer *l, size_t i, const char **name, n
     if (value) *value = l->params[i].value;
     if (grad) *grad = l->params[i].grad;
     return NNCL_OK;
+}
+
+nncl_status nncl_layer_reset_parameters(nncl_layer *l, uint64_t seed, uint32_t layer_index)
+{
+    CHECK_LAYER(l);
+    if (l->ops->reset == NULL) return NNCL_OK; /* nothing to initialise */
+    return l->ops->reset(l, seed, layer_index);
 }
 
 nncl_status nncl_layer_zero_grad(nncl_layer *l)

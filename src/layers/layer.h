@@ -17,13 +17,15 @@
 /* A parameter (value and gradient) or a buffer (value only, grad.buf == NULL). */
 typedef struct nncl__param {
     const char *name;  /* state_dict name: "weight", "bias", "running_mean", ... */
-    nncl_tensor value; /* owned by the layer */
-    nncl_tensor grad;  /* owned by the layer; empty for buffers */
+    nncl_tensor value; /* owned by the layer unless borrowed */
+    nncl_tensor grad;  /* owned by the layer unless borrowed; empty for buffers */
+    int borrowed;      /* value and grad are views into a network's arenas */
 } nncl__param;
 
 typedef struct nncl_layer_ops {
     const char *kind; /* "linear", "conv2d", ... */
     int is_alias;     /* flatten, unflatten: descriptor rewrites only */
+    int needs_dx;     /* backward cannot skip the input gradient (dx == NULL is refused) */
     /* Output shape for an input shape, or NNCL_ERR_SHAPE naming the layer and both shapes. */
     nncl_status (*output_shape)(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
     /* x and y are checked (y has the output shape) before this is called. NULL: not a one-input layer. */
@@ -33,6 +35,8 @@ typedef struct nncl_layer_ops {
                             nncl_tensor *dx);
     /* Releases what the layer owns besides its parameters (optional). */
     void (*destroy)(nncl_layer *l);
+    /* Sets the parameters to PyTorch's initial values, drawing from (seed, layer) (optional). */
+    nncl_status (*reset)(nncl_layer *l, uint64_t seed, uint32_t layer);
 } nncl_layer_ops;
 
 struct nncl_layer {
@@ -56,17 +60,24 @@ nncl_status nncl__layer_add_param(nncl_layer *l, const char *name, int ndim, con
 
 /*
  * Fills parameter i with values uniform in [-bound, bound), drawn on the host
- * from the counter-based generator under (seed, i), and uploads them. This is
+ * from the counter-based generator under (seed, step = i, layer), and uploads them. This is
  * how PyTorch's Linear and Conv2d initialise (kaiming_uniform with a = sqrt 5
  * gives bound = 1 / sqrt(fan_in)).
  */
-nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint64_t seed);
+nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint64_t seed, uint32_t layer);
 
 /*
  * Makes *ws a 1-D tensor of at least n elements (viewed as exactly n),
  * reallocating only when it must grow: a steady state allocates nothing.
  */
 nncl_status nncl__layer_workspace(nncl_layer *l, nncl_tensor *ws, int64_t *capacity, int64_t n);
+
+/*
+ * Moves parameter i into network-owned memory: copies its value into `value`
+ * (and zeroes `grad` for a learnable one), releases the layer's own tensors,
+ * and makes the views the parameter from now on. grad is ignored for buffers.
+ */
+nncl_status nncl__layer_rebind_param(nncl_layer *l, size_t i, const nncl_tensor *value, const nncl_tensor *grad);
 
 /* output_shape of the layers whose output has the input's shape. */
 nncl_status nncl__layer_same_shape(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);

@@ -69,7 +69,16 @@ static void layernorm_destroy(nncl_layer *l)
     nncl_tensor_destroy(l->ctx, &s->rstd);
 }
 
+static nncl_status layernorm_reset(nncl_layer *l, uint64_t seed, uint32_t layer)
+{
+    (void)seed, (void)layer;
+    for (size_t i = 0; i < l->n_params; i++) NNCL_TRY(nncl_tensor_fill(l->ctx, &l->params[i].value, i == 0 ? 1.0f : 0.0f));
+    return NNCL_OK;
+}
+
 static const nncl_layer_ops layernorm_ops = {
+    .reset = layernorm_reset,
+    .needs_dx = 1,
     .kind = "layernorm",
     .output_shape = layernorm_shape,
     .forward = layernorm_forward,

@@ -63,8 +63,17 @@ static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nn
     return NNCL_OK;
 }
 
+/* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(in)) for b: both bounds are 1/sqrt(in). */
+static nncl_status linear_reset(nncl_layer *l, uint64_t seed, uint32_t layer)
+{
+    const float bound = 1.0f / sqrtf((float)((linear *)l)->in);
+    for (size_t i = 0; i < l->n_params; i++) NNCL_TRY(nncl__layer_init_uniform(l, i, bound, seed, layer));
+    return NNCL_OK;
+}
+
 static const nncl_layer_ops linear_ops = {
     .kind = "linear",
+    .reset = linear_reset,
     .output_shape = linear_shape,
     .forward = linear_forward,
     .backward = linear_backward,
@@ -88,10 +97,9 @@ nncl_status nncl_linear_create(nncl_context *ctx, int64_t in_features, int64_t o
     snprintf(l->desc, sizeof l->desc, "linear(in=%lld, out=%lld, bias=%d)", (long long)in_features,
              (long long)out_features, s->bias);
     const int64_t wshape[2] = {out_features, in_features};
-    const float bound = 1.0f / sqrtf((float)in_features);
     nncl_status st = nncl__layer_add_param(l, "weight", 2, wshape, 1, 0.0f);
     if (st == NNCL_OK && s->bias) st = nncl__layer_add_param(l, "bias", 1, &out_features, 1, 0.0f);
-    for (size_t i = 0; st == NNCL_OK && i < l->n_params; i++) st = nncl__layer_init_uniform(l, i, bound, 0);
+    if (st == NNCL_OK) st = linear_reset(l, 0, 0);
     if (st != NNCL_OK) {
         nncl_layer_destroy(l);
         return st;

@@ -40,6 +40,11 @@ nncl_status nncl_loss_create(nncl_context *ctx, nncl_loss_kind kind, float label
     return NNCL_OK;
 }
 
+nncl_loss_kind nncl__loss_kind(const nncl_loss *loss)
+{
+    return loss->kind;
+}
+
 nncl_status nncl_loss_destroy(nncl_loss *loss)
 {
     if (loss == NULL) return NNCL_OK;

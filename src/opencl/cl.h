@@ -20,6 +20,9 @@
 /* Number of partial sums in the first pass of a reduction (kernels_cl/reduce.cl). */
 #define NNCL_CL_PARTIALS 1024
 
+/* Staging slots of nncl_tensor_upload, used in turn: two steps of (input, labels). */
+#define NNCL_CL_STAGING 4
+
 /* Number of scratch buffers an op may use at once (nncl__cl_scratch). */
 #define NNCL_CL_SCRATCH_SLOTS 3
 
@@ -59,6 +62,13 @@ typedef struct nncl__cl {
     cl_mem partials;  /* per-work-item partial sums of reductions */
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
     size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];
+
+    struct {
+        void *host;       /* staging copy of an upload */
+        size_t bytes;     /* its capacity */
+        cl_event event;   /* the transfer that reads it, or NULL */
+    } staging[NNCL_CL_STAGING];
+    int next_staging;
 
     char extra_defines[128]; /* appended to every build (tests: NNCL_PERTURB) */
 
@@ -199,6 +209,11 @@ nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha)
 nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);
 nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g);
+nncl_status nncl__cl_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
+                                    const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
+nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
+                                   const nncl_tensor *labels, int64_t rows, int64_t cols);
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
                               int64_t channels, int64_t inner);

@@ -67,6 +67,37 @@ static nncl_status cl_write(nncl_context *ctx, nncl_buffer *dst, size_t off, con
     return NNCL_OK;
 }
 
+static nncl_status cl_upload(nncl_context *ctx, nncl_buffer *dst, size_t off, const void *src, size_t bytes)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    int i = cl->next_staging;
+    cl->next_staging = (i + 1) % NNCL_CL_STAGING;
+    if (cl->staging[i].event != NULL) { /* an earlier upload read this slot */
+        cl_int status = CL_COMPLETE;
+        cl_int err = clGetEventInfo(cl->staging[i].event, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status,
+                                    NULL);
+        if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clGetEventInfo(upload)");
+        if (status != CL_COMPLETE) {
+            err = clWaitForEvents(1, &cl->staging[i].event);
+            if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clWaitForEvents(upload)");
+            ctx->stats.host_waits++;
+        }
+        clReleaseEvent(cl->staging[i].event);
+        cl->staging[i].event = NULL;
+    }
+    if (bytes > cl->staging[i].bytes) {
+        void *grown = realloc(cl->staging[i].host, bytes);
+        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "upload: cannot stage %zu bytes", bytes);
+        cl->staging[i].host = grown;
+        cl->staging[i].bytes = bytes;
+    }
+    memcpy(cl->staging[i].host, src, bytes);
+    cl_int err = clEnqueueWriteBuffer(cl->queue, (cl_mem)dst->mem, CL_FALSE, off, bytes, cl->staging[i].host, 0, NULL,
+                                      &cl->staging[i].event);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueWriteBuffer(%zu bytes, staged)", bytes);
+    return NNCL_OK;
+}
+
 static nncl_status cl_read(nncl_context *ctx, const nncl_buffer *src, size_t off, void *dst, size_t bytes)
 {
     cl_int err = clEnqueueReadBuffer(nncl__cl_state(ctx)->queue, (cl_mem)src->mem, CL_TRUE, off, bytes, dst,
@@ -146,6 +177,10 @@ static void cl_destroy(nncl_context *ctx)
     if (cl->queue) clFinish(cl->queue);
     for (size_t i = 0; i < cl->n_pending; i++) clReleaseEvent(cl->pending[i].event);
     free(cl->pending);
+    for (int i = 0; i < NNCL_CL_STAGING; i++) {
+        if (cl->staging[i].event) clReleaseEvent(cl->staging[i].event);
+        free(cl->staging[i].host);
+    }
     nncl__cl_programs_release(ctx);
     nncl__cl_free(ctx, &cl->gemm_temp, cl->gemm_temp_bytes);
     nncl__cl_free(ctx, &cl->partials, NNCL_CL_PARTIALS * sizeof(float));
@@ -162,6 +197,7 @@ static const nncl_backend_ops cl_ops = {
     .buffer_alloc = cl_buffer_alloc,
     .buffer_release = cl_buffer_release,
     .write = cl_write,
+    .upload = cl_upload,
     .read = cl_read,
     .copy = cl_copy,
     .finish = cl_finish,
@@ -191,6 +227,9 @@ static const nncl_backend_ops cl_ops = {
     .layernorm_backward = nncl__cl_layernorm_backward,
     .loss_forward = nncl__cl_loss_forward,
     .loss_backward = nncl__cl_loss_backward,
+    .sumsq = nncl__cl_sumsq,
+    .optimizer_step = nncl__cl_optimizer_step,
+    .count_correct = nncl__cl_count_correct,
 };
 
 nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt)

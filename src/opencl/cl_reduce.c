@@ -1,10 +1,11 @@
 /*
- * cl_reduce.c - host side of kernels_cl/reduce.cl: the sum of a vector.
+ * cl_reduce.c - host side of kernels_cl/reduce.cl: the sum and the sum of
+ * squares of a vector, and the count of correct predictions.
  */
 #include "opencl/cl.h"
 
 
-nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
+static nncl_status reduce(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x, int square)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     if (cl->partials == NULL) /* once per context, reused by every reduction */
@@ -20,6 +21,7 @@ nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_t
     nncl__cl_arg_view(&a, x->buf, x->offset);
     nncl__cl_arg_u64(&a, (uint64_t)nncl_tensor_numel(x));
     nncl__cl_arg_u32(&a, (uint32_t)parts);
+    nncl__cl_arg_i32(&a, square);
     NNCL_TRY(nncl__cl_launch(&a, 1, &parts, &local));
 
     size_t one = 1;
@@ -28,4 +30,29 @@ nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_t
     nncl__cl_arg_mem(&b, cl->partials);
     nncl__cl_arg_u32(&b, (uint32_t)parts);
     return nncl__cl_launch(&b, 1, &one, &one);
+}
+
+nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
+{
+    return reduce(ctx, out, x, 0);
+}
+
+nncl_status nncl__cl_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
+{
+    return reduce(ctx, out, x, 1);
+}
+
+nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
+                                   const nncl_tensor *labels, int64_t rows, int64_t cols)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "reduce", "", "count_correct", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, out);
+    nncl__cl_arg_tensor(&a, logits);
+    nncl__cl_arg_tensor(&a, labels);
+    nncl__cl_arg_u64(&a, (uint64_t)rows);
+    nncl__cl_arg_u64(&a, (uint64_t)cols);
+    size_t one = 1;
+    return nncl__cl_launch(&a, 1, &one, &one);
 }

@@ -2,6 +2,9 @@
  * nncl - the command-line face of the library.
  *
  *   nncl devices              list the OpenCL devices
+ *   nncl train [options]      train a model spec (train.c)
+ *   nncl eval [options]       test accuracy of saved weights
+ *   nncl predict [options]    outputs for a .npy of inputs
  *   nncl check [options]      run a GEMM on the chosen backend and compare it
  *                             with the CPU reference
  *
@@ -13,13 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nncl.h"
-
-static int fail(nncl_context *ctx, nncl_status st)
-{
-    fprintf(stderr, "nncl: %s: %s\n", nncl_status_name(st), nncl_context_last_error(ctx));
-    return 1;
-}
+#include "cli.h"
 
 static void usage(FILE *f)
 {
@@ -28,19 +25,36 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  devices                 list the OpenCL platforms and devices\n"
+            "  train --spec FILE [options]\n"
+            "                          train on Fashion-MNIST (or --data DIR of IDX files, or\n"
+            "                          --train-x/--train-y/--test-x/--test-y .npy or IDX files)\n"
+            "  eval --spec FILE --weights FILE [data options]\n"
+            "                          test loss and accuracy of saved weights\n"
+            "  predict --spec FILE --weights FILE --input X.npy --output Y.npy\n"
+            "                          the network's outputs for the inputs\n"
             "  check [--device P:D] [--size M,N,K]\n"
             "                          run C = A*B on the OpenCL device and on the CPU\n"
             "                          reference, and print the largest difference\n"
             "\n"
+            "train options (defaults: the reference CNN recipe):\n"
+            "  --epochs N (3)  --batch N (64)  --seed N (1)  --no-shuffle  --limit N (training samples)\n"
+            "  --optimizer sgd|adam|adamw (sgd)  --lr X (0.01 sgd, 0.001 adam)  --momentum X (0.9 for sgd)\n"
+            "  --dampening X  --nesterov  --weight-decay X  --beta1 X  --beta2 X  --clip NORM\n"
+            "  --schedule constant|step|cosine  --step-size N  --gamma X  --t-max N  --warmup N\n"
+            "  --init FILE (initial weights)  --save FILE (final weights, safetensors)\n"
+            "  --checkpoint FILE (training state after each epoch)  --resume FILE  --max-steps N\n"
+            "  --metrics FILE.csv  --step-log FILE (every step's loss)  --test-limit N\n"
+            "common options: --backend opencl|cpu  --device P:D  --batch N\n"
+            "\n"
             "The device defaults to NNCL_DEVICE=platform:device, else the first GPU,\n"
-            "else device 0:0.\n");
+            "else device 0:0. Data defaults to /usr/share/datasets/fashion-mnist.\n");
 }
 
 static int cmd_devices(void)
 {
     size_t count = 0;
     nncl_status st = nncl_device_list(NULL, 0, &count);
-    if (st != NNCL_OK) return fail(NULL, st);
+    if (st != NNCL_OK) return cli_fail(NULL, st);
     if (count == 0) {
         printf("no OpenCL devices found\n");
         return 0;
@@ -53,7 +67,7 @@ static int cmd_devices(void)
     st = nncl_device_list(info, count, &count);
     if (st != NNCL_OK) {
         free(info);
-        return fail(NULL, st);
+        return cli_fail(NULL, st);
     }
     for (size_t i = 0; i < count; i++) {
         const nncl_device_info *d = &info[i];
@@ -126,13 +140,13 @@ static int cmd_check(int argc, char **argv)
 
     nncl_context *gpu = NULL, *cpu = NULL;
     nncl_status st = nncl_context_create(&opt, &gpu);
-    if (st != NNCL_OK) return fail(NULL, st);
+    if (st != NNCL_OK) return cli_fail(NULL, st);
     nncl_context_options cpu_opt = nncl_context_options_default();
     cpu_opt.backend = NNCL_BACKEND_CPU;
     st = nncl_context_create(&cpu_opt, &cpu);
     if (st != NNCL_OK) {
         nncl_context_destroy(gpu);
-        return fail(NULL, st);
+        return cli_fail(NULL, st);
     }
     char desc[384];
     nncl_context_describe(gpu, desc, sizeof desc);
@@ -148,11 +162,11 @@ static int cmd_check(int argc, char **argv)
     fill_random(a, (size_t)(m * k), 1);
     fill_random(b, (size_t)(k * n), 2);
     if ((st = gemm_on(gpu, m, n, k, a, b, c_dev)) != NNCL_OK) {
-        rc = fail(gpu, st);
+        rc = cli_fail(gpu, st);
         goto done;
     }
     if ((st = gemm_on(cpu, m, n, k, a, b, c_ref)) != NNCL_OK) {
-        rc = fail(cpu, st);
+        rc = cli_fail(cpu, st);
         goto done;
     }
     /* A correct float32 GEMM with inputs in [-1, 1) is within k * eps * sum|a*b| <= k^2 * eps
@@ -187,6 +201,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "devices") == 0) return cmd_devices();
     if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
+    if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(argv[1], "predict") == 0) return cmd_predict(argc - 2, argv + 2);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;

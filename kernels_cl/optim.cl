@@ -1,0 +1,42 @@
+/*
+ * optim.cl - one optimizer update over a whole parameter arena in one launch,
+ * one work-item per parameter, with torch.optim's formulas (PyTorch 1.13):
+ *   clipping (max_norm > 0): g *= min(1, max_norm / (sqrt(sumsq[0]) + 1e-6)),
+ *                            sumsq[0] being the squared global gradient norm
+ *   kind 0, SGD:   d = g + wd p;  buf = first ? d : momentum buf + (1 - dampening) d;
+ *                  d = nesterov ? d + momentum buf : buf;  p -= lr d
+ *   kind 1, Adam:  g += wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *                  p -= step_size m / (sqrt(v) / bc2_sqrt + eps)
+ *   kind 2, AdamW: p *= 1 - lr wd, then Adam without g += wd p
+ * s1 is the momentum buffer (SGD) or m; s2 is v.
+ */
+
+__kernel void optimizer_step(__global float *p, ulong p_off, __global const float *g, ulong g_off,
+                             __global float *s1, ulong s1_off, __global float *s2, ulong s2_off, ulong n, int kind,
+                             float lr, float momentum, float dampening, float wd, int nesterov, int first,
+                             float beta1, float beta2, float eps, float step_size, float bc2_sqrt, float max_norm,
+                             __global const float *sumsq, ulong sumsq_off)
+{
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    float gi = g[g_off + i], w = p[p_off + i];
+    if (max_norm > 0.0f) gi *= fmin(1.0f, max_norm / (sqrt(sumsq[sumsq_off]) + 1e-6f));
+    if (kind == 0) {
+        float d = gi + wd * w;
+        if (momentum != 0.0f) {
+            float buf = first ? d : momentum * s1[s1_off + i] + (1.0f - dampening) * d;
+            s1[s1_off + i] = buf;
+            d = nesterov ? d + momentum * buf : buf;
+        }
+        w -= lr * d;
+    } else {
+        if (kind == 2) w *= 1.0f - lr * wd;
+        else gi += wd * w;
+        float m = beta1 * s1[s1_off + i] + (1.0f - beta1) * gi;
+        float v = beta2 * s2[s2_off + i] + (1.0f - beta2) * gi * gi;
+        s1[s1_off + i] = m;
+        s2[s2_off + i] = v;
+        w -= step_size * m / (sqrt(v) / bc2_sqrt + eps);
+    }
+    p[p_off + i] = w;
+}

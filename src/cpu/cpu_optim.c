@@ -1,0 +1,76 @@
+/*
+ * cpu_optim.c - reference optimizer updates and metrics, with torch.optim's
+ * formulas (PyTorch 1.13), element by element in double:
+ *   gradient clipping  g *= min(1, max_norm / (||g||_2 + 1e-6))
+ *   SGD                d = g + wd p;  buf = first ? d : momentum buf + (1 - dampening) d;
+ *                      d = nesterov ? d + momentum buf : buf;  p -= lr d
+ *   Adam               g += wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *                      p -= step_size m / (sqrt(v) / bc2_sqrt + eps)
+ *   AdamW              p *= 1 - lr wd, then Adam without the g += wd p
+ */
+#include <math.h>
+
+#include "cpu/cpu.h"
+
+nncl_status nncl__cpu_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
+{
+    uint64_t t0 = nncl__cpu_op_begin(ctx);
+    const float *px = nncl__cpu_tensor(x);
+    int64_t n = nncl_tensor_numel(x);
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; i++) acc += (double)px[i] * px[i];
+    *nncl__cpu_tensor(out) = (float)acc;
+    return nncl__cpu_op_end(ctx, "sumsq", t0);
+}
+
+nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
+                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a)
+{
+    uint64_t t0 = nncl__cpu_op_begin(ctx);
+    float *pp = nncl__cpu_tensor(p), *ps1 = s1 ? nncl__cpu_tensor(s1) : NULL, *ps2 = s2 ? nncl__cpu_tensor(s2) : NULL;
+    const float *pg = nncl__cpu_tensor(g);
+    int64_t n = nncl_tensor_numel(p);
+    double coef = 1.0;
+    if (a->max_norm > 0.0f) {
+        double c = a->max_norm / (sqrt((double)*nncl__cpu_tensor(a->sumsq)) + 1e-6);
+        coef = c < 1.0 ? c : 1.0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double w = pp[i], gi = pg[i] * coef;
+        if (a->kind == NNCL_OPT_SGD) {
+            double d = gi + (double)a->weight_decay * w;
+            if (a->momentum != 0.0f) {
+                double buf = a->first_step ? d : (double)a->momentum * ps1[i] + (1.0 - (double)a->dampening) * d;
+                ps1[i] = (float)buf;
+                d = a->nesterov ? d + (double)a->momentum * buf : buf;
+            }
+            w -= (double)a->lr * d;
+        } else {
+            if (a->kind == NNCL_OPT_ADAMW) w *= 1.0 - (double)a->lr * a->weight_decay;
+            else gi += (double)a->weight_decay * w;
+            double m = (double)a->beta1 * ps1[i] + (1.0 - (double)a->beta1) * gi;
+            double v = (double)a->beta2 * ps2[i] + (1.0 - (double)a->beta2) * gi * gi;
+            ps1[i] = (float)m;
+            ps2[i] = (float)v;
+            w -= (double)a->step_size * m / (sqrt(v) / a->bc2_sqrt + a->eps);
+        }
+        pp[i] = (float)w;
+    }
+    return nncl__cpu_op_end(ctx, "optimizer_step", t0);
+}
+
+nncl_status nncl__cpu_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
+                                    const nncl_tensor *labels, int64_t rows, int64_t cols)
+{
+    uint64_t t0 = nncl__cpu_op_begin(ctx);
+    const float *x = nncl__cpu_tensor(logits), *t = nncl__cpu_tensor(labels);
+    int64_t correct = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < cols; j++)
+            if (x[r * cols + j] > x[r * cols + best]) best = j;
+        correct += (double)best == t[r];
+    }
+    *nncl__cpu_tensor(out) = (float)correct;
+    return nncl__cpu_op_end(ctx, "count_correct", t0);
+}

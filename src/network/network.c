@@ -1,0 +1,592 @@
+/*
+ * network.c - sequential networks: planning, the training step, and the
+ * optimizer with its learning-rate schedule.
+ *
+ * Memory, all allocated by nncl_network_plan and reused by every step:
+ *   params, grads   every learnable parameter of every layer, back to back,
+ *                   and their gradients in the same layout: one fill zeroes
+ *                   all gradients and one kernel updates all parameters
+ *   buffers         batch norm running statistics
+ *   opt1, opt2      optimizer state in the parameters' layout
+ *   acts, dacts     activations and their gradients: act[i] is the input of
+ *                   layer i, act[n] the network's output; alias layers
+ *                   (flatten, unflatten) get no memory of their own
+ *   targets         class labels (as floats) or regression targets
+ *   metrics         [loss, correct]: read together, in one host wait
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+
+struct nncl_network {
+    nncl_context *ctx;
+    nncl_layer **layers;
+    size_t n_layers, cap_layers;
+    nncl_loss *loss;
+    nncl_loss_kind loss_kind;
+
+    int planned;
+    int64_t batch;
+    int64_t out_size;               /* outputs per sample */
+    nncl_tensor *act, *dact;        /* (n_layers + 1) planned activations and gradients, full batch */
+    nncl_tensor *cur_act, *cur_dact; /* the same for the current batch (set by forward/backward) */
+    int64_t *act_sample;            /* (n_layers + 1) elements per sample of each activation */
+
+    nncl_tensor params, grads, buffers, opt1, opt2, act_arena, dact_arena;
+    nncl_tensor targets, metrics, sumsq;
+    nncl_tensor metrics_sum;        /* [sum of batch losses, sum of correct] since the last reset */
+    int64_t metrics_batches, metrics_samples;
+    float *label_staging;           /* batch floats: labels converted on the host, allocated once */
+
+    int64_t cur_n;                  /* samples in the current batch */
+    int have_targets;               /* the current batch came with labels or targets */
+    int forward_done;
+
+    int have_opt;
+    nncl_optimizer_options opt;
+    int64_t t;                      /* optimizer steps taken */
+};
+
+/* ---- construction -------------------------------------------------------------------------- */
+
+nncl_optimizer_options nncl_optimizer_options_default(nncl_optimizer_kind kind)
+{
+    nncl_optimizer_options o = {
+        .kind = kind,
+        .lr = kind == NNCL_OPT_SGD ? 0.01f : 0.001f,
+        .weight_decay = kind == NNCL_OPT_ADAMW ? 0.01f : 0.0f,
+        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+        .schedule = NNCL_SCHED_CONSTANT,
+        .gamma = 0.1f,
+        .warmup_start_factor = 1.0f / 3.0f,
+    };
+    return o;
+}
+
+nncl_status nncl_network_create(nncl_context *ctx, nncl_network **out)
+{
+    NNCL_CHECK_CTX(ctx);
+    NNCL_CHECK_ARG(ctx, out);
+    *out = calloc(1, sizeof **out);
+    if (*out == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
+    (*out)->ctx = ctx;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_destroy(nncl_network *net)
+{
+    if (net == NULL) return NNCL_OK;
+    nncl_context *ctx = net->ctx;
+    for (size_t i = 0; i < net->n_layers; i++) nncl_layer_destroy(net->layers[i]);
+    free(net->layers);
+    nncl_loss_destroy(net->loss);
+    nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
+                            &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(ctx, owned[i]);
+    free(net->act);
+    free(net->dact);
+    free(net->cur_act);
+    free(net->cur_dact);
+    free(net->act_sample);
+    free(net->label_staging);
+    free(net);
+    return NNCL_OK;
+}
+
+#define CHECK_NET(net)                                                                             \
+    do {                                                                                           \
+        if ((net) == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: network is NULL", __func__); \
+    } while (0)
+
+nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
+{
+    CHECK_NET(net);
+    if (layer == NULL) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);
+    nncl_status st = NNCL_OK;
+    if (net->planned) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
+    else if (layer->ctx != net->ctx) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer of another context", __func__);
+    else if (layer->ops->forward == NULL)
+        st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: %s takes two inputs and has no place in a sequential network",
+                        __func__, layer->desc);
+    if (st == NNCL_OK && net->n_layers == net->cap_layers) {
+        size_t cap = net->cap_layers ? 2 * net->cap_layers : 8;
+        nncl_layer **grown = realloc(net->layers, cap * sizeof *grown);
+        if (grown == NULL) st = NNCL_ERROR(net->ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
+        else net->layers = grown, net->cap_layers = cap;
+    }
+    if (st != NNCL_OK) {
+        nncl_layer_destroy(layer);
+        return st;
+    }
+    net->layers[net->n_layers++] = layer;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_set_loss(nncl_network *net, nncl_loss *loss)
+{
+    CHECK_NET(net);
+    nncl_status st = NNCL_OK;
+    if (net->planned) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
+    if (st != NNCL_OK || loss == NULL) {
+        nncl_loss_destroy(loss);
+        return st != NNCL_OK ? st : NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: loss is NULL", __func__);
+    }
+    nncl_loss_destroy(net->loss);
+    net->loss = loss;
+    net->loss_kind = nncl__loss_kind(loss);
+    return NNCL_OK;
+}
+
+/* ---- planning ------------------------------------------------------------------------------ */
+
+static int is_class_loss(nncl_loss_kind k)
+{
+    return k == NNCL_LOSS_CROSS_ENTROPY || k == NNCL_LOSS_NLL;
+}
+
+/* A view of `elems` elements of `arena` at `*offset` with the given shape; advances *offset. */
+static nncl_status carve(nncl_context *ctx, const nncl_tensor *arena, int64_t *offset, int ndim, const int64_t *shape,
+                         nncl_tensor *out)
+{
+    NNCL_TRY(nncl_tensor_view(ctx, arena, (size_t)*offset, ndim, shape, out));
+    *offset += nncl_tensor_numel(out);
+    return NNCL_OK;
+}
+
+/* Creates a 1-D tensor of n elements (at least 1) filled with zeros. */
+static nncl_status zeros(nncl_context *ctx, int64_t n, nncl_tensor *out)
+{
+    if (n < 1) n = 1;
+    NNCL_TRY(nncl_tensor_create(ctx, 1, &n, out));
+    return nncl_tensor_fill(ctx, out, 0.0f);
+}
+
+nncl_status nncl_network_plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    if (net->planned) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
+    if (net->n_layers == 0) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network has no layers", __func__);
+    if (ndim < 1 || ndim >= NNCL_MAX_DIMS || sample_shape == NULL || batch < 1 || batch > (1 << 24))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: bad sample rank %d or batch %lld", __func__, ndim,
+                          (long long)batch);
+    size_t n = net->n_layers;
+    net->act = calloc(n + 1, sizeof *net->act);
+    net->dact = calloc(n + 1, sizeof *net->dact);
+    net->cur_act = calloc(n + 1, sizeof *net->cur_act);
+    net->cur_dact = calloc(n + 1, sizeof *net->cur_dact);
+    net->act_sample = calloc(n + 1, sizeof *net->act_sample);
+    net->label_staging = calloc((size_t)batch, sizeof *net->label_staging);
+    if (!net->act || !net->dact || !net->cur_act || !net->cur_dact || !net->act_sample || !net->label_staging)
+        return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
+
+    /* Shapes first (kept in the act descriptors until the arenas exist):
+       act[0] is (batch, sample...), act[i + 1] the output of layer i. */
+    nncl_tensor *a = net->act;
+    a[0].ndim = ndim + 1;
+    a[0].shape[0] = batch;
+    for (int d = 0; d < ndim; d++) a[0].shape[d + 1] = sample_shape[d];
+    int64_t act_total = 0, param_total = 0, buffer_total = 0;
+    for (size_t i = 0; i < n; i++) {
+        nncl_layer *l = net->layers[i];
+        nncl_status st = nncl_layer_output_shape(l, a[i].ndim, a[i].shape, &a[i + 1].ndim, a[i + 1].shape);
+        if (st != NNCL_OK) {
+            nncl__error_append(ctx, " (layer %zu)", i);
+            return st;
+        }
+        if (a[i + 1].ndim < 1 || a[i + 1].shape[0] != batch)
+            return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: layer %zu (%s) must keep the batch dimension first", __func__, i,
+                              l->desc);
+        for (size_t p = 0; p < l->n_total; p++) {
+            int64_t e = nncl_tensor_numel(&l->params[p].value);
+            if (p < l->n_params) param_total += e;
+            else buffer_total += e;
+        }
+    }
+    for (size_t i = 0; i <= n; i++) {
+        int64_t e = nncl_tensor_numel(&a[i]);
+        net->act_sample[i] = e / batch;
+        if (i == 0 || !net->layers[i - 1]->ops->is_alias) act_total += e;
+    }
+    net->out_size = net->act_sample[n];
+    net->batch = batch;
+
+    /* The arenas. */
+    NNCL_TRY(zeros(ctx, param_total, &net->params));
+    NNCL_TRY(zeros(ctx, param_total, &net->grads));
+    NNCL_TRY(zeros(ctx, param_total, &net->opt1));
+    NNCL_TRY(zeros(ctx, param_total, &net->opt2));
+    NNCL_TRY(zeros(ctx, buffer_total, &net->buffers));
+    NNCL_TRY(zeros(ctx, act_total, &net->act_arena));
+    NNCL_TRY(zeros(ctx, act_total, &net->dact_arena));
+    NNCL_TRY(zeros(ctx, batch * (net->loss && !is_class_loss(net->loss_kind) ? net->out_size : 1), &net->targets));
+    NNCL_TRY(zeros(ctx, 2, &net->metrics));
+    NNCL_TRY(zeros(ctx, 1, &net->sumsq));
+    NNCL_TRY(zeros(ctx, 2, &net->metrics_sum));
+
+    /* Parameters move into the arenas, in layer order: state_dict order. */
+    int64_t po = 0, bo = 0;
+    for (size_t i = 0; i < n; i++) {
+        nncl_layer *l = net->layers[i];
+        for (size_t p = 0; p < l->n_total; p++) {
+            nncl_tensor *v = &l->params[p].value;
+            nncl_tensor value, grad = {0};
+            if (p < l->n_params) {
+                int64_t at = po;
+                NNCL_TRY(carve(ctx, &net->params, &po, v->ndim, v->shape, &value));
+                NNCL_TRY(carve(ctx, &net->grads, &at, v->ndim, v->shape, &grad));
+            } else {
+                NNCL_TRY(carve(ctx, &net->buffers, &bo, v->ndim, v->shape, &value));
+            }
+            NNCL_TRY(nncl__layer_rebind_param(l, p, &value, &grad));
+        }
+    }
+    /* Activations: alias layers reuse their input's memory. */
+    int64_t ao = 0;
+    for (size_t i = 0; i <= n; i++) {
+        const nncl_tensor shape = net->act[i]; /* only its ndim and shape are set yet */
+        if (i > 0 && net->layers[i - 1]->ops->is_alias) {
+            NNCL_TRY(nncl_tensor_reshape(ctx, &net->act[i - 1], shape.ndim, shape.shape, &net->act[i]));
+            NNCL_TRY(nncl_tensor_reshape(ctx, &net->dact[i - 1], shape.ndim, shape.shape, &net->dact[i]));
+            continue;
+        }
+        int64_t at = ao;
+        NNCL_TRY(carve(ctx, &net->act_arena, &ao, shape.ndim, shape.shape, &net->act[i]));
+        NNCL_TRY(carve(ctx, &net->dact_arena, &at, shape.ndim, shape.shape, &net->dact[i]));
+    }
+    net->planned = 1;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_init(nncl_network *net, uint64_t seed)
+{
+    CHECK_NET(net);
+    for (size_t i = 0; i < net->n_layers; i++) NNCL_TRY(nncl_layer_reset_parameters(net->layers[i], seed, (uint32_t)i));
+    return NNCL_OK;
+}
+
+/* ---- the optimizer --------------------------------------------------------------------------- */
+
+nncl_status nncl_network_set_optimizer(nncl_network *net, const nncl_optimizer_options *opt)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    NNCL_CHECK_ARG(ctx, opt);
+    if (!net->planned) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
+    const nncl_optimizer_options *o = opt;
+    if ((int)o->kind < NNCL_OPT_SGD || (int)o->kind > NNCL_OPT_ADAMW)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: unknown kind %d", (int)o->kind);
+    if (!(o->lr >= 0.0f) || !(o->momentum >= 0.0f) || !(o->weight_decay >= 0.0f) || !isfinite(o->lr) ||
+        !(o->dampening >= 0.0f && o->dampening <= 1.0f))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
+                          "optimizer: lr %g, momentum %g, dampening %g and weight_decay %g must be finite and >= 0 "
+                          "(dampening <= 1)",
+                          (double)o->lr, (double)o->momentum, (double)o->dampening, (double)o->weight_decay);
+    if (o->nesterov && (o->momentum <= 0.0f || o->dampening != 0.0f))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: nesterov needs momentum > 0 and dampening 0");
+    if (o->kind != NNCL_OPT_SGD && !(o->beta1 >= 0.0f && o->beta1 < 1.0f && o->beta2 >= 0.0f && o->beta2 < 1.0f &&
+                                      o->eps > 0.0f))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: betas (%g, %g) must be in [0, 1) and eps %g > 0",
+                          (double)o->beta1, (double)o->beta2, (double)o->eps);
+    if (!(o->clip_norm >= 0.0f))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: clip_norm %g must be >= 0", (double)o->clip_norm);
+    if ((o->schedule == NNCL_SCHED_STEP && o->step_size < 1) || (o->schedule == NNCL_SCHED_COSINE && o->t_max < 1) ||
+        (int)o->schedule < 0 || (int)o->schedule > NNCL_SCHED_COSINE || o->warmup_steps < 0 ||
+        (o->warmup_steps > 0 && !(o->warmup_start_factor > 0.0f && o->warmup_start_factor <= 1.0f)))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
+                          "schedule: kind %d with step_size %lld, t_max %lld, warm-up %lld steps from factor %g is "
+                          "invalid",
+                          (int)o->schedule, (long long)o->step_size, (long long)o->t_max, (long long)o->warmup_steps,
+                          (double)o->warmup_start_factor);
+    NNCL_TRY(nncl_tensor_fill(ctx, &net->opt1, 0.0f));
+    NNCL_TRY(nncl_tensor_fill(ctx, &net->opt2, 0.0f));
+    net->opt = *o;
+    net->have_opt = 1;
+    net->t = 0;
+    return NNCL_OK;
+}
+
+/* The learning rate of step t (0-based), from the schedule and the warm-up. */
+static double schedule_lr(const nncl_optimizer_options *o, int64_t t)
+{
+    double lr = o->lr;
+    if (o->schedule == NNCL_SCHED_STEP) {
+        lr *= pow((double)o->gamma, (double)(t / o->step_size));
+    } else if (o->schedule == NNCL_SCHED_COSINE) {
+        const double pi = 3.14159265358979323846;
+        double tt = (double)(t < o->t_max ? t : o->t_max);
+        lr = o->eta_min + (o->lr - o->eta_min) * (1.0 + cos(pi * tt / (double)o->t_max)) / 2.0;
+    }
+    if (t < o->warmup_steps) {
+        double f = o->warmup_start_factor + (1.0 - o->warmup_start_factor) * (double)t / (double)o->warmup_steps;
+        lr *= f;
+    }
+    return lr;
+}
+
+nncl_status nncl_network_lr(const nncl_network *net, float *lr)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, lr);
+    if (!net->have_opt) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: no optimizer", __func__);
+    *lr = (float)schedule_lr(&net->opt, net->t);
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_step(nncl_network *net)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    if (!net->have_opt) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: no optimizer set", __func__);
+    const nncl_optimizer_options *o = &net->opt;
+    double lr = schedule_lr(o, net->t);
+    double t1 = (double)(net->t + 1);
+    nncl_optim_args a = {
+        .kind = o->kind, .lr = (float)lr, .momentum = o->momentum, .dampening = o->dampening,
+        .weight_decay = o->weight_decay, .nesterov = o->nesterov, .first_step = net->t == 0,
+        .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps,
+        .step_size = (float)(lr / (1.0 - pow((double)o->beta1, t1))),
+        .bc2_sqrt = (float)sqrt(1.0 - pow((double)o->beta2, t1)),
+        .max_norm = o->clip_norm, .sumsq = &net->sumsq,
+    };
+    if (o->clip_norm > 0.0f) NNCL_TRY(ctx->ops->sumsq(ctx, &net->sumsq, &net->grads));
+    NNCL_TRY(ctx->ops->optimizer_step(ctx, &net->params, &net->grads, &net->opt1, &net->opt2, &a));
+    net->t++;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_get_step(const nncl_network *net, int64_t *t)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, t);
+    *t = net->t;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_set_step(nncl_network *net, int64_t t)
+{
+    CHECK_NET(net);
+    if (t < 0) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: step %lld is negative", __func__, (long long)t);
+    net->t = t;
+    return NNCL_OK;
+}
+
+/* ---- the training step --------------------------------------------------------------------------- */
+
+/* The first n samples of a planned activation. */
+static nncl_tensor first_rows(const nncl_tensor *t, int64_t n)
+{
+    nncl_tensor v = *t;
+    v.shape[0] = n;
+    return v;
+}
+
+nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const int64_t *labels,
+                                   const float *targets, int64_t n)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    NNCL_CHECK_ARG(ctx, inputs);
+    if (!net->planned) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
+    if (n < 1 || n > net->batch)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: %lld samples, the network is planned for 1..%lld", __func__,
+                          (long long)n, (long long)net->batch);
+    int classes = net->loss && is_class_loss(net->loss_kind);
+    if ((labels && !classes) || (targets && (net->loss == NULL || classes)))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: %s do not fit the network's loss", __func__,
+                          labels ? "class labels" : "targets");
+    nncl_tensor x = first_rows(&net->act[0], n);
+    NNCL_TRY(nncl_tensor_upload(ctx, &x, inputs, (size_t)(n * net->act_sample[0])));
+    net->have_targets = 0;
+    net->forward_done = 0;
+    net->cur_n = n;
+    if (labels) {
+        for (int64_t i = 0; i < n; i++) {
+            if (labels[i] < 0 || labels[i] >= net->out_size)
+                return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: label %lld is %lld, outside [0, %lld)", __func__,
+                                  (long long)i, (long long)labels[i], (long long)net->out_size);
+            net->label_staging[i] = (float)labels[i];
+        }
+        nncl_tensor t = {.buf = net->targets.buf, .offset = net->targets.offset, .ndim = 1, .shape = {n}};
+        NNCL_TRY(nncl_tensor_upload(ctx, &t, net->label_staging, (size_t)n));
+        net->have_targets = 1;
+    } else if (targets) {
+        nncl_tensor t = {.buf = net->targets.buf, .offset = net->targets.offset, .ndim = 1, .shape = {n * net->out_size}};
+        NNCL_TRY(nncl_tensor_upload(ctx, &t, targets, (size_t)(n * net->out_size)));
+        net->have_targets = 1;
+    }
+    return NNCL_OK;
+}
+
+/* The loss's view of the output (2-D for the class losses) and of the targets. */
+static void loss_views(const nncl_network *net, nncl_tensor *out, nncl_tensor *target)
+{
+    int64_t n = net->cur_n;
+    *out = net->cur_act[net->n_layers];
+    out->ndim = 2;
+    out->shape[0] = n;
+    out->shape[1] = net->out_size;
+    *target = net->targets;
+    target->ndim = 1;
+    target->shape[0] = is_class_loss(net->loss_kind) ? n : n * net->out_size;
+}
+
+nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    if (net->cur_n == 0) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: no batch set", __func__);
+    net->cur_act[0] = first_rows(&net->act[0], net->cur_n);
+    for (size_t i = 0; i < net->n_layers; i++) {
+        net->cur_act[i + 1] = first_rows(&net->act[i + 1], net->cur_n);
+        NNCL_TRY(nncl_layer_forward(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
+    }
+    if (net->loss && net->have_targets) {
+        nncl_tensor out, target, loss_value = {.buf = net->metrics.buf, .offset = net->metrics.offset, .ndim = 1,
+                                               .shape = {1}};
+        loss_views(net, &out, &target);
+        NNCL_TRY(nncl_loss_forward(net->loss, &out, &target, &loss_value));
+        nncl_tensor correct = loss_value;
+        correct.offset += 1;
+        if (is_class_loss(net->loss_kind))
+            NNCL_TRY(ctx->ops->count_correct(ctx, &correct, &out, &target, net->cur_n, net->out_size));
+        else
+            NNCL_TRY(nncl_tensor_fill(ctx, &correct, 0.0f));
+        NNCL_TRY(nncl_axpy(ctx, 1.0f, &net->metrics, &net->metrics_sum));
+        net->metrics_batches++;
+        net->metrics_samples += net->cur_n;
+    }
+    net->forward_done = 1;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_backward(nncl_network *net)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    if (!net->forward_done || !net->have_targets || net->loss == NULL)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: needs a forward of a batch with labels or targets", __func__);
+    size_t n = net->n_layers;
+    nncl_tensor out, target;
+    loss_views(net, &out, &target);
+    net->cur_dact[n] = first_rows(&net->dact[n], net->cur_n);
+    nncl_tensor dout = net->cur_dact[n];
+    dout.ndim = 2;
+    dout.shape[0] = net->cur_n;
+    dout.shape[1] = net->out_size;
+    NNCL_TRY(nncl_loss_backward(net->loss, &out, &target, &dout));
+    for (size_t i = n; i-- > 0;) {
+        nncl_layer *l = net->layers[i];
+        net->cur_dact[i] = first_rows(&net->dact[i], net->cur_n);
+        /* The network's input needs no gradient, unless the layer cannot skip it. */
+        nncl_tensor *dx = i == 0 && !l->ops->needs_dx && !l->ops->is_alias ? NULL : &net->cur_dact[i];
+        NNCL_TRY(nncl_layer_backward(l, &net->cur_act[i], &net->cur_act[i + 1], &net->cur_dact[i + 1], dx));
+    }
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_zero_grad(nncl_network *net)
+{
+    CHECK_NET(net);
+    if (!net->planned) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
+    return nncl_tensor_fill(net->ctx, &net->grads, 0.0f);
+}
+
+nncl_status nncl_network_train_step(nncl_network *net)
+{
+    NNCL_TRY(nncl_network_zero_grad(net));
+    NNCL_TRY(nncl_network_forward(net, NNCL_TRAIN));
+    NNCL_TRY(nncl_network_backward(net));
+    return nncl_network_step(net);
+}
+
+nncl_status nncl_network_metrics(nncl_network *net, float *loss, int64_t *correct)
+{
+    CHECK_NET(net);
+    if (!net->forward_done || !net->have_targets)
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: needs a forward of a batch with labels or targets",
+                          __func__);
+    float m[2];
+    NNCL_TRY(nncl_tensor_read(net->ctx, &net->metrics, m, 2));
+    if (loss) *loss = m[0];
+    if (correct) *correct = (int64_t)m[1];
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_metrics_sum(nncl_network *net, float *mean_loss, int64_t *correct, int64_t *samples)
+{
+    CHECK_NET(net);
+    float m[2] = {0.0f, 0.0f};
+    if (net->metrics_batches > 0) NNCL_TRY(nncl_tensor_read(net->ctx, &net->metrics_sum, m, 2));
+    if (mean_loss) *mean_loss = net->metrics_batches ? m[0] / (float)net->metrics_batches : 0.0f;
+    if (correct) *correct = (int64_t)m[1];
+    if (samples) *samples = net->metrics_samples;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_reset_metrics_sum(nncl_network *net)
+{
+    CHECK_NET(net);
+    if (!net->planned) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
+    net->metrics_batches = net->metrics_samples = 0;
+    return nncl_tensor_fill(net->ctx, &net->metrics_sum, 0.0f);
+}
+
+nncl_status nncl_network_output(nncl_network *net, float *out, size_t count)
+{
+    CHECK_NET(net);
+    if (!net->forward_done) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: no forward yet", __func__);
+    return nncl_tensor_read(net->ctx, &net->cur_act[net->n_layers], out, count);
+}
+
+/* ---- queries ------------------------------------------------------------------------------------ */
+
+nncl_status nncl_network_output_size(const nncl_network *net, int64_t *size)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, size);
+    if (!net->planned) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
+    *size = net->out_size;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_layer_count(const nncl_network *net, size_t *count)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, count);
+    *count = net->n_layers;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_layer(const nncl_network *net, size_t i, nncl_layer **layer)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, layer);
+    if (i >= net->n_layers)
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer %zu of %zu", __func__, i, net->n_layers);
+    *layer = net->layers[i];
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_optimizer_state(const nncl_network *net, size_t layer, size_t param, int which,
+                                         const char **name, nncl_tensor *state)
+{
+    CHECK_NET(net);
+    nncl_context *ctx = net->ctx;
+    NNCL_CHECK_ARG(ctx, state);
+    if (!net->have_opt) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: no optimizer", __func__);
+    if (layer >= net->n_layers || param >= net->layers[layer]->n_params || which < 0 || which > 1 ||
+        (net->opt.kind == NNCL_OPT_SGD && which == 1))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: no state %d for parameter %zu of layer %zu", __func__, which,
+                          param, layer);
+    /* The state lives at the parameter's offset in the parameter arena. */
+    const nncl_tensor *p = &net->layers[layer]->params[param].value;
+    *state = *p;
+    state->buf = which == 0 ? net->opt1.buf : net->opt2.buf;
+    state->offset = net->opt1.offset + (p->offset - net->params.offset);
+    if (name) *name = net->opt.kind == NNCL_OPT_SGD ? "momentum_buffer" : which == 0 ? "exp_avg" : "exp_avg_sq";
+    return NNCL_OK;
+}

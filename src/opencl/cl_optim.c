@@ -1,0 +1,33 @@
+/*
+ * cl_optim.c - host side of kernels_cl/optim.cl.
+ */
+#include "opencl/cl.h"
+
+nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
+                                    const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "optim", "", "optimizer_step", &k));
+    size_t n = (size_t)nncl_tensor_numel(p);
+    nncl__cl_args args = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&args, p);
+    nncl__cl_arg_tensor(&args, g);
+    nncl__cl_arg_tensor(&args, s1);
+    nncl__cl_arg_tensor(&args, s2);
+    nncl__cl_arg_u64(&args, n);
+    nncl__cl_arg_i32(&args, (int32_t)a->kind);
+    nncl__cl_arg_f32(&args, a->lr);
+    nncl__cl_arg_f32(&args, a->momentum);
+    nncl__cl_arg_f32(&args, a->dampening);
+    nncl__cl_arg_f32(&args, a->weight_decay);
+    nncl__cl_arg_i32(&args, a->nesterov);
+    nncl__cl_arg_i32(&args, a->first_step);
+    nncl__cl_arg_f32(&args, a->beta1);
+    nncl__cl_arg_f32(&args, a->beta2);
+    nncl__cl_arg_f32(&args, a->eps);
+    nncl__cl_arg_f32(&args, a->step_size);
+    nncl__cl_arg_f32(&args, a->bc2_sqrt);
+    nncl__cl_arg_f32(&args, a->max_norm);
+    nncl__cl_arg_tensor(&args, a->max_norm > 0.0f ? a->sumsq : NULL);
+    return nncl__cl_launch_1d(&args, n);
+}

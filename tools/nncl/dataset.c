@@ -1,0 +1,139 @@
+/*
+ * dataset.c - the tool's data: Fashion-MNIST style image sets from an IDX
+ * folder or from .npy files, normalised to float, shuffled per epoch, and
+ * copied out in batches.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+void dataset_free(dataset *d)
+{
+    free(d->x);
+    free(d->y);
+    memset(d, 0, sizeof *d);
+}
+
+/* Reads a file as IDX or .npy (by extension). */
+static nncl_status read_array(const char *path, nncl_array *a)
+{
+    size_t n = strlen(path);
+    if (n >= 4 && strcmp(path + n - 4, ".npy") == 0) return nncl_npy_read(path, a);
+    return nncl_idx_read(path, a);
+}
+
+/* Converts images (N, ...) of u8 (scaled by 1/255) or f32 into floats, and labels of u8 or i64. */
+static nncl_status to_dataset(const char *xpath, const nncl_array *xa, const char *ypath, const nncl_array *ya,
+                              dataset *out)
+{
+    if (xa->ndim < 1 || xa->shape[0] < 1)
+        return nncl__error(NULL, NNCL_ERR_FORMAT, __FILE__, __LINE__, "%s: expected an array of samples (N, ...)", xpath);
+    if (xa->dtype != NNCL_DTYPE_U8 && xa->dtype != NNCL_DTYPE_F32)
+        return nncl__error(NULL, NNCL_ERR_FORMAT, __FILE__, __LINE__, "%s: images must be uint8 or float32", xpath);
+    if (ya->ndim != 1 || ya->shape[0] != xa->shape[0] || (ya->dtype != NNCL_DTYPE_U8 && ya->dtype != NNCL_DTYPE_I64))
+        return nncl__error(NULL, NNCL_ERR_FORMAT, __FILE__, __LINE__,
+                           "%s: labels must be a vector of %lld uint8 or int64 values, one per image of %s", ypath,
+                           (long long)xa->shape[0], xpath);
+    int64_t n = xa->shape[0], per = nncl_array_numel(xa) / n;
+    out->n = n;
+    out->sample = per;
+    out->ndim = xa->ndim - 1;
+    memcpy(out->shape, xa->shape + 1, sizeof(int64_t) * (size_t)out->ndim);
+    out->x = malloc(sizeof(float) * (size_t)(n * per));
+    out->y = malloc(sizeof(int64_t) * (size_t)n);
+    if (!out->x || !out->y) return nncl__error(NULL, NNCL_ERR_OUT_OF_MEMORY, __FILE__, __LINE__, "out of memory");
+    for (int64_t i = 0; i < n * per; i++)
+        out->x[i] = xa->dtype == NNCL_DTYPE_U8 ? ((const uint8_t *)xa->data)[i] / 255.0f : ((const float *)xa->data)[i];
+    for (int64_t i = 0; i < n; i++)
+        out->y[i] = ya->dtype == NNCL_DTYPE_U8 ? ((const uint8_t *)ya->data)[i] : ((const int64_t *)ya->data)[i];
+    return NNCL_OK;
+}
+
+nncl_status dataset_load(const char *xpath, const char *ypath, dataset *out)
+{
+    memset(out, 0, sizeof *out);
+    nncl_array xa = {0}, ya = {0};
+    nncl_status st = read_array(xpath, &xa);
+    if (st == NNCL_OK) st = read_array(ypath, &ya);
+    if (st == NNCL_OK) st = to_dataset(xpath, &xa, ypath, &ya, out);
+    nncl_array_free(&xa);
+    nncl_array_free(&ya);
+    if (st != NNCL_OK) dataset_free(out);
+    return st;
+}
+
+/* The first existing one of <dir>/<name>.gz and <dir>/<name>. */
+static void find_file(const char *dir, const char *name, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s.gz", dir, name);
+    FILE *f = fopen(out, "rb");
+    if (f) {
+        fclose(f);
+        return;
+    }
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+nncl_status dataset_load_idx_dir(const char *dir, int test, dataset *out)
+{
+    char x[1024], y[1024];
+    find_file(dir, test ? "t10k-images-idx3-ubyte" : "train-images-idx3-ubyte", x, sizeof x);
+    find_file(dir, test ? "t10k-labels-idx1-ubyte" : "train-labels-idx1-ubyte", y, sizeof y);
+    return dataset_load(x, y, out);
+}
+
+void dataset_stats(const dataset *d, float *mean, float *std)
+{
+    double s = 0.0, sq = 0.0, n = (double)(d->n * d->sample);
+    for (int64_t i = 0; i < d->n * d->sample; i++) s += d->x[i];
+    double m = s / n;
+    for (int64_t i = 0; i < d->n * d->sample; i++) sq += (d->x[i] - m) * (d->x[i] - m);
+    *mean = (float)m;
+    *std = (float)sqrt(sq / n);
+    if (*std == 0.0f) *std = 1.0f;
+}
+
+void dataset_normalize(dataset *d, float mean, float std)
+{
+    for (int64_t i = 0; i < d->n * d->sample; i++) d->x[i] = (d->x[i] - mean) / std;
+}
+
+void dataset_truncate(dataset *d, int64_t n)
+{
+    if (n > 0 && n < d->n) d->n = n;
+}
+
+/*
+ * The order of an epoch: a Fisher-Yates shuffle driven by the counter-based
+ * generator keyed by (seed, epoch), so any epoch's order can be recomputed
+ * (which is how a resumed run finds its place).
+ */
+void dataset_order(int64_t n, uint64_t seed, int64_t epoch, int shuffle, int64_t *order)
+{
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    if (!shuffle) return;
+    nncl_rng_key key = {.seed = seed, .step = (uint64_t)epoch, .layer = 0xffffffffu};
+    for (int64_t i = n - 1; i > 0; i--) {
+        /* Two 24-bit draws make a 48-bit uniform index in [0, i]. */
+        uint64_t hi = (uint64_t)(nncl__rng_uniform(key, (uint32_t)(2 * i)) * 16777216.0f);
+        uint64_t lo = (uint64_t)(nncl__rng_uniform(key, (uint32_t)(2 * i + 1)) * 16777216.0f);
+        int64_t j = (int64_t)(((hi << 24) | lo) % (uint64_t)(i + 1));
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+void dataset_batch(const dataset *d, const int64_t *order, int64_t start, int64_t n, float *x, int64_t *y)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = order[start + i];
+        memcpy(x + i * d->sample, d->x + k * d->sample, sizeof(float) * (size_t)d->sample);
+        if (y) y[i] = d->y[k];
+    }
+}
