@@ -11,7 +11,8 @@
  * The training state adds, to the weights, the optimizer's state tensors
  * ("optimizer.<layer>.<name>.<state>", e.g. "optimizer.0.weight.exp_avg") and
  * metadata: the optimizer and its step, the epoch and the batch within it,
- * the shuffling seed, and each dropout layer's generator step. Resuming from
+ * the run's seed (shuffling, and the dropout generators' key), and each
+ * dropout layer's generator step. Resuming from
  * it continues bit for bit where the saved run stopped.
  *
  * Writes are atomic (a temporary file, fsync, rename). Loading checks the

@@ -106,6 +106,14 @@ nncl_status nncl_network_set_optimizer(nncl_network *net, const nncl_optimizer_o
 nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const int64_t *labels,
                                    const float *targets, int64_t n);
 
+/*
+ * Input normalisation applied by nncl_network_set_batch while it stages the
+ * inputs: x -> (x - mean) / std (default 0 and 1). Saved with the weights, so
+ * evaluation and prediction normalise as training did.
+ */
+nncl_status nncl_network_set_normalization(nncl_network *net, float mean, float std);
+nncl_status nncl_network_get_normalization(const nncl_network *net, float *mean, float *std);
+
 /* Runs every layer on the current batch, then the loss when there are labels or targets. */
 nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode);
 

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,27 @@ static nncl_status scatter(nncl_context *ctx, nncl_network *net, const nncl__st_
     return NNCL_OK;
 }
 
+/*
+ * The input normalisation of a file's metadata, when it has one (files written
+ * by torch do not: then 0 and 1). Checked before anything is changed.
+ */
+static nncl_status meta_normalization(nncl_context *ctx, const char *path, const nncl__st_file *f, float *mean,
+                                      float *std)
+{
+    const char *m = nncl__st_meta(f, "input.mean"), *s = nncl__st_meta(f, "input.std");
+    *mean = 0.0f;
+    *std = 1.0f;
+    if (m == NULL && s == NULL) return NNCL_OK;
+    char *e1 = NULL, *e2 = NULL;
+    double mv = m ? strtod(m, &e1) : NAN, sv = s ? strtod(s, &e2) : NAN;
+    if (!m || !s || *e1 || *e2 || !isfinite(mv) || !(sv > 0.0) || !isfinite(sv))
+        return NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: bad input normalisation metadata (mean %s, std %s)", path,
+                          m ? m : "missing", s ? s : "missing");
+    *mean = (float)mv;
+    *std = (float)sv;
+    return NNCL_OK;
+}
+
 static nncl_context *net_context(nncl_network *net)
 {
     nncl_layer *layer = NULL;
@@ -205,9 +227,15 @@ nncl_status nncl_network_save_weights(nncl_network *net, const char *path)
     tensor_list l = {0};
     nncl_status st = weight_list(net, &l);
     if (st == NNCL_OK) st = gather(ctx, net, &l);
+    char mean[64], std[64];
+    const char *keys[2] = {"input.mean", "input.std"}, *values[2] = {mean, std};
+    float m = 0.0f, s = 1.0f;
+    nncl_network_get_normalization(net, &m, &s);
+    snprintf(mean, sizeof mean, "%.9g", (double)m);
+    snprintf(std, sizeof std, "%.9g", (double)s);
     if (st == NNCL_OK) {
-        st = nncl__st_write(path, l.t, l.n, NULL, NULL, 0);
-        if (st != NNCL_OK) st = NNCL_ERROR(ctx, st, "%s", nncl_context_last_error(NULL));
+        st = nncl__st_write(path, l.t, l.n, keys, values, 2);
+        if (st != NNCL_OK) nncl__error_attach(ctx); /* the writer records in the thread's slot */
     }
     list_free(&l);
     return st;
@@ -217,8 +245,8 @@ nncl_status nncl_network_save_weights(nncl_network *net, const char *path)
 static nncl_status read_file(nncl_context *ctx, const char *path, nncl__st_file *f)
 {
     nncl_status st = nncl__st_read(path, f);
-    if (st != NNCL_OK) return NNCL_ERROR(ctx, st, "%s", nncl_context_last_error(NULL));
-    return NNCL_OK;
+    if (st != NNCL_OK) nncl__error_attach(ctx); /* the reader records in the thread's slot */
+    return st;
 }
 
 nncl_status nncl_network_load_weights(nncl_network *net, const char *path)
@@ -227,10 +255,13 @@ nncl_status nncl_network_load_weights(nncl_network *net, const char *path)
     nncl_context *ctx = net_context(net);
     tensor_list l = {0};
     nncl__st_file f = {0};
+    float mean = 0.0f, std = 1.0f;
     nncl_status st = weight_list(net, &l);
     if (st == NNCL_OK) st = read_file(ctx, path, &f);
     if (st == NNCL_OK) st = match(ctx, path, &f, &l);
+    if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &mean, &std);
     if (st == NNCL_OK) st = scatter(ctx, net, &f, &l);
+    if (st == NNCL_OK) st = nncl_network_set_normalization(net, mean, std);
     nncl__st_free(&f);
     list_free(&l);
     return st;
@@ -257,6 +288,10 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     nncl_network_get_step(net, &t);
 #define META(k, ...) (snprintf(keys[nm], 64, "%s", k), snprintf(values[nm], 64, __VA_ARGS__), nm++)
     META("format", STATE_FORMAT);
+    float norm_mean = 0.0f, norm_std = 1.0f;
+    nncl_network_get_normalization(net, &norm_mean, &norm_std);
+    META("input.mean", "%.9g", (double)norm_mean);
+    META("input.std", "%.9g", (double)norm_std);
     META("optimizer.step", "%" PRId64, t);
     META("position.epoch", "%" PRId64, pos->epoch);
     META("position.batch", "%" PRId64, pos->batch);
@@ -277,7 +312,7 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     for (size_t i = 0; i < nm; i++) kp[i] = keys[i], vp[i] = values[i];
     if (st == NNCL_OK) {
         st = nncl__st_write(path, l.t, l.n, kp, vp, nm);
-        if (st != NNCL_OK) st = NNCL_ERROR(ctx, st, "%s", nncl_context_last_error(NULL));
+        if (st != NNCL_OK) nncl__error_attach(ctx);
     }
     list_free(&l);
     return st;
@@ -321,6 +356,8 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.epoch", 0, &epoch);
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch", 0, &batch);
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.seed", 0, &seed);
+    float norm_mean = 0.0f, norm_std = 1.0f;
+    if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &norm_mean, &norm_std);
     /* Dropout steps: validated before anything changes. */
     size_t n_layers = 0;
     nncl_network_layer_count(net, &n_layers);
@@ -340,9 +377,13 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
         nncl_layer *layer;
         uint64_t step;
         nncl_network_layer(net, i, &layer);
-        if (nncl_layer_get_step(layer, &step) == NNCL_OK) st = nncl_layer_set_step(layer, steps[i]);
+        if (nncl_layer_get_step(layer, &step) != NNCL_OK) continue;
+        /* The generator's key: the run's seed and the layer's index, as nncl_network_init sets it. */
+        st = nncl_layer_reset_parameters(layer, seed, (uint32_t)i);
+        if (st == NNCL_OK) st = nncl_layer_set_step(layer, steps[i]);
     }
     if (st == NNCL_OK) st = nncl_network_set_step(net, (int64_t)t);
+    if (st == NNCL_OK) st = nncl_network_set_normalization(net, norm_mean, norm_std);
     if (st == NNCL_OK) {
         pos->epoch = (int64_t)epoch;
         pos->batch = (int64_t)batch;

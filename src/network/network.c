@@ -40,6 +40,8 @@ struct nncl_network {
     nncl_tensor metrics_sum;        /* [sum of batch losses, sum of correct] since the last reset */
     int64_t metrics_batches, metrics_samples;
     float *label_staging;           /* batch floats: labels converted on the host, allocated once */
+    float *input_staging;           /* batch samples: normalised inputs, allocated once */
+    float input_mean, input_std;    /* x -> (x - mean) / std in set_batch */
 
     int64_t cur_n;                  /* samples in the current batch */
     int have_targets;               /* the current batch came with labels or targets */
@@ -73,6 +75,7 @@ nncl_status nncl_network_create(nncl_context *ctx, nncl_network **out)
     *out = calloc(1, sizeof **out);
     if (*out == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
     (*out)->ctx = ctx;
+    (*out)->input_std = 1.0f;
     return NNCL_OK;
 }
 
@@ -92,6 +95,7 @@ nncl_status nncl_network_destroy(nncl_network *net)
     free(net->cur_dact);
     free(net->act_sample);
     free(net->label_staging);
+    free(net->input_staging);
     free(net);
     return NNCL_OK;
 }
@@ -213,6 +217,8 @@ nncl_status nncl_network_plan(nncl_network *net, int ndim, const int64_t *sample
     }
     net->out_size = net->act_sample[n];
     net->batch = batch;
+    net->input_staging = malloc(sizeof(float) * (size_t)(batch * net->act_sample[0]));
+    if (net->input_staging == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
 
     /* The arenas. */
     NNCL_TRY(zeros(ctx, param_total, &net->params));
@@ -399,7 +405,14 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: %s do not fit the network's loss", __func__,
                           labels ? "class labels" : "targets");
     nncl_tensor x = first_rows(&net->act[0], n);
-    NNCL_TRY(nncl_tensor_upload(ctx, &x, inputs, (size_t)(n * net->act_sample[0])));
+    const int64_t count = n * net->act_sample[0];
+    const float *src = inputs;
+    if (net->input_mean != 0.0f || net->input_std != 1.0f) {
+        const float mean = net->input_mean, inv = 1.0f / net->input_std;
+        for (int64_t i = 0; i < count; i++) net->input_staging[i] = (inputs[i] - mean) * inv;
+        src = net->input_staging;
+    }
+    NNCL_TRY(nncl_tensor_upload(ctx, &x, src, (size_t)count));
     net->have_targets = 0;
     net->forward_done = 0;
     net->cur_n = n;
@@ -418,6 +431,25 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
         NNCL_TRY(nncl_tensor_upload(ctx, &t, targets, (size_t)(n * net->out_size)));
         net->have_targets = 1;
     }
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_set_normalization(nncl_network *net, float mean, float std)
+{
+    CHECK_NET(net);
+    if (!isfinite(mean) || !(std > 0.0f) || !isfinite(std))
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: mean %g must be finite and std %g > 0", __func__,
+                          (double)mean, (double)std);
+    net->input_mean = mean;
+    net->input_std = std;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_get_normalization(const nncl_network *net, float *mean, float *std)
+{
+    CHECK_NET(net);
+    if (mean) *mean = net->input_mean;
+    if (std) *std = net->input_std;
     return NNCL_OK;
 }
 

@@ -28,7 +28,6 @@ nncl_status dataset_load(const char *xpath, const char *ypath, dataset *out);
 nncl_status dataset_load_idx_dir(const char *dir, int test, dataset *out);
 void dataset_free(dataset *d);
 void dataset_stats(const dataset *d, float *mean, float *std);
-void dataset_normalize(dataset *d, float mean, float std);
 /* Keeps the first n samples (n <= 0: all). */
 void dataset_truncate(dataset *d, int64_t n);
 /* The order of samples in an epoch: shuffled from (seed, epoch), or 0..n-1. */

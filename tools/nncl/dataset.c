@@ -98,11 +98,6 @@ void dataset_stats(const dataset *d, float *mean, float *std)
     if (*std == 0.0f) *std = 1.0f;
 }
 
-void dataset_normalize(dataset *d, float mean, float std)
-{
-    for (int64_t i = 0; i < d->n * d->sample; i++) d->x[i] = (d->x[i] - mean) / std;
-}
-
 void dataset_truncate(dataset *d, int64_t n)
 {
     if (n > 0 && n < d->n) d->n = n;

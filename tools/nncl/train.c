@@ -11,8 +11,10 @@
  * eval:    the test accuracy and loss of saved weights.
  * predict: a .npy of inputs in, a .npy of outputs (logits) out.
  *
- * Inputs stored as uint8 are scaled to [0, 1]; float32 inputs are used as
- * they are. Every error prints the library's message and exits with 1.
+ * Inputs stored as uint8 are scaled to [0, 1], float32 inputs are taken as
+ * they are; training then normalises them with the training set's mean and
+ * standard deviation, which the saved weights carry to eval and predict.
+ * Every error prints the library's message and exits with 1.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
@@ -283,6 +285,13 @@ int cmd_train(int argc, char **argv)
     if (st == NNCL_OK) st = on_ctx(s.ctx, load_sets(&o, &train, &test));
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &train, "training");
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &test, "test");
+    if (st == NNCL_OK) {
+        /* Normalise inputs with the training set's statistics, unless the
+           initial weights bring their own. */
+        float mean, std;
+        dataset_stats(&train, &mean, &std);
+        st = nncl_network_set_normalization(net, mean, std);
+    }
     if (st == NNCL_OK) st = o.init ? nncl_network_load_weights(net, o.init) : nncl_network_init(net, o.seed);
     if (st == NNCL_OK) st = nncl_network_set_optimizer(net, &o.opt);
     nncl_train_position pos = {.epoch = 0, .batch = 0, .seed = o.seed};
@@ -318,11 +327,14 @@ int cmd_train(int argc, char **argv)
     nncl_context_describe(s.ctx, desc, sizeof desc);
     size_t n_layers = 0;
     nncl_network_layer_count(net, &n_layers);
+    float norm_mean, norm_std;
+    nncl_network_get_normalization(net, &norm_mean, &norm_std);
     printf("device: %s\n", desc);
     printf("model: %s (%zu layers), %lld training and %lld test samples, batch %lld, %s lr %g%s, seed %llu\n", o.spec,
            n_layers, (long long)train.n, (long long)test.n, (long long)o.batch,
            o.opt.kind == NNCL_OPT_SGD ? "SGD" : o.opt.kind == NNCL_OPT_ADAM ? "Adam" : "AdamW", (double)o.opt.lr,
            o.opt.kind == NNCL_OPT_SGD && o.opt.momentum > 0 ? " momentum" : "", (unsigned long long)pos.seed);
+    printf("inputs normalised as (x - %.4f) / %.4f\n", (double)norm_mean, (double)norm_std);
     int tty = isatty(STDOUT_FILENO);
     int64_t batches = (train.n + o.batch - 1) / o.batch, steps_taken = 0, total_step = 0;
     nncl_network_get_step(net, &total_step);

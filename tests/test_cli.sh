@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# test_cli.sh - the nncl tool end to end. Usage: test_cli.sh NNCL REPO WORKDIR MODE
+#   smoke:  trains the default CNN on a 5,000-image subset of Fashion-MNIST
+#           for three epochs: the loss must fall and the test accuracy (on 2,000
+#           test images) must reach 75%.
+#   resume: the same seed gives bitwise-identical weights run to run, and a
+#           run stopped at step 25 and resumed from its checkpoint ends with
+#           bitwise the same weights as one never interrupted (shuffling and
+#           dropout included, across an epoch boundary).
+#   errors: bad input gets exit code 1 and a message, never a crash.
+set -u
+nncl=$1 repo=$2 work=$3 mode=$4
+data=/usr/share/datasets/fashion-mnist
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+
+if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
+  echo "SKIPPED: $data is missing (install dataset-fashion-mnist)"
+  [ "${NNCL_REQUIRE_DATA:-}" = 1 ] && exit 1
+  exit 77
+fi
+
+case $mode in
+smoke)
+  "$nncl" train --spec "$repo/examples/fashion_cnn.spec" --epochs 3 --limit 5000 --test-limit 2000 \
+    --step-log steps.txt --metrics metrics.csv | tee train.log || fail "nncl train failed"
+  first=$(head -n 10 steps.txt | awk '{s += $2} END {print s / NR}')
+  last=$(tail -n 10 steps.txt | awk '{s += $2} END {print s / NR}')
+  acc=$(tail -n 1 metrics.csv | cut -d, -f4)
+  echo "mean loss of the first 10 steps $first, of the last 10 $last; test accuracy $acc"
+  awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < 0.6 * a)}' || fail "the loss did not fall"
+  awk -v a="$acc" 'BEGIN {exit !(a >= 0.75)}' || fail "test accuracy $acc is below 0.75"
+  echo "PASS" ;;
+resume)
+  common=(train --spec "$repo/tests/data/resume_mlp.spec" --epochs 2 --limit 2000 --test-limit 500 --batch 64 --seed 5)
+  "$nncl" "${common[@]}" --max-steps 60 --save a.safetensors > a.log || fail "run a"
+  "$nncl" "${common[@]}" --max-steps 60 --save b.safetensors > b.log || fail "run b"
+  cmp a.safetensors b.safetensors || fail "two runs with one seed differ"
+  "$nncl" "${common[@]}" --max-steps 25 --checkpoint state.safetensors > c1.log || fail "run c, first part"
+  "$nncl" "${common[@]}" --resume state.safetensors --max-steps 60 --save c.safetensors > c2.log || fail "run c, resumed"
+  cmp a.safetensors c.safetensors || fail "the resumed run differs from the uninterrupted one"
+  "$nncl" "${common[@]}" --seed 6 --max-steps 60 --save d.safetensors > d.log || fail "run d"
+  cmp -s a.safetensors d.safetensors && fail "another seed gave the same weights"
+  echo "PASS: identical run to run, and after a resume at step 25 of 60" ;;
+errors)
+  spec=$repo/examples/fashion_mlp.spec
+  "$nncl" train --spec "$spec" --epochs 1 --limit 256 --test-limit 64 --save good.safetensors --checkpoint good.state > /dev/null \
+    || fail "the good run failed"
+  printf 'input 1 28 28\nlinear 10 kernel=3\n' > bad.spec
+  head -c 1000 good.safetensors > truncated.safetensors
+  cp good.safetensors corrupt.safetensors && printf '{{{{' | dd of=corrupt.safetensors bs=1 seek=20 conv=notrunc 2> /dev/null
+  printf 'not an idx file' > junk.idx
+  expect() { # expect "what" "message fragment" command...
+    local what=$1 want=$2; shift 2
+    "$@" > out.txt 2> err.txt; local rc=$?
+    [ $rc -eq 1 ] || fail "$what: exit code $rc (expected 1): $(cat err.txt)"
+    grep -q -- "$want" err.txt || fail "$what: message lacks '$want': $(cat err.txt)"
+    echo "ok: $what -> $(head -c 200 err.txt)"
+  }
+  expect "malformed spec" "bad.spec:2: linear: unknown option 'kernel'" "$nncl" train --spec bad.spec --epochs 1
+  expect "missing spec" "cannot open" "$nncl" train --spec nonexistent.spec
+  expect "unknown option" "unknown option --frobnicate" "$nncl" train --spec "$spec" --frobnicate 1
+  expect "data file of the wrong kind" "junk.idx" "$nncl" train --spec "$spec" --train-x junk.idx --train-y junk.idx
+  expect "images as labels" "labels must be" "$nncl" train --spec "$spec" --epochs 1 \
+    --train-x "$data/t10k-images-idx3-ubyte.gz" --train-y "$data/t10k-images-idx3-ubyte.gz"
+  expect "truncated checkpoint" "truncated.safetensors" "$nncl" eval --spec "$spec" --weights truncated.safetensors --test-limit 64
+  expect "corrupted header" "corrupt.safetensors" "$nncl" eval --spec "$spec" --weights corrupt.safetensors --test-limit 64
+  expect "weights of another network" "0.weight" "$nncl" eval --spec "$repo/examples/fashion_cnn.spec" --weights good.safetensors --test-limit 64
+  expect "weights as a training state" "not an nncl training state" "$nncl" train --spec "$spec" --resume good.safetensors
+  expect "missing data folder" "/nonexistent" "$nncl" train --spec "$spec" --data /nonexistent
+  expect "unknown device" "does not exist" "$nncl" train --spec "$spec" --device 7:7
+  "$nncl" eval --spec "$spec" --weights good.safetensors --test-limit 64 > /dev/null || fail "eval of good weights"
+  "$nncl" resume 2> /dev/null; [ $? -eq 1 ] || fail "unknown command"
+  echo "PASS" ;;
+*) fail "unknown mode $mode" ;;
+esac

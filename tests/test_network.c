@@ -1,0 +1,420 @@
+/*
+ * test_network.c - networks on one backend (argument: cpu | opencl):
+ *   - a steady-state training step allocates nothing (device counters, and
+ *     host malloc/calloc/realloc counted by link-time wrapping), waits for
+ *     nothing unless the loss is read (then exactly once), and uploads
+ *     exactly the batch's bytes;
+ *   - the same seed gives bitwise the same losses and weights;
+ *   - learning-rate schedules follow torch's closed forms;
+ *   - weights and training state survive a save and load bit for bit;
+ *   - a checkpoint truncated at every byte offset, a corrupted header, and
+ *     weights of the wrong names or shapes are refused and change nothing;
+ *   - malformed model specs are refused with their line number.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- counting host allocations (the executable links with --wrap=malloc,calloc,realloc) ---- */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+static long host_allocs;
+
+void *__wrap_malloc(size_t n)
+{
+    host_allocs++;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+    host_allocs++;
+    return __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    host_allocs++;
+    return __real_realloc(p, n);
+}
+
+static nncl_context *ctx;
+static char tmpdir[] = "/tmp/nncl_network_XXXXXX";
+
+static const char *SPEC = "# a small CNN with every kind of state\n"
+                          "input 1 8 8\n"
+                          "conv2d 4 kernel=3 padding=1 bias=0\n"
+                          "batchnorm2d\n"
+                          "relu\n"
+                          "maxpool2d 2\n"
+                          "flatten\n"
+                          "dropout p=0.25\n"
+                          "linear 10\n"
+                          "loss cross_entropy\n";
+
+#define BATCH 16
+#define SAMPLE 64
+
+static nncl_network *make_net(nncl_optimizer_kind kind, uint64_t seed)
+{
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, SPEC, "test.spec", &spec));
+    assert_int_equal(spec.ndim, 3);
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, BATCH));
+    TEST_OK(ctx, nncl_network_init(spec.net, seed));
+    nncl_optimizer_options o = nncl_optimizer_options_default(kind);
+    o.momentum = kind == NNCL_OPT_SGD ? 0.9f : 0.0f;
+    o.clip_norm = 5.0f;
+    TEST_OK(ctx, nncl_network_set_optimizer(spec.net, &o));
+    return spec.net;
+}
+
+static void make_batch(uint64_t seed, float *x, int64_t *y)
+{
+    test_rng r = test_rng_seed(seed);
+    test_rng_fill(&r, x, BATCH * SAMPLE, -1.0f, 1.0f);
+    for (int i = 0; i < BATCH; i++) y[i] = test_rng_below(&r, 10);
+}
+
+/* Reads every parameter and buffer of the network into one host array (caller frees). */
+static float *all_weights(nncl_network *net, size_t *count)
+{
+    size_t n_layers, total = 0;
+    TEST_OK(ctx, nncl_network_layer_count(net, &n_layers));
+    float *out = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t at = 0;
+        for (size_t i = 0; i < n_layers; i++) {
+            nncl_layer *l;
+            size_t np;
+            TEST_OK(ctx, nncl_network_layer(net, i, &l));
+            TEST_OK(ctx, nncl_layer_param_count(l, &np));
+            for (size_t p = 0; p < np; p++) {
+                nncl_tensor v;
+                TEST_OK(ctx, nncl_layer_param(l, p, NULL, &v, NULL));
+                size_t n = (size_t)nncl_tensor_numel(&v);
+                if (pass == 1) TEST_OK(ctx, nncl_tensor_read(ctx, &v, out + at, n));
+                at += n;
+            }
+        }
+        if (pass == 0) {
+            total = at;
+            out = malloc(sizeof(float) * total);
+        }
+    }
+    *count = total;
+    return out;
+}
+
+static void test_steady_state_step(void **state)
+{
+    (void)state;
+    nncl_network *net = make_net(NNCL_OPT_SGD, 7);
+    float x[BATCH * SAMPLE];
+    int64_t y[BATCH];
+    for (int s = 0; s < 3; s++) { /* warm-up: programs, scratch and staging grow here */
+        make_batch(100 + (uint64_t)s, x, y);
+        TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(net));
+        float loss;
+        TEST_OK(ctx, nncl_network_metrics(net, &loss, NULL));
+    }
+    make_batch(200, x, y);
+    nncl_stats before, after;
+    TEST_OK(ctx, nncl_context_stats(ctx, &before));
+    long allocs_before = host_allocs;
+    nncl_status st1 = nncl_network_set_batch(net, x, y, NULL, BATCH);
+    nncl_status st2 = nncl_network_train_step(net);
+    long allocs = host_allocs - allocs_before;
+    TEST_OK(ctx, st1);
+    TEST_OK(ctx, st2);
+    TEST_OK(ctx, nncl_context_stats(ctx, &after));
+    print_message("steady-state step: %llu launches, %llu GEMMs, %llu H2D bytes, %llu waits, %llu device and %ld host "
+                  "allocations\n",
+                  (unsigned long long)(after.kernel_launches - before.kernel_launches),
+                  (unsigned long long)(after.gemm_calls - before.gemm_calls),
+                  (unsigned long long)(after.h2d_bytes - before.h2d_bytes),
+                  (unsigned long long)(after.host_waits - before.host_waits),
+                  (unsigned long long)(after.device_allocs - before.device_allocs), allocs);
+    assert_int_equal(after.device_allocs, before.device_allocs);
+    assert_int_equal(allocs, 0);
+    assert_int_equal(after.host_waits, before.host_waits);
+    /* The batch is uploaded once: the inputs and the labels (as floats). */
+    assert_int_equal(after.h2d_bytes - before.h2d_bytes, sizeof(float) * (BATCH * SAMPLE + BATCH));
+    assert_int_equal(after.d2h_bytes, before.d2h_bytes);
+    /* Reading the loss is the one wait. */
+    float loss;
+    int64_t correct;
+    TEST_OK(ctx, nncl_network_metrics(net, &loss, &correct));
+    TEST_OK(ctx, nncl_context_stats(ctx, &before));
+    assert_int_equal(before.host_waits, after.host_waits + 1);
+    assert_true(isfinite(loss) && correct >= 0 && correct <= BATCH);
+    nncl_network_destroy(net);
+}
+
+/* Trains `steps` steps and returns the weights; losses[] receives each step's loss. */
+static float *train(uint64_t seed, nncl_optimizer_kind kind, int steps, float *losses, size_t *count)
+{
+    nncl_network *net = make_net(kind, seed);
+    float x[BATCH * SAMPLE];
+    int64_t y[BATCH];
+    for (int s = 0; s < steps; s++) {
+        make_batch(300 + (uint64_t)s, x, y);
+        TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(net));
+        TEST_OK(ctx, nncl_network_metrics(net, &losses[s], NULL));
+    }
+    float *w = all_weights(net, count);
+    nncl_network_destroy(net);
+    return w;
+}
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    for (int kind = NNCL_OPT_SGD; kind <= NNCL_OPT_ADAMW; kind++) {
+        float l1[8], l2[8];
+        size_t n1, n2;
+        float *w1 = train(5, kind, 8, l1, &n1), *w2 = train(5, kind, 8, l2, &n2);
+        assert_int_equal(n1, n2);
+        test_assert_bitwise(l2, l1, 8, "losses of two runs with one seed");
+        test_assert_bitwise(w2, w1, n1, "weights of two runs with one seed");
+        assert_true(l1[7] < l1[0]); /* and it learns */
+        float l3[8];
+        size_t n3;
+        float *w3 = train(6, kind, 8, l3, &n3);
+        assert_true(memcmp(w3, w1, sizeof(float) * n1) != 0); /* another seed, other weights */
+        free(w1), free(w2), free(w3);
+    }
+}
+
+static void test_schedules(void **state)
+{
+    (void)state;
+    nncl_network *net = make_net(NNCL_OPT_SGD, 1);
+    nncl_optimizer_options o = nncl_optimizer_options_default(NNCL_OPT_SGD);
+    o.lr = 0.1f;
+    o.schedule = NNCL_SCHED_STEP, o.step_size = 3, o.gamma = 0.5f;
+    TEST_OK(ctx, nncl_network_set_optimizer(net, &o));
+    const double pi = 3.14159265358979323846;
+    for (int64_t t = 0; t < 10; t++) {
+        float lr;
+        TEST_OK(ctx, nncl_network_set_step(net, t));
+        TEST_OK(ctx, nncl_network_lr(net, &lr));
+        assert_float_equal(lr, 0.1 * pow(0.5, (double)(t / 3)), 1e-7);
+    }
+    o.schedule = NNCL_SCHED_COSINE, o.t_max = 8, o.eta_min = 0.01f, o.warmup_steps = 4, o.warmup_start_factor = 0.25f;
+    TEST_OK(ctx, nncl_network_set_optimizer(net, &o));
+    for (int64_t t = 0; t < 12; t++) {
+        float lr;
+        TEST_OK(ctx, nncl_network_set_step(net, t));
+        TEST_OK(ctx, nncl_network_lr(net, &lr));
+        double tt = (double)(t < 8 ? t : 8);
+        double want = 0.01 + (0.1 - 0.01) * (1 + cos(pi * tt / 8)) / 2;
+        if (t < 4) want *= 0.25 + 0.75 * (double)t / 4;
+        assert_float_equal(lr, want, 1e-7);
+    }
+    o.schedule = NNCL_SCHED_STEP, o.step_size = 0;
+    assert_int_equal(nncl_network_set_optimizer(net, &o), NNCL_ERR_INVALID_ARG);
+    o = nncl_optimizer_options_default(NNCL_OPT_SGD);
+    o.nesterov = 1; /* without momentum */
+    assert_int_equal(nncl_network_set_optimizer(net, &o), NNCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "nesterov"));
+    nncl_network_destroy(net);
+}
+
+static void path_in_tmp(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", tmpdir, name);
+}
+
+static void test_checkpoints_round_trip(void **state)
+{
+    (void)state;
+    float losses[4];
+    char wpath[256], spath[256];
+    path_in_tmp(wpath, sizeof wpath, "w.safetensors");
+    path_in_tmp(spath, sizeof spath, "s.safetensors");
+    nncl_network *a = make_net(NNCL_OPT_ADAMW, 11);
+    float x[BATCH * SAMPLE];
+    int64_t y[BATCH];
+    for (int s = 0; s < 4; s++) {
+        make_batch(400 + (uint64_t)s, x, y);
+        TEST_OK(ctx, nncl_network_set_batch(a, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(a));
+        TEST_OK(ctx, nncl_network_metrics(a, &losses[s], NULL));
+    }
+    nncl_train_position pos = {.epoch = 2, .batch = 5, .seed = 11};
+    TEST_OK(ctx, nncl_network_save_weights(a, wpath));
+    TEST_OK(ctx, nncl_network_save_state(a, spath, &pos));
+
+    /* Weights into a fresh network: the same numbers. */
+    nncl_network *b = make_net(NNCL_OPT_ADAMW, 99);
+    TEST_OK(ctx, nncl_network_load_weights(b, wpath));
+    size_t na, nb;
+    float *wa = all_weights(a, &na), *wb = all_weights(b, &nb);
+    test_assert_bitwise(wb, wa, na, "weights after save and load");
+    nncl_layer *bn;
+    int64_t tracked;
+    TEST_OK(ctx, nncl_network_layer(b, 1, &bn));
+    TEST_OK(ctx, nncl_layer_batches_tracked(bn, &tracked));
+    assert_int_equal(tracked, 4);
+    free(wb);
+
+    /* The full state: both networks then continue identically. */
+    nncl_network *c = make_net(NNCL_OPT_ADAMW, 98);
+    nncl_train_position got;
+    TEST_OK(ctx, nncl_network_load_state(c, spath, &got));
+    assert_int_equal(got.epoch, 2);
+    assert_int_equal(got.batch, 5);
+    assert_int_equal(got.seed, 11);
+    for (int s = 0; s < 3; s++) {
+        make_batch(500 + (uint64_t)s, x, y);
+        TEST_OK(ctx, nncl_network_set_batch(a, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(a));
+        TEST_OK(ctx, nncl_network_set_batch(c, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(c));
+    }
+    free(wa);
+    wa = all_weights(a, &na);
+    float *wc = all_weights(c, &nb);
+    test_assert_bitwise(wc, wa, na, "weights after resuming from the training state");
+    free(wa), free(wc);
+    nncl_network_destroy(a);
+    nncl_network_destroy(b);
+    nncl_network_destroy(c);
+}
+
+static void test_bad_checkpoints(void **state)
+{
+    (void)state;
+    char wpath[256], bad[256];
+    path_in_tmp(wpath, sizeof wpath, "good.safetensors");
+    path_in_tmp(bad, sizeof bad, "bad.safetensors");
+    nncl_network *net = make_net(NNCL_OPT_SGD, 3);
+    TEST_OK(ctx, nncl_network_save_weights(net, wpath));
+    FILE *f = fopen(wpath, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *bytes = malloc((size_t)size);
+    assert_int_equal(fread(bytes, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    /* A different network (other weights) that must stay as it is. */
+    nncl_network *target = make_net(NNCL_OPT_SGD, 4);
+    size_t n0;
+    float *before = all_weights(target, &n0);
+    int refused = 0;
+    for (long cut = 0; cut < size; cut++) { /* every truncation */
+        f = fopen(bad, "wb");
+        fwrite(bytes, 1, (size_t)cut, f);
+        fclose(f);
+        nncl_status st = nncl_network_load_weights(target, bad);
+        if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
+            fail_msg("truncated at %ld of %ld bytes: %s", cut, size, nncl_status_name(st));
+        assert_true(strlen(nncl_context_last_error(ctx)) > 0);
+        refused++;
+    }
+    /* A corrupted header: JSON broken in the middle. */
+    unsigned char *corrupt = malloc((size_t)size);
+    memcpy(corrupt, bytes, (size_t)size);
+    corrupt[8 + 10] = '}';
+    f = fopen(bad, "wb");
+    fwrite(corrupt, 1, (size_t)size, f);
+    fclose(f);
+    assert_int_equal(nncl_network_load_weights(target, bad), NNCL_ERR_FORMAT);
+    size_t n1;
+    float *after = all_weights(target, &n1);
+    test_assert_bitwise(after, before, n0, "weights after refused loads");
+    print_message("refused %d truncations of a %ld-byte checkpoint and a corrupted header\n", refused, size);
+
+    /* Weights of another architecture: names and shapes do not match. */
+    nncl_spec other;
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 1 8 8\nconv2d 5 kernel=3 padding=1 bias=0\nbatchnorm2d\nrelu\nmaxpool2d 2\n"
+                                      "flatten\ndropout\nlinear 10\n", "other.spec", &other));
+    TEST_OK(ctx, nncl_network_plan(other.net, other.ndim, other.shape, BATCH));
+    assert_int_equal(nncl_network_load_weights(other.net, wpath), NNCL_ERR_SHAPE);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "0.weight"));
+    nncl_network_destroy(other.net);
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 1 8 8\nflatten\nlinear 10\n", "mlp.spec", &other));
+    TEST_OK(ctx, nncl_network_plan(other.net, other.ndim, other.shape, BATCH));
+    assert_int_equal(nncl_network_load_weights(other.net, wpath), NNCL_ERR_SHAPE);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "1.weight is F32 (4), the network needs F32 (10, 64)"));
+    nncl_network_destroy(other.net);
+    /* The same layers without the last bias: the file has a tensor the network lacks. */
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 1 8 8\nconv2d 4 kernel=3 padding=1 bias=0\nbatchnorm2d\nrelu\nmaxpool2d 2\n"
+                                      "flatten\ndropout\nlinear 10 bias=0\n", "nobias.spec", &other));
+    TEST_OK(ctx, nncl_network_plan(other.net, other.ndim, other.shape, BATCH));
+    assert_int_equal(nncl_network_load_weights(other.net, wpath), NNCL_ERR_FORMAT);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "unexpected tensor 6.bias"));
+    nncl_network_destroy(other.net);
+    /* A weights file is not a training state. */
+    assert_int_equal(nncl_network_load_state(target, wpath, &(nncl_train_position){0}), NNCL_ERR_FORMAT);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "not an nncl training state"));
+    test_assert_context_works(ctx);
+    free(bytes), free(corrupt), free(before), free(after);
+    nncl_network_destroy(net);
+    nncl_network_destroy(target);
+    unlink(bad);
+    unlink(wpath);
+}
+
+static void test_bad_specs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *expect;
+    } cases[] = {
+        {"conv2d 4 kernel=3\n", "bad.spec:1: conv2d: the first statement must be 'input'"},
+        {"input 1 28 28\nconv2d 4 kernal=3\n", "bad.spec:2: conv2d: needs kernel=K"},
+        {"input 1 28 28\nconv2d 4 kernel=3 kernal=3\n", "bad.spec:2: conv2d: unknown option 'kernal'"},
+        {"input 1 28 28\n\n# comment\nfrobnicate\n", "bad.spec:4: frobnicate: unknown layer"},
+        {"input 1 28 28\nlinear ten\n", "bad.spec:2: linear: features 'ten' is not an integer"},
+        {"input 1 28 28\nconv2d 4 kernel=3 groups=3\n", "bad.spec:2: conv2d: conv2d: groups 3 must divide"},
+        {"input 1 4 4\nconv2d 4 kernel=7\n", "bad.spec:2: conv2d(in=1, out=4, kernel=7x7"},
+        {"input 1 28 28\ndropout p=1.5\n", "bad.spec:2: dropout: p '1.5' is not a number in [0, 0.999999]"},
+        {"input 1 28 28\nflatten\nlinear 10\nloss hinge\n", "bad.spec:4: loss: unknown loss 'hinge'"},
+        {"input 1 28 28\ninput 1 28 28\n", "bad.spec:2: input: a second input line"},
+        {"input 1 28 28\n", "bad.spec: no layers"},
+        {"input 0 28 28\nflatten\n", "bad.spec:1: input: size '0' is not an integer in 1.."},
+        {"input 1 28 28\nflatten\nloss mse\nrelu\n", "bad.spec:4: relu: layers must come before the loss"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nncl_spec spec;
+        nncl_status st = nncl_spec_parse(ctx, cases[i].text, "bad.spec", &spec);
+        if (st == NNCL_OK) fail_msg("spec %zu was accepted", i);
+        if (strstr(nncl_context_last_error(ctx), cases[i].expect) == NULL)
+            fail_msg("spec %zu: message \"%s\" lacks \"%s\"", i, nncl_context_last_error(ctx), cases[i].expect);
+    }
+    nncl_spec spec;
+    assert_int_equal(nncl_spec_load(ctx, "/nonexistent/x.spec", &spec), NNCL_ERR_IO);
+    test_assert_context_works(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    const char *backend = test_backend_arg(argc, argv);
+    ctx = test_context(backend);
+    if (mkdtemp(tmpdir) == NULL) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_steady_state_step),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_checkpoints_round_trip),
+        cmocka_unit_test(test_bad_checkpoints),
+        cmocka_unit_test(test_bad_specs),
+    };
+    int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);
+    nncl_context_destroy(ctx);
+    rmdir(tmpdir);
+    return failed;
+}
