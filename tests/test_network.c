@@ -196,6 +196,29 @@ static void test_determinism(void **state)
     }
 }
 
+/* PyTorch's initialisation, drawn on the host: the same numbers on either backend. */
+static void test_init_is_backend_independent(void **state)
+{
+    (void)state;
+    nncl_context *saved = ctx;
+    nncl_network *here = make_net(NNCL_OPT_SGD, 21);
+    size_t n1, n2;
+    float *w1 = all_weights(here, &n1);
+    ctx = test_context("cpu");
+    nncl_network *cpu = make_net(NNCL_OPT_SGD, 21);
+    float *w2 = all_weights(cpu, &n2);
+    assert_int_equal(n1, n2);
+    test_assert_bitwise(w1, w2, n1, "initial weights on this backend and on the CPU reference");
+    double bound = 1.0 / 3.0, max_abs = 0.0; /* conv weight: fan_in 9 */
+    for (size_t i = 0; i < 36; i++) max_abs = fmax(max_abs, fabs(w1[i]));
+    assert_true(max_abs <= bound && max_abs > 0.8 * bound);
+    nncl_network_destroy(cpu);
+    nncl_context_destroy(ctx);
+    ctx = saved;
+    nncl_network_destroy(here);
+    free(w1), free(w2);
+}
+
 static void test_schedules(void **state)
 {
     (void)state;
@@ -408,6 +431,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_steady_state_step),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_init_is_backend_independent),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_checkpoints_round_trip),
         cmocka_unit_test(test_bad_checkpoints),

@@ -57,7 +57,7 @@ static nncl_status list_push(nncl_context *ctx, tensor_list *l, const char *name
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "checkpoint: tensor name %s is too long", name);
     e->dtype = dtype;
     e->ndim = ndim;
-    memcpy(e->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0) memcpy(e->shape, shape, sizeof(int64_t) * (size_t)ndim);
     l->owned[l->n] = NULL;
     if (device) l->device[l->n] = *device;
     else memset(&l->device[l->n], 0, sizeof l->device[l->n]);

@@ -94,7 +94,7 @@ nncl_status nncl__layer_same_shape(const nncl_layer *l, int ndim, const int64_t 
 {
     (void)l;
     *out_ndim = ndim;
-    memcpy(out, in, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0) memcpy(out, in, sizeof(int64_t) * (size_t)ndim);
     return NNCL_OK;
 }
 
