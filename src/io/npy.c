@@ -1,7 +1,8 @@
 /*
  * npy.c - reading and writing NumPy .npy files.
  *
- * Reading enforces:
+ * Reading goes through the shared stream of stream.h and enforces:
+ *   - a plain file: a gzip-compressed one is refused as not a .npy file;
  *   - the magic string "\x93NUMPY", then format version 1.x (a 2-byte
  *     little-endian header length) or 2.x / 3.x (a 4-byte length);
  *   - a header length of at most NPY_MAX_HEADER bytes, all of them present;
@@ -20,19 +21,17 @@
  *
  * Writing produces format version 1.0 as NumPy does: the dict, padded with
  * spaces and ended by '\n' so that the whole header is a multiple of 64 bytes.
- * The file is written to "<path>.tmp.<pid>", flushed and fsynced, then renamed
- * over `path`; on failure the temporary file is removed.
+ * The file is written atomically by nncl__atomic_write: to "<path>.tmp.<pid>",
+ * flushed and fsynced, then renamed over `path`; on failure the temporary
+ * file is removed.
  */
-#define _POSIX_C_SOURCE 200809L /* fsync, fileno, getpid */
-
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
+#include "io/stream.h"
 
 /* The largest header accepted; NumPy's own limit is far smaller by default. */
 #define NPY_MAX_HEADER ((uint32_t)1 << 20)
@@ -42,9 +41,6 @@
 
 /* Headers are padded so that the data starts at a multiple of this. */
 #define NPY_ALIGN 64
-
-/* The first allocation for the data; it doubles up to the full size as data arrives. */
-#define NPY_FIRST_ALLOC ((size_t)1 << 20)
 
 static const char NPY_MAGIC[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
@@ -236,91 +232,53 @@ static nncl_status parse_header(const char *path, const char *text, size_t len, 
     return NNCL_OK;
 }
 
+/* ---- dtypes ---------------------------------------------------------------------- */
+
+/* The descrs this library reads; the first one listed for a dtype is the one NumPy writes. */
+static const struct {
+    const char *descr;
+    nncl_dtype dtype;
+} DESCRS[] = {
+    {"<f4", NNCL_DTYPE_F32},
+    {"|u1", NNCL_DTYPE_U8},
+    {"<u1", NNCL_DTYPE_U8},
+    {"<i8", NNCL_DTYPE_I64},
+};
+
 /* Maps a descr to a dtype; returns 0 for one this library does not read. */
 static int descr_dtype(const char *descr, nncl_dtype *dtype)
 {
-    if (strcmp(descr, "<f4") == 0) *dtype = NNCL_DTYPE_F32;
-    else if (strcmp(descr, "|u1") == 0 || strcmp(descr, "<u1") == 0) *dtype = NNCL_DTYPE_U8;
-    else if (strcmp(descr, "<i8") == 0) *dtype = NNCL_DTYPE_I64;
-    else return 0;
-    return 1;
+    for (size_t i = 0; i < sizeof DESCRS / sizeof DESCRS[0]; i++) {
+        if (strcmp(descr, DESCRS[i].descr) == 0) {
+            *dtype = DESCRS[i].dtype;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The descr NumPy writes for a dtype, or NULL for an unknown dtype. */
+static const char *dtype_descr(nncl_dtype dtype)
+{
+    for (size_t i = 0; i < sizeof DESCRS / sizeof DESCRS[0]; i++)
+        if (DESCRS[i].dtype == dtype) return DESCRS[i].descr;
+    return NULL;
 }
 
 /* ---- reading --------------------------------------------------------------------- */
 
-/* Reads up to n bytes; *got receives the count. A stream error is NNCL_ERR_IO. */
-static nncl_status read_up_to(const char *path, FILE *f, void *buf, size_t n, size_t *got)
-{
-    *got = n == 0 ? 0 : fread(buf, 1, n, f);
-    if (*got < n && ferror(f))
-        return NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    return NNCL_OK;
-}
-
-/*
- * Reads exactly `total` bytes of data and checks that nothing follows. The
- * buffer starts small and doubles (never past `total`) only as data arrives.
- */
-static nncl_status read_data(const char *path, FILE *f, size_t total, void **data)
-{
-    *data = NULL;
-    unsigned char *buf = NULL;
-    size_t cap = 0, have = 0, got;
-    nncl_status st = NNCL_OK;
-    while (have < total) {
-        if (have == cap) {
-            size_t grown = cap == 0 ? NPY_FIRST_ALLOC : (cap > total / 2 ? total : cap * 2);
-            if (grown > total) grown = total;
-            unsigned char *p = realloc(buf, grown);
-            if (p == NULL) {
-                st = NNCL_ERROR(NULL, NNCL_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of data",
-                                path, grown);
-                goto fail;
-            }
-            buf = p;
-            cap = grown;
-        }
-        st = read_up_to(path, f, buf + have, cap - have, &got);
-        if (st != NNCL_OK) goto fail;
-        have += got;
-        if (have < cap) break;
-    }
-    if (have < total) {
-        st = NNCL_ERROR(NULL, NNCL_ERR_FORMAT, "%s: truncated: expected %zu bytes of data, found %zu",
-                        path, total, have);
-        goto fail;
-    }
-    uint64_t extra = 0;
-    unsigned char scratch[4096];
-    do {
-        st = read_up_to(path, f, scratch, sizeof scratch, &got);
-        if (st != NNCL_OK) goto fail;
-        extra += got;
-    } while (got == sizeof scratch);
-    if (extra > 0) {
-        st = NNCL_ERROR(NULL, NNCL_ERR_FORMAT,
-                        "%s: has %" PRIu64 " trailing bytes after the %zu bytes of data", path, extra,
-                        total);
-        goto fail;
-    }
-    *data = buf;
-    return NNCL_OK;
-
-fail:
-    free(buf);
-    return st;
-}
-
 /* Reads and checks the preamble and header of an open file; fills the array's shape. */
-static nncl_status read_header(const char *path, FILE *f, nncl_array *a, size_t *bytes)
+static nncl_status read_header(nncl__stream *in, nncl_array *a, size_t *bytes)
 {
+    const char *path = in->path;
     unsigned char pre[12];
-    size_t got;
-    NNCL_TRY(read_up_to(path, f, pre, 8, &got));
-    if (got < sizeof NPY_MAGIC && memcmp(pre, NPY_MAGIC, got) == 0)
+    size_t got = 0;
+    /* A gzip stream starts with 0x1F 0x8B, not the magic string: it is refused unread. */
+    if (!in->compressed) NNCL_TRY(nncl__stream_read_up_to(in, pre, 8, &got));
+    if (!in->compressed && got < sizeof NPY_MAGIC && memcmp(pre, NPY_MAGIC, got) == 0)
         return NNCL_ERROR(NULL, NNCL_ERR_FORMAT,
                           "%s: truncated: the file has %zu bytes, the magic string alone needs 6", path, got);
-    if (got < sizeof NPY_MAGIC || memcmp(pre, NPY_MAGIC, sizeof NPY_MAGIC) != 0)
+    if (in->compressed || got < sizeof NPY_MAGIC || memcmp(pre, NPY_MAGIC, sizeof NPY_MAGIC) != 0)
         return NNCL_ERROR(NULL, NNCL_ERR_FORMAT,
                           "%s: not a .npy file (it does not start with \"\\x93NUMPY\")", path);
     if (got < 8)
@@ -332,7 +290,7 @@ static nncl_status read_header(const char *path, FILE *f, nncl_array *a, size_t 
     else
         return NNCL_ERROR(NULL, NNCL_ERR_FORMAT, "%s: unsupported .npy format version %d.%d", path,
                           major, minor);
-    NNCL_TRY(read_up_to(path, f, pre + 8, len_bytes, &got));
+    NNCL_TRY(nncl__stream_read_up_to(in, pre + 8, len_bytes, &got));
     if (got < len_bytes)
         return NNCL_ERROR(NULL, NNCL_ERR_FORMAT, "%s: truncated: the header length is missing", path);
     uint32_t hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8;
@@ -346,7 +304,7 @@ static nncl_status read_header(const char *path, FILE *f, nncl_array *a, size_t 
         return NNCL_ERROR(NULL, NNCL_ERR_OUT_OF_MEMORY, "%s: cannot allocate the %" PRIu32 "-byte header",
                           path, hlen);
     npy_header h = {.ndim = 0};
-    nncl_status st = read_up_to(path, f, text, hlen, &got);
+    nncl_status st = nncl__stream_read_up_to(in, text, hlen, &got);
     if (st == NNCL_OK && got < hlen)
         st = NNCL_ERROR(NULL, NNCL_ERR_FORMAT, "%s: truncated: expected a %" PRIu32 "-byte header, found %zu bytes",
                         path, hlen, got);
@@ -391,14 +349,14 @@ nncl_status nncl_npy_read(const char *path, nncl_array *out)
     if (!host_is_little_endian())
         return NNCL_ERROR(NULL, NNCL_ERR_UNSUPPORTED, "%s: .npy files need a little-endian host", path);
 
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    nncl__stream in;
+    NNCL_TRY(nncl__stream_open(path, &in));
     nncl_array a = {.ndim = 0};
     size_t bytes = 0;
     void *data = NULL;
-    nncl_status st = read_header(path, f, &a, &bytes);
-    if (st == NNCL_OK) st = read_data(path, f, bytes, &data);
-    fclose(f);
+    nncl_status st = read_header(&in, &a, &bytes);
+    if (st == NNCL_OK) st = nncl__stream_read_data(&in, bytes, &data);
+    nncl__stream_close(&in);
     if (st != NNCL_OK) return st;
     a.data = data;
     *out = a;
@@ -406,17 +364,6 @@ nncl_status nncl_npy_read(const char *path, nncl_array *out)
 }
 
 /* ---- writing --------------------------------------------------------------------- */
-
-/* The descr NumPy writes for a dtype. */
-static const char *dtype_descr(nncl_dtype dtype)
-{
-    switch (dtype) {
-    case NNCL_DTYPE_F32: return "<f4";
-    case NNCL_DTYPE_U8: return "|u1";
-    case NNCL_DTYPE_I64: return "<i8";
-    }
-    return NULL;
-}
 
 /*
  * Formats the whole header (magic, version, length, padded dict) into buf and
@@ -485,44 +432,7 @@ nncl_status nncl_npy_write(const char *path, const nncl_array *a)
     if (header_len == 0)
         return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: the header does not fit", path);
 
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = malloc(tmp_size);
-    if (tmp == NULL) return NNCL_ERROR(NULL, NNCL_ERR_OUT_OF_MEMORY, "%s: out of host memory", path);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-
-    nncl_status st = NNCL_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL) {
-        st = NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp,
-                        strerror(errno));
-        free(tmp);
-        return st;
-    }
-    const char *step = NULL;
-    if (fwrite(header, 1, header_len, f) != header_len) step = "write";
-    else if (bytes > 0 && fwrite(a->data, 1, bytes, f) != bytes) step = "write";
-    else if (fflush(f) != 0) step = "flush";
-    else if (fsync(fileno(f)) != 0) step = "fsync";
-    if (step != NULL) {
-        int err = errno;
-        fclose(f);
-        remove(tmp);
-        st = NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: %s failed: %s", path, step, strerror(err));
-        free(tmp);
-        return st;
-    }
-    if (fclose(f) != 0) {
-        int err = errno;
-        remove(tmp);
-        st = NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: close failed: %s", path, strerror(err));
-        free(tmp);
-        return st;
-    }
-    if (rename(tmp, path) != 0) {
-        int err = errno;
-        remove(tmp);
-        st = NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
-    }
-    free(tmp);
-    return st;
+    const void *const parts[2] = {header, a->data};
+    const size_t sizes[2] = {header_len, bytes};
+    return nncl__atomic_write(path, parts, sizes, 2);
 }

@@ -18,10 +18,10 @@
  * has proved well-formed, so that NNCL_ERR_FORMAT always means a broken file.
  *
  * The writer builds the header as the reference does (compact JSON, then
- * spaces to a multiple of 8 bytes) and writes through a temporary file that
- * is synced and renamed into place.
+ * spaces to a multiple of 8 bytes) and writes it with nncl__atomic_write,
+ * through a temporary file that is synced and renamed into place.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -29,10 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "io/safetensors.h"
+#include "io/stream.h"
 
 /* ---- dtypes ------------------------------------------------------------------ */
 
@@ -962,67 +962,26 @@ nncl_status nncl__st_write(const char *path, const nncl__st_tensor *tensors, siz
         return st;
     }
 
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = malloc(tmp_size);
-    if (tmp == NULL) {
-        free(b.p);
-        return NNCL_ERROR(NULL, NNCL_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    }
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-
-    const char *step = "creating";
-    int err = 0;
-    FILE *fp = fopen(tmp, "wb");
-    if (fp == NULL) {
-        err = errno;
-        goto fail;
-    }
+    /* The parts, in order: the 8-byte little-endian header length, the header, each tensor's data. */
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.len >> (8 * i));
-    step = "writing";
-    if (fwrite(len8, 1, 8, fp) != 8 || fwrite(b.p, 1, b.len, fp) != b.len) {
-        err = errno;
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t bytes = tensor_bytes(&tensors[i]);
-        if (bytes > 0 && fwrite(tensors[i].data, 1, bytes, fp) != bytes) {
-            err = errno;
-            goto fail;
+    const void **parts = malloc((n + 2) * sizeof *parts);
+    size_t *sizes = malloc((n + 2) * sizeof *sizes);
+    if (parts == NULL || sizes == NULL) {
+        st = NNCL_ERROR(NULL, NNCL_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    } else {
+        parts[0] = len8;
+        sizes[0] = sizeof len8;
+        parts[1] = b.p;
+        sizes[1] = b.len;
+        for (size_t i = 0; i < n; i++) {
+            parts[2 + i] = tensors[i].data;
+            sizes[2 + i] = tensor_bytes(&tensors[i]);
         }
+        st = nncl__atomic_write(path, parts, sizes, n + 2);
     }
-    step = "flushing";
-    if (fflush(fp) != 0) {
-        err = errno;
-        goto fail;
-    }
-    step = "syncing";
-    if (fsync(fileno(fp)) != 0) {
-        err = errno;
-        goto fail;
-    }
-    step = "closing";
-    int rc = fclose(fp);
-    fp = NULL;
-    if (rc != 0) {
-        err = errno;
-        goto fail;
-    }
-    step = "renaming";
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        goto fail;
-    }
-    free(tmp);
-    free(b.p);
-    return NNCL_OK;
-
-fail:
-    if (fp != NULL) fclose(fp);
-    remove(tmp);
-    st = NNCL_ERROR(NULL, NNCL_ERR_IO, "%s: cannot write (%s %s): %s", path, step, tmp,
-                    strerror(err ? err : EIO));
-    free(tmp);
+    free(parts);
+    free(sizes);
     free(b.p);
     return st;
 }
