@@ -24,7 +24,7 @@
 #define NNCL_CL_STAGING 4
 
 /* Number of scratch buffers an op may use at once (nncl__cl_scratch). */
-#define NNCL_CL_SCRATCH_SLOTS 3
+#define NNCL_CL_SCRATCH_SLOTS 5 /* 0, 1: convolution; 2: batch norm; 3, 4: GEMM */
 
 /* A kernel of a built program, with its function name for messages. */
 typedef struct nncl__cl_kernel {
@@ -59,6 +59,9 @@ typedef struct nncl__cl {
 
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
+    int gemm_policy;  /* NNCL_GEMM: 0 measure per shape, 1 always CLBlast, 2 always nncl's kernel */
+    struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
+    size_t n_gemm_choices, cap_gemm_choices;
     cl_mem partials;  /* per-work-item partial sums of reductions */
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
     size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];

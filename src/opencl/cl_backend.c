@@ -182,6 +182,7 @@ static void cl_destroy(nncl_context *ctx)
         free(cl->staging[i].host);
     }
     nncl__cl_programs_release(ctx);
+    free(cl->gemm_choices);
     nncl__cl_free(ctx, &cl->gemm_temp, cl->gemm_temp_bytes);
     nncl__cl_free(ctx, &cl->partials, NNCL_CL_PARTIALS * sizeof(float));
     for (int i = 0; i < NNCL_CL_SCRATCH_SLOTS; i++) nncl__cl_free(ctx, &cl->scratch[i], cl->scratch_bytes[i]);
@@ -246,6 +247,13 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     cl->max_work_group_size = info.max_work_group_size;
     snprintf(ctx->description, sizeof ctx->description, "OpenCL %d:%d %s (%s, %s, driver %s)", pi, di, info.name,
              info.platform_name, info.version, info.driver_version);
+
+    /* NNCL_GEMM=clblast|nncl forces a GEMM implementation; otherwise each shape is measured once. */
+    const char *policy = getenv("NNCL_GEMM");
+    cl->gemm_policy = policy == NULL || strcmp(policy, "auto") == 0 ? 0 : strcmp(policy, "clblast") == 0 ? 1
+                    : strcmp(policy, "nncl") == 0 ? 2 : -1;
+    if (cl->gemm_policy < 0)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, clblast or nncl", policy);
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};

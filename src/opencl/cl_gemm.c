@@ -1,5 +1,11 @@
 /*
- * cl_gemm.c - GEMM on OpenCL through CLBlast.
+ * cl_gemm.c - GEMM on OpenCL: CLBlast, or nncl's own kernel (kernels_cl/gemm.cl),
+ * whichever is faster for the device and the shape.
+ *
+ * The first GEMM of each shape (m, n, k, transpositions) runs both into a
+ * scratch output, twice each, timed around a finish, and the faster one is
+ * kept for that shape from then on (NNCL_GEMM=clblast or nncl forces one).
+ * On PoCL nncl's kernel wins by far; on GPUs CLBlast's tuned kernels do.
  *
  * Buffers go to CLBlast as (cl_mem, element offset) pairs, as they do to our
  * own kernels. CLBlast's indirect GEMM needs temporary matrices; we hand it a
@@ -10,6 +16,8 @@
  */
 #include <clblast_c.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
 #include <threads.h>
 
 #include "opencl/cl.h"
@@ -67,7 +75,7 @@ static nncl_status clblast_fail(nncl_context *ctx, CLBlastStatusCode s, const ch
                        g->n, g->k, clblast_status_name(s), (int)s);
 }
 
-nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
+static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     const CLBlastLayout layout = CLBlastLayoutRowMajor;
@@ -103,4 +111,120 @@ nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
     ctx->stats.gemm_calls++;
     if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, "clblast_sgemm"));
     return NNCL_OK;
+}
+
+/* ---- nncl's own kernel ------------------------------------------------------------------ */
+
+#define GEMM_MR 6  /* rows per work-item: GEMM_MR in kernels_cl/gemm.cl */
+#define GEMM_NR 16 /* columns per work-item: 2 GEMM_V in kernels_cl/gemm.cl */
+
+static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    cl_mem b = (cl_mem)g->b->mem;
+    size_t b_off = g->b_off, ldb = g->ldb;
+    if (g->trans_b) { /* the kernel wants B as k x n: transpose the n x k B once */
+        const nncl__cl_kernel *kt;
+        NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_transpose", &kt));
+        NNCL_TRY(nncl__cl_scratch(ctx, 3, g->k * g->n * sizeof(float), &b));
+        nncl__cl_args t = nncl__cl_args_begin(ctx, kt);
+        nncl__cl_arg_mem(&t, b);
+        nncl__cl_arg_u64(&t, 0);
+        nncl__cl_arg_view(&t, g->b, g->b_off);
+        nncl__cl_arg_u64(&t, g->ldb);
+        nncl__cl_arg_u64(&t, g->n);
+        nncl__cl_arg_u64(&t, g->k);
+        NNCL_TRY(nncl__cl_launch_1d(&t, g->n * g->k));
+        b_off = 0;
+        ldb = g->n;
+    }
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_block", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_view(&a, g->c, g->c_off);
+    nncl__cl_arg_u64(&a, g->ldc);
+    nncl__cl_arg_view(&a, g->a, g->a_off);
+    nncl__cl_arg_u64(&a, g->lda);
+    nncl__cl_arg_i32(&a, g->trans_a == NNCL_TRANS);
+    nncl__cl_arg_mem(&a, b);
+    nncl__cl_arg_u64(&a, b_off);
+    nncl__cl_arg_u64(&a, ldb);
+    nncl__cl_arg_u64(&a, g->m);
+    nncl__cl_arg_u64(&a, g->n);
+    nncl__cl_arg_u64(&a, g->k);
+    nncl__cl_arg_f32(&a, g->alpha);
+    nncl__cl_arg_f32(&a, g->beta);
+    const size_t global[2] = {(g->n + GEMM_NR - 1) / GEMM_NR, (g->m + GEMM_MR - 1) / GEMM_MR};
+    const size_t local[2] = {2, 2};
+    NNCL_TRY(nncl__cl_launch(&a, 2, global, local));
+    ctx->stats.gemm_calls++;
+    return NNCL_OK;
+}
+
+/* ---- choosing per shape ------------------------------------------------------------------ */
+
+typedef struct nncl__gemm_choice {
+    size_t m, n, k;
+    int trans_a, trans_b;
+    int use_nncl;
+} nncl__gemm_choice;
+
+/* Seconds for `reps` runs of one implementation into the scratch output `probe`. */
+static nncl_status time_gemm(nncl_context *ctx, nncl_status (*impl)(nncl_context *, const nncl_gemm_args *),
+                             const nncl_gemm_args *probe, int reps, double *seconds)
+{
+    NNCL_TRY(ctx->ops->finish(ctx));
+    struct timespec t0, t1;
+    timespec_get(&t0, TIME_UTC);
+    for (int r = 0; r < reps; r++) NNCL_TRY(impl(ctx, probe));
+    NNCL_TRY(ctx->ops->finish(ctx));
+    timespec_get(&t1, TIME_UTC);
+    *seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    return NNCL_OK;
+}
+
+/* Measures both implementations on this shape (first run of each excluded: compilation). */
+static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_nncl)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    cl_mem out;
+    NNCL_TRY(nncl__cl_scratch(ctx, 4, g->m * g->ldc * sizeof(float), &out));
+    nncl_buffer holder = {.ctx = ctx, .bytes = g->m * g->ldc * sizeof(float), .mem = out};
+    nncl_gemm_args probe = *g;
+    probe.c = &holder;
+    probe.c_off = 0;
+    probe.beta = 0.0f;
+    double t_clblast, t_nncl, warm;
+    NNCL_TRY(time_gemm(ctx, gemm_clblast, &probe, 1, &warm));
+    NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 1, &warm));
+    NNCL_TRY(time_gemm(ctx, gemm_clblast, &probe, 2, &t_clblast));
+    NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 2, &t_nncl));
+    ctx->stats.gemm_calls -= 6; /* the probes are not the caller's GEMMs */
+    *use_nncl = t_nncl < t_clblast;
+    (void)cl;
+    return NNCL_OK;
+}
+
+nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (cl->gemm_policy == 1) return gemm_clblast(ctx, g);
+    if (cl->gemm_policy == 2) return gemm_nncl(ctx, g);
+    for (size_t i = 0; i < cl->n_gemm_choices; i++) {
+        const nncl__gemm_choice *c = &cl->gemm_choices[i];
+        if (c->m == g->m && c->n == g->n && c->k == g->k && c->trans_a == (int)g->trans_a &&
+            c->trans_b == (int)g->trans_b)
+            return c->use_nncl ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
+    }
+    int use_nncl;
+    NNCL_TRY(measure(ctx, g, &use_nncl));
+    if (cl->n_gemm_choices == cl->cap_gemm_choices) {
+        size_t cap = cl->cap_gemm_choices ? 2 * cl->cap_gemm_choices : 16;
+        nncl__gemm_choice *grown = realloc(cl->gemm_choices, cap * sizeof *grown);
+        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "gemm: out of host memory");
+        cl->gemm_choices = grown;
+        cl->cap_gemm_choices = cap;
+    }
+    cl->gemm_choices[cl->n_gemm_choices++] = (nncl__gemm_choice){g->m, g->n, g->k, (int)g->trans_a, (int)g->trans_b,
+                                                                  use_nncl};
+    return use_nncl ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
 }

@@ -1,0 +1,109 @@
+/*
+ * gemm.cl - nncl's own GEMM for devices where CLBlast is slow (PoCL on CPUs):
+ * C = alpha op(A) B + beta C, row-major, op(A) = A (m x k, rows lda apart) or
+ * A^T (A stored k x m); B is k x n (rows ldb apart). src/opencl/cl_gemm.c
+ * turns the other transpositions into this one with gemm_transpose.
+ *
+ * Shape of the work (it is what PoCL's vectoriser turns into SIMD code): each
+ * work-item computes a block of GEMM_MR = 6 rows by GEMM_NR = 2 GEMM_V columns
+ * of C in twelve vector accumulators. Per step of k it loads one row of B as
+ * two vectors, broadcasts six scalars of A, and does twelve vector fma. No
+ * local memory and no barriers. Blocks at the right and bottom edges take a
+ * plain scalar path. global = (ceil(n / GEMM_NR), ceil(m / GEMM_MR)).
+ * GEMM_V is the vector width: 8 fills AVX2's sixteen 256-bit registers (12
+ * accumulators, 2 rows of B, 1 broadcast); 16 suits AVX-512.
+ */
+
+#define GEMM_MR 6
+#ifndef GEMM_V
+#define GEMM_V 8
+#endif
+#define GEMM_NR (2 * GEMM_V)
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatV CAT(float, GEMM_V)
+#define vloadV CAT(vload, GEMM_V)
+#define vstoreV CAT(vstore, GEMM_V)
+
+/* Writes row r of the block: C = alpha acc (+ beta C). With beta == 0, C is not read. */
+#define STORE_ROW(r, lo, hi)                                                                       \
+    do {                                                                                           \
+        __global float *cr = C + (i0 + (r)) * ldc + j0;                                            \
+        if (beta == 0.0f) {                                                                        \
+            vstoreV(alpha * (lo), 0, cr);                                                         \
+            vstoreV(alpha * (hi), 0, cr + GEMM_V);                                                    \
+        } else {                                                                                   \
+            vstoreV(alpha * (lo) + beta * vloadV(0, cr), 0, cr);                                 \
+            vstoreV(alpha * (hi) + beta * vloadV(0, cr + GEMM_V), 0, cr + GEMM_V);                       \
+        }                                                                                          \
+    } while (0)
+
+__kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, __global const float *A, ulong a_off, ulong lda,
+                         int trans_a, __global const float *B, ulong b_off, ulong ldb, ulong m, ulong n, ulong k,
+                         float alpha, float beta)
+{
+    const ulong j0 = get_global_id(0) * GEMM_NR, i0 = get_global_id(1) * GEMM_MR;
+    if (j0 >= n || i0 >= m) return;
+    C += c_off;
+    A += a_off;
+    B += b_off;
+    /* op(A)[i][p] = A[i * ra + p * ca] */
+    const ulong ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
+    if (i0 + GEMM_MR <= m && j0 + GEMM_NR <= n) {
+        floatV c00 = (floatV)(0.0f), c01 = (floatV)(0.0f);
+        floatV c10 = (floatV)(0.0f), c11 = (floatV)(0.0f);
+        floatV c20 = (floatV)(0.0f), c21 = (floatV)(0.0f);
+        floatV c30 = (floatV)(0.0f), c31 = (floatV)(0.0f);
+        floatV c40 = (floatV)(0.0f), c41 = (floatV)(0.0f);
+        floatV c50 = (floatV)(0.0f), c51 = (floatV)(0.0f);
+        for (ulong p = 0; p < k; p++) {
+            __global const float *bp = B + p * ldb + j0;
+            const floatV b0 = vloadV(0, bp), b1 = vloadV(0, bp + GEMM_V);
+            __global const float *ap = A + i0 * ra + p * ca;
+            const floatV a0 = (floatV)(ap[0 * ra]);
+            const floatV a1 = (floatV)(ap[1 * ra]);
+            const floatV a2 = (floatV)(ap[2 * ra]);
+            const floatV a3 = (floatV)(ap[3 * ra]);
+            const floatV a4 = (floatV)(ap[4 * ra]);
+            const floatV a5 = (floatV)(ap[5 * ra]);
+            c00 = fma(a0, b0, c00);
+            c01 = fma(a0, b1, c01);
+            c10 = fma(a1, b0, c10);
+            c11 = fma(a1, b1, c11);
+            c20 = fma(a2, b0, c20);
+            c21 = fma(a2, b1, c21);
+            c30 = fma(a3, b0, c30);
+            c31 = fma(a3, b1, c31);
+            c40 = fma(a4, b0, c40);
+            c41 = fma(a4, b1, c41);
+            c50 = fma(a5, b0, c50);
+            c51 = fma(a5, b1, c51);
+        }
+        STORE_ROW(0, c00, c01);
+        STORE_ROW(1, c10, c11);
+        STORE_ROW(2, c20, c21);
+        STORE_ROW(3, c30, c31);
+        STORE_ROW(4, c40, c41);
+        STORE_ROW(5, c50, c51);
+        return;
+    }
+    /* An edge block: one dot product per element, in the same order. */
+    for (ulong r = 0; r < GEMM_MR && i0 + r < m; r++) {
+        for (ulong c = 0; c < GEMM_NR && j0 + c < n; c++) {
+            float acc = 0.0f;
+            for (ulong p = 0; p < k; p++) acc = fma(A[(i0 + r) * ra + p * ca], B[p * ldb + j0 + c], acc);
+            __global float *cij = C + (i0 + r) * ldc + j0 + c;
+            *cij = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
+        }
+    }
+}
+
+/* dst (cols x rows, dense) = transpose of src (rows x cols, rows ld apart). One work-item per element. */
+__kernel void gemm_transpose(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, ulong ld,
+                             ulong rows, ulong cols)
+{
+    size_t i = get_global_id(0);
+    if (i >= rows * cols) return;
+    ulong c = i / rows, r = i % rows;
+    dst[dst_off + i] = src[src_off + r * ld + c];
+}
