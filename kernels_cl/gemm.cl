@@ -8,8 +8,9 @@
  * work-item computes a block of GEMM_MR = 6 rows by GEMM_NR = 2 GEMM_V columns
  * of C in twelve vector accumulators. Per step of k it loads one row of B as
  * two vectors, broadcasts six scalars of A, and does twelve vector fma. No
- * local memory and no barriers. Blocks at the right and bottom edges take a
- * plain scalar path. global = (ceil(n / GEMM_NR), ceil(m / GEMM_MR)).
+ * local memory and no barriers. Rows past the bottom edge are computed on a
+ * copy of the last row and dropped; blocks at the right edge take a plain
+ * scalar path. global = (ceil(n / GEMM_NR), ceil(m / GEMM_MR)).
  * GEMM_V is the vector width: 8 fills AVX2's sixteen 256-bit registers (12
  * accumulators, 2 rows of B, 1 broadcast); 16 suits AVX-512.
  */
@@ -49,7 +50,15 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, __global con
     B += b_off;
     /* op(A)[i][p] = A[i * ra + p * ca] */
     const ulong ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
-    if (i0 + GEMM_MR <= m && j0 + GEMM_NR <= n) {
+    if (j0 + GEMM_NR <= n) {
+        /* Rows past the bottom edge read the last row (valid memory) and are not stored. */
+        const ulong last = m - 1;
+        __global const float *a0p = A + min(i0 + 0, last) * ra;
+        __global const float *a1p = A + min(i0 + 1, last) * ra;
+        __global const float *a2p = A + min(i0 + 2, last) * ra;
+        __global const float *a3p = A + min(i0 + 3, last) * ra;
+        __global const float *a4p = A + min(i0 + 4, last) * ra;
+        __global const float *a5p = A + min(i0 + 5, last) * ra;
         floatV c00 = (floatV)(0.0f), c01 = (floatV)(0.0f);
         floatV c10 = (floatV)(0.0f), c11 = (floatV)(0.0f);
         floatV c20 = (floatV)(0.0f), c21 = (floatV)(0.0f);
@@ -59,13 +68,12 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, __global con
         for (ulong p = 0; p < k; p++) {
             __global const float *bp = B + p * ldb + j0;
             const floatV b0 = vloadV(0, bp), b1 = vloadV(0, bp + GEMM_V);
-            __global const float *ap = A + i0 * ra + p * ca;
-            const floatV a0 = (floatV)(ap[0 * ra]);
-            const floatV a1 = (floatV)(ap[1 * ra]);
-            const floatV a2 = (floatV)(ap[2 * ra]);
-            const floatV a3 = (floatV)(ap[3 * ra]);
-            const floatV a4 = (floatV)(ap[4 * ra]);
-            const floatV a5 = (floatV)(ap[5 * ra]);
+            const floatV a0 = (floatV)(a0p[p * ca]);
+            const floatV a1 = (floatV)(a1p[p * ca]);
+            const floatV a2 = (floatV)(a2p[p * ca]);
+            const floatV a3 = (floatV)(a3p[p * ca]);
+            const floatV a4 = (floatV)(a4p[p * ca]);
+            const floatV a5 = (floatV)(a5p[p * ca]);
             c00 = fma(a0, b0, c00);
             c01 = fma(a0, b1, c01);
             c10 = fma(a1, b0, c10);
@@ -79,15 +87,15 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, __global con
             c50 = fma(a5, b0, c50);
             c51 = fma(a5, b1, c51);
         }
-        STORE_ROW(0, c00, c01);
-        STORE_ROW(1, c10, c11);
-        STORE_ROW(2, c20, c21);
-        STORE_ROW(3, c30, c31);
-        STORE_ROW(4, c40, c41);
-        STORE_ROW(5, c50, c51);
+        if (i0 + 0 < m) STORE_ROW(0, c00, c01);
+        if (i0 + 1 < m) STORE_ROW(1, c10, c11);
+        if (i0 + 2 < m) STORE_ROW(2, c20, c21);
+        if (i0 + 3 < m) STORE_ROW(3, c30, c31);
+        if (i0 + 4 < m) STORE_ROW(4, c40, c41);
+        if (i0 + 5 < m) STORE_ROW(5, c50, c51);
         return;
     }
-    /* An edge block: one dot product per element, in the same order. */
+    /* A block at the right edge: one dot product per element, in the same order. */
     for (ulong r = 0; r < GEMM_MR && i0 + r < m; r++) {
         for (ulong c = 0; c < GEMM_NR && j0 + c < n; c++) {
             float acc = 0.0f;

@@ -10,25 +10,26 @@
  *   pool2d_backward:  one work-item per input element, gathering from every
  *                     output window that covers it, in increasing (oh, ow)
  *                     order: no atomics, deterministic.
- * Geometry arguments: n c h w oh ow kh kw sh sw ph pw (as ulong, padding as long).
+ * Geometry arguments: n c, h w oh ow kh kw sh sw ph pw, as int (32-bit index
+ * arithmetic; the host refuses tensors of 2^31 elements or more).
  */
 
-#define POOL_GEOM ulong nc, long h, long w, long oh, long ow, long kh, long kw, long sh, long sw, long ph, long pw
+#define POOL_GEOM int nc, int h, int w, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw
 
 __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
                              __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
 {
-    size_t o = get_global_id(0);
+    const int o = (int)get_global_id(0);
     if (o >= nc * oh * ow) return;
-    long p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
-    __global const float *xp = x + x_off + p * h * w;
+    const int p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
+    __global const float *xp = x + x_off + (ulong)p * h * w;
     float best = -INFINITY, sum = 0.0f;
-    long at = -1;
-    for (long ky = 0; ky < kh; ky++) {
-        long iy = oy * sh - ph + ky;
+    int at = -1;
+    for (int ky = 0; ky < kh; ky++) {
+        const int iy = oy * sh - ph + ky;
         if (iy < 0 || iy >= h) continue;
-        for (long kx = 0; kx < kw; kx++) {
-            long ix = ox * sw - pw + kx;
+        for (int kx = 0; kx < kw; kx++) {
+            const int ix = ox * sw - pw + kx;
             if (ix < 0 || ix >= w) continue;
             float v = xp[iy * w + ix];
             if (v > best || isnan(v)) {
@@ -49,19 +50,19 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
 __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
                               __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv)
 {
-    size_t i = get_global_id(0);
+    const int i = (int)get_global_id(0);
     if (i >= nc * h * w) return;
-    long p = i / (h * w), r = i % (h * w), iy = r / w, ix = r % w;
+    const int p = i / (h * w), r = i % (h * w), iy = r / w, ix = r % w;
     /* Outputs whose window covers (iy, ix): oy * sh - ph <= iy < oy * sh - ph + kh. */
-    long num_y = iy + ph - kh + 1, num_x = ix + pw - kw + 1;
-    long oy0 = num_y <= 0 ? 0 : (num_y + sh - 1) / sh, oy1 = min((iy + ph) / sh, oh - 1);
-    long ox0 = num_x <= 0 ? 0 : (num_x + sw - 1) / sw, ox1 = min((ix + pw) / sw, ow - 1);
+    const int num_y = iy + ph - kh + 1, num_x = ix + pw - kw + 1;
+    const int oy0 = num_y <= 0 ? 0 : (num_y + sh - 1) / sh, oy1 = min((iy + ph) / sh, oh - 1);
+    const int ox0 = num_x <= 0 ? 0 : (num_x + sw - 1) / sw, ox1 = min((ix + pw) / sw, ow - 1);
     float acc = 0.0f;
-    for (long oy = oy0; oy <= oy1; oy++) {
-        for (long ox = ox0; ox <= ox1; ox++) {
-            long o = (p * oh + oy) * ow + ox;
+    for (int oy = oy0; oy <= oy1; oy++) {
+        for (int ox = ox0; ox <= ox1; ox++) {
+            const int o = (p * oh + oy) * ow + ox;
             if (is_max) {
-                if ((long)idx[idx_off + o] == r) acc += dy[dy_off + o];
+                if ((int)idx[idx_off + o] == r) acc += dy[dy_off + o];
             } else {
                 acc += dy[dy_off + o] * inv;
             }

@@ -10,13 +10,27 @@
  * Scratch slot 0 holds col (R x Q), slot 1 holds Y' (OC x Q): reused by every
  * convolution, grown once to the largest.
  */
+#include <stdint.h>
+
 #include "opencl/cl.h"
 
-/* The geometry as the 14 kernel arguments of CONV_GEOM. */
+/* The geometry as the 14 int kernel arguments of CONV_GEOM. */
 static void arg_geom(nncl__cl_args *a, const nncl_conv_geom *g)
 {
     const int64_t v[14] = {g->n, g->c, g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw};
-    for (int i = 0; i < 14; i++) nncl__cl_arg_i64(a, v[i]);
+    for (int i = 0; i < 14; i++) nncl__cl_arg_i32(a, (int32_t)v[i]);
+}
+
+/* The kernels index with 32-bit ints: every buffer they touch must stay below 2^31 elements. */
+static nncl_status check_size(nncl_context *ctx, const nncl_conv_geom *g)
+{
+    const int64_t limit = INT32_MAX;
+    const int64_t col = g->c * g->kh * g->kw * g->n * g->oh * g->ow;
+    if (col > limit || g->n * g->c * g->h * g->w > limit || g->n * g->oc * g->oh * g->ow > limit)
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
+                          "conv2d on OpenCL: the column matrix of %lld elements reaches 2^31; use a smaller batch",
+                          (long long)col);
+    return NNCL_OK;
 }
 
 /* Scratch memory viewed as a 1-D tensor, so that GEMM can take it. */
@@ -46,7 +60,7 @@ static nncl_status im2col(nncl_context *ctx, const nncl_tensor *col, const nncl_
     nncl__cl_arg_tensor(&a, col);
     nncl__cl_arg_tensor(&a, x);
     arg_geom(&a, g);
-    return nncl__cl_launch_1d(&a, (size_t)(g->c * g->kh * g->kw * g->n * g->oh * g->ow));
+    return nncl__cl_launch_1d(&a, (size_t)(g->c * g->kh * g->kw * g->n * g->oh)); /* one per row segment */
 }
 
 /* to_nchw: dst (N, C, P) from src (C, N, P); else the inverse. */
@@ -58,15 +72,16 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, src);
-    nncl__cl_arg_u64(&a, (uint64_t)n);
-    nncl__cl_arg_u64(&a, (uint64_t)c);
-    nncl__cl_arg_u64(&a, (uint64_t)p);
+    nncl__cl_arg_i32(&a, (int32_t)n);
+    nncl__cl_arg_i32(&a, (int32_t)c);
+    nncl__cl_arg_i32(&a, (int32_t)p);
     return nncl__cl_launch_1d(&a, (size_t)(n * c * p));
 }
 
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
                                     const nncl_tensor *w, const nncl_conv_geom *g)
 {
+    NNCL_TRY(check_size(ctx, g));
     const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
     nncl_buffer hc, hy;
     nncl_tensor col, yt;
@@ -84,6 +99,7 @@ nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, con
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                           const nncl_tensor *w, const nncl_conv_geom *g)
 {
+    NNCL_TRY(check_size(ctx, g));
     const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
     nncl_buffer hc, hy;
     nncl_tensor dcol, dyt;
@@ -101,12 +117,13 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, &dcol);
     arg_geom(&a, g);
-    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h * g->w));
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h)); /* one per input row */
 }
 
 nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
                                             const nncl_tensor *x, const nncl_conv_geom *g)
 {
+    NNCL_TRY(check_size(ctx, g));
     const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
     nncl_buffer hc, hy;
     nncl_tensor col, dyt;

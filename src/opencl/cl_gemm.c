@@ -154,7 +154,8 @@ static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
     nncl__cl_arg_f32(&a, g->alpha);
     nncl__cl_arg_f32(&a, g->beta);
     const size_t global[2] = {(g->n + GEMM_NR - 1) / GEMM_NR, (g->m + GEMM_MR - 1) / GEMM_MR};
-    const size_t local[2] = {2, 2};
+    /* A work-group is a column of row blocks: they share one block of B, which stays in cache. */
+    const size_t local[2] = {1, 16};
     NNCL_TRY(nncl__cl_launch(&a, 2, global, local));
     ctx->stats.gemm_calls++;
     return NNCL_OK;

@@ -1,21 +1,31 @@
 /*
  * cl_pool2d.c - host side of kernels_cl/pool2d.cl.
  */
+#include <stdint.h>
+
 #include "opencl/cl.h"
 
 static void arg_geom(nncl__cl_args *a, const nncl_pool_geom *g)
 {
-    nncl__cl_arg_u64(a, (uint64_t)(g->n * g->c));
-    const int64_t v[10] = {g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
-    for (int i = 0; i < 10; i++) nncl__cl_arg_i64(a, v[i]);
+    const int64_t v[11] = {g->n * g->c, g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
+    for (int i = 0; i < 11; i++) nncl__cl_arg_i32(a, (int32_t)v[i]);
     nncl__cl_arg_i32(a, g->kind == NNCL_POOL_MAX);
     /* The reciprocal of the window area, rounded once here, as the reference rounds it. */
     nncl__cl_arg_f32(a, 1.0f / (float)(g->kh * g->kw));
 }
 
+/* The kernels index with 32-bit ints. */
+static nncl_status check_size(nncl_context *ctx, const nncl_pool_geom *g)
+{
+    if (g->n * g->c * g->h * g->w > INT32_MAX)
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "pool2d on OpenCL: inputs of 2^31 elements or more");
+    return NNCL_OK;
+}
+
 nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                     const nncl_tensor *x, const nncl_pool_geom *g)
 {
+    NNCL_TRY(check_size(ctx, g));
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_forward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
@@ -29,6 +39,7 @@ nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, con
 nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                      const nncl_tensor *idx, const nncl_pool_geom *g)
 {
+    NNCL_TRY(check_size(ctx, g));
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_backward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
