@@ -12,6 +12,7 @@
  *                    (gather, one work-item per row of dx: deterministic, and
  *                    each element sums its taps in (ky, kx) order as before)
  *   cnhw_to_nchw:    Y' (C, N, P) -> y (N, C, P);  nchw_to_cnhw: the inverse
+ *                    (one work-item per row of P elements)
  * Geometry: n c h w oh ow kh kw sh sw ph pw dh dw, as int: index arithmetic
  * is 32-bit (64-bit division is slow on CPUs), and the host refuses
  * convolutions whose buffers reach 2^31 elements.
@@ -64,20 +65,24 @@ __kernel void col2im(__global float *dx, ulong dx_off, __global const float *col
     }
 }
 
-/* y[n][c][p] = t[c][n][p]: one work-item per element. */
+/* y[n][c][:] = t[c][n][:]: one work-item per row of p elements. */
 __kernel void cnhw_to_nchw(__global float *y, ulong y_off, __global const float *t, ulong t_off, int n, int c, int p)
 {
-    const int i = (int)get_global_id(0);
-    if (i >= n * c * p) return;
-    const int pi = i % p, ci = (i / p) % c, ni = i / (p * c);
-    y[y_off + i] = t[t_off + (ci * n + ni) * p + pi];
+    const int row = (int)get_global_id(0); /* = ni * c + ci */
+    if (row >= n * c) return;
+    const int ni = row / c, ci = row - ni * c;
+    __global float *dst = y + y_off + (ulong)row * p;
+    __global const float *src = t + t_off + ((ulong)ci * n + ni) * p;
+    for (int i = 0; i < p; i++) dst[i] = src[i];
 }
 
-/* t[c][n][p] = y[n][c][p]: one work-item per element. */
+/* t[c][n][:] = y[n][c][:]: one work-item per row of p elements. */
 __kernel void nchw_to_cnhw(__global float *t, ulong t_off, __global const float *y, ulong y_off, int n, int c, int p)
 {
-    const int i = (int)get_global_id(0);
-    if (i >= n * c * p) return;
-    const int pi = i % p, ni = (i / p) % n, ci = i / (p * n);
-    t[t_off + i] = y[y_off + (ni * c + ci) * p + pi];
+    const int row = (int)get_global_id(0); /* = ci * n + ni */
+    if (row >= n * c) return;
+    const int ci = row / n, ni = row - ci * n;
+    __global float *dst = t + t_off + (ulong)row * p;
+    __global const float *src = y + y_off + ((ulong)ni * c + ci) * p;
+    for (int i = 0; i < p; i++) dst[i] = src[i];
 }

@@ -1,8 +1,10 @@
 /*
  * gemm.cl - nncl's own GEMM for devices where CLBlast is slow (PoCL on CPUs):
  * C = alpha op(A) B + beta C, row-major, op(A) = A (m x k, rows lda apart) or
- * A^T (A stored k x m); B is k x n (rows ldb apart). src/opencl/cl_gemm.c
- * turns the other transpositions into this one with gemm_transpose.
+ * A^T (A stored k x m); B is k x n (rows ldb apart); with trans_c the result
+ * is stored transposed (C^T, n x m). src/opencl/cl_gemm.c turns the other
+ * transpositions into these with gemm_transpose, and computes narrow products
+ * (n below one block) as their transposes.
  *
  * Shape of the work (it is what PoCL's vectoriser turns into SIMD code): each
  * work-item computes a block of GEMM_MR = 6 rows by GEMM_NR = 2 GEMM_V columns
@@ -26,11 +28,23 @@
 #define vloadV CAT(vload, GEMM_V)
 #define vstoreV CAT(vstore, GEMM_V)
 
-/* Writes row r of the block: C = alpha acc (+ beta C). With beta == 0, C is not read. */
+/*
+ * Writes row r of the block: C = alpha acc (+ beta C). With beta == 0, C is not
+ * read. With trans_c, element (i, j) lives at C[j * ldc + i] (the caller asked
+ * for the transposed product), and the row is written element by element.
+ */
 #define STORE_ROW(r, lo, hi)                                                                       \
     do {                                                                                           \
         __global float *cr = C + (i0 + (r)) * ldc + j0;                                            \
-        if (beta == 0.0f) {                                                                        \
+        if (trans_c) {                                                                             \
+            float vals[GEMM_NR];                                                                   \
+            vstoreV(lo, 0, vals);                                                                  \
+            vstoreV(hi, 0, vals + GEMM_V);                                                         \
+            for (int e = 0; e < GEMM_NR; e++) {                                                    \
+                __global float *cij = C + (j0 + e) * ldc + i0 + (r);                               \
+                *cij = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * *cij;             \
+            }                                                                                      \
+        } else if (beta == 0.0f) {                                                                 \
             vstoreV(alpha * (lo), 0, cr);                                                         \
             vstoreV(alpha * (hi), 0, cr + GEMM_V);                                                    \
         } else {                                                                                   \
@@ -39,9 +53,9 @@
         }                                                                                          \
     } while (0)
 
-__kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, __global const float *A, ulong a_off, ulong lda,
-                         int trans_a, __global const float *B, ulong b_off, ulong ldb, ulong m, ulong n, ulong k,
-                         float alpha, float beta)
+__kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c, __global const float *A,
+                         ulong a_off, ulong lda, int trans_a, __global const float *B, ulong b_off, ulong ldb, ulong m,
+                         ulong n, ulong k, float alpha, float beta)
 {
     const ulong j0 = get_global_id(0) * GEMM_NR, i0 = get_global_id(1) * GEMM_MR;
     if (j0 >= n || i0 >= m) return;
@@ -100,7 +114,7 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, __global con
         for (ulong c = 0; c < GEMM_NR && j0 + c < n; c++) {
             float acc = 0.0f;
             for (ulong p = 0; p < k; p++) acc = fma(A[(i0 + r) * ra + p * ca], B[p * ldb + j0 + c], acc);
-            __global float *cij = C + (i0 + r) * ldc + j0 + c;
+            __global float *cij = trans_c ? C + (j0 + c) * ldc + i0 + r : C + (i0 + r) * ldc + j0 + c;
             *cij = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
         }
     }

@@ -10,6 +10,8 @@
  *   pool2d_backward:  one work-item per input element, gathering from every
  *                     output window that covers it, in increasing (oh, ow)
  *                     order: no atomics, deterministic.
+ *   pool2d_backward_disjoint: the same result when windows do not overlap,
+ *                     by scattering from each output into its own window.
  * Geometry arguments: n c, h w oh ow kh kw sh sw ph pw, as int (32-bit index
  * arithmetic; the host refuses tensors of 2^31 elements or more).
  */
@@ -69,4 +71,34 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
         }
     }
     dx[dx_off + i] = acc;
+}
+
+/*
+ * Backward when the windows do not overlap (stride >= kernel): every input
+ * gets at most one term, so each output scatters into its own window of dx,
+ * which was zeroed first. The result equals pool2d_backward's bit for bit
+ * (0 + t is exactly t), at a fraction of the index arithmetic.
+ */
+__kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
+                                       __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv)
+{
+    const int o = (int)get_global_id(0);
+    if (o >= nc * oh * ow) return;
+    const int p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
+    __global float *dxp = dx + dx_off + (ulong)p * h * w;
+    const float g = dy[dy_off + o];
+    if (is_max) {
+        const int at = (int)idx[idx_off + o];
+        if (at >= 0) dxp[at] = g;
+        return;
+    }
+    const float share = g * inv;
+    for (int ky = 0; ky < kh; ky++) {
+        const int iy = oy * sh - ph + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (int kx = 0; kx < kw; kx++) {
+            const int ix = ox * sw - pw + kx;
+            if (ix >= 0 && ix < w) dxp[iy * w + ix] = share;
+        }
+    }
 }

@@ -8,14 +8,14 @@ nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nnc
 {
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "bias", "", "bias_add", &k));
-    size_t n = (size_t)(outer * channels * inner);
+    size_t rows = (size_t)(outer * channels);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, b);
     nncl__cl_arg_u64(&a, (uint64_t)channels);
     nncl__cl_arg_u64(&a, (uint64_t)inner);
-    nncl__cl_arg_u64(&a, n);
-    return nncl__cl_launch_1d(&a, n);
+    nncl__cl_arg_u64(&a, rows);
+    return nncl__cl_launch_1d(&a, rows);
 }
 
 nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,

@@ -75,7 +75,7 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
     nncl__cl_arg_i32(&a, (int32_t)n);
     nncl__cl_arg_i32(&a, (int32_t)c);
     nncl__cl_arg_i32(&a, (int32_t)p);
-    return nncl__cl_launch_1d(&a, (size_t)(n * c * p));
+    return nncl__cl_launch_1d(&a, (size_t)(n * c)); /* one work-item per row */
 }
 
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,

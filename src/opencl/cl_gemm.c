@@ -118,42 +118,64 @@ static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
 #define GEMM_MR 6  /* rows per work-item: GEMM_MR in kernels_cl/gemm.cl */
 #define GEMM_NR 16 /* columns per work-item: 2 GEMM_V in kernels_cl/gemm.cl */
 
+/* Transposes the rows x cols matrix at (src, off, ld) into scratch slot `slot`, dense cols x rows. */
+static nncl_status transpose_to_scratch(nncl_context *ctx, int slot, const nncl_buffer *src, size_t off, size_t ld,
+                                        size_t rows, size_t cols, cl_mem *out)
+{
+    const nncl__cl_kernel *kt;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_transpose", &kt));
+    NNCL_TRY(nncl__cl_scratch(ctx, slot, rows * cols * sizeof(float), out));
+    nncl__cl_args t = nncl__cl_args_begin(ctx, kt);
+    nncl__cl_arg_mem(&t, *out);
+    nncl__cl_arg_u64(&t, 0);
+    nncl__cl_arg_view(&t, src, off);
+    nncl__cl_arg_u64(&t, ld);
+    nncl__cl_arg_u64(&t, rows);
+    nncl__cl_arg_u64(&t, cols);
+    return nncl__cl_launch_1d(&t, rows * cols);
+}
+
+/*
+ * Runs gemm_block. The kernel takes B as k x n, so a transposed B is first
+ * transposed. A product narrower than one block of columns (n < GEMM_NR) but
+ * tall enough (m >= GEMM_NR) would run on the kernel's scalar edge path: it
+ * is computed as its transpose C^T = op(B)^T op(A)^T instead, stored transposed.
+ */
 static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
 {
-    cl_mem b = (cl_mem)g->b->mem;
-    size_t b_off = g->b_off, ldb = g->ldb;
-    if (g->trans_b) { /* the kernel wants B as k x n: transpose the n x k B once */
-        const nncl__cl_kernel *kt;
-        NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_transpose", &kt));
-        NNCL_TRY(nncl__cl_scratch(ctx, 3, g->k * g->n * sizeof(float), &b));
-        nncl__cl_args t = nncl__cl_args_begin(ctx, kt);
-        nncl__cl_arg_mem(&t, b);
-        nncl__cl_arg_u64(&t, 0);
-        nncl__cl_arg_view(&t, g->b, g->b_off);
-        nncl__cl_arg_u64(&t, g->ldb);
-        nncl__cl_arg_u64(&t, g->n);
-        nncl__cl_arg_u64(&t, g->k);
-        NNCL_TRY(nncl__cl_launch_1d(&t, g->n * g->k));
+    nncl_gemm_args s = *g;
+    int trans_c = 0;
+    if (g->n < GEMM_NR && g->m >= GEMM_NR) {
+        trans_c = 1;
+        s.m = g->n, s.n = g->m;
+        s.a = g->b, s.a_off = g->b_off, s.lda = g->ldb, s.trans_a = g->trans_b ? NNCL_NO_TRANS : NNCL_TRANS;
+        s.b = g->a, s.b_off = g->a_off, s.ldb = g->lda, s.trans_b = g->trans_a ? NNCL_NO_TRANS : NNCL_TRANS;
+    }
+    cl_mem b = (cl_mem)s.b->mem;
+    size_t b_off = s.b_off, ldb = s.ldb;
+    if (s.trans_b) { /* B is stored n x k: make it k x n */
+        NNCL_TRY(transpose_to_scratch(ctx, 3, s.b, s.b_off, s.ldb, s.n, s.k, &b));
         b_off = 0;
-        ldb = g->n;
+        ldb = s.n;
     }
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_block", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, g->c, g->c_off);
     nncl__cl_arg_u64(&a, g->ldc);
-    nncl__cl_arg_view(&a, g->a, g->a_off);
-    nncl__cl_arg_u64(&a, g->lda);
-    nncl__cl_arg_i32(&a, g->trans_a == NNCL_TRANS);
+    nncl__cl_arg_i32(&a, trans_c);
+    nncl__cl_arg_view(&a, s.a, s.a_off);
+    nncl__cl_arg_u64(&a, s.lda);
+    nncl__cl_arg_i32(&a, s.trans_a == NNCL_TRANS);
     nncl__cl_arg_mem(&a, b);
     nncl__cl_arg_u64(&a, b_off);
     nncl__cl_arg_u64(&a, ldb);
-    nncl__cl_arg_u64(&a, g->m);
-    nncl__cl_arg_u64(&a, g->n);
-    nncl__cl_arg_u64(&a, g->k);
+    nncl__cl_arg_u64(&a, s.m);
+    nncl__cl_arg_u64(&a, s.n);
+    nncl__cl_arg_u64(&a, s.k);
     nncl__cl_arg_f32(&a, g->alpha);
     nncl__cl_arg_f32(&a, g->beta);
-    const size_t global[2] = {(g->n + GEMM_NR - 1) / GEMM_NR, (g->m + GEMM_MR - 1) / GEMM_MR};
+    const size_t global[2] = {(s.n + GEMM_NR - 1) / GEMM_NR, (s.m + GEMM_MR - 1) / GEMM_MR};
     /* A work-group is a column of row blocks: they share one block of B, which stays in cache. */
     const size_t local[2] = {1, 16};
     NNCL_TRY(nncl__cl_launch(&a, 2, global, local));
