@@ -32,6 +32,13 @@ typedef struct nncl__profile_sum {
     uint64_t total_ns;
 } nncl__profile_sum;
 
+/* One timed command, for the trace (see nncl_context_write_trace). */
+typedef struct nncl__trace_event {
+    char kernel[48];
+    char scope[48];    /* what the caller was doing: "3.conv2d forward", "optimizer update" */
+    uint64_t start_ns, end_ns;
+} nncl__trace_event;
+
 struct nncl_buffer {
     nncl_context *ctx; /* the context that allocated it */
     size_t bytes;      /* size of the allocation */
@@ -49,6 +56,9 @@ struct nncl_context {
 
     nncl__profile_sum *profile; /* (profile_len) distinct kernels timed so far */
     size_t profile_len, profile_cap;
+    nncl__trace_event *trace;   /* (trace_len) every timed command, in order */
+    size_t trace_len, trace_cap;
+    char scope[48];             /* the label of commands queued from now on */
 
     nncl_status last_status;
     char *message; /* NUL-terminated, heap-allocated; "" until a call fails */
@@ -111,8 +121,12 @@ nncl_status nncl__extent_check(nncl_context *ctx, const nncl_tensor *t, uint64_t
 
 /* ---- profiling ------------------------------------------------------------- */
 
-/* Adds one launch of `kernel` lasting `ns` to the profile. */
-nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, uint64_t ns);
+/* Adds one launch of `kernel`, queued under `scope`, that ran from start_ns to end_ns, to the profile and the trace. */
+nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, const char *scope, uint64_t start_ns,
+                              uint64_t end_ns);
+
+/* Labels the commands queued from now on, when the context profiles (a no-op otherwise). */
+void nncl__profile_scope(nncl_context *ctx, const char *fmt, ...) NNCL_PRINTF(2, 3);
 
 /* ---- losses ---------------------------------------------------------------- */
 

@@ -9,6 +9,7 @@
  *   - weights and training state survive a save and load bit for bit;
  *   - a checkpoint truncated at every byte offset, a corrupted header, and
  *     weights of the wrong names or shapes are refused and change nothing;
+ *   - the profiling trace has a span per layer phase;
  *   - malformed model specs are refused with their line number.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -391,6 +392,47 @@ static void test_bad_checkpoints(void **state)
     unlink(wpath);
 }
 
+/* The trace has one span per layer phase, and the kernels under them. */
+static void test_trace(void **state)
+{
+    (void)state;
+    nncl_backend_kind kind;
+    TEST_OK(ctx, nncl_context_backend(ctx, &kind));
+    nncl_context_options opt = nncl_context_options_default();
+    opt.backend = kind;
+    opt.profiling = 1;
+    nncl_context *saved = ctx;
+    TEST_OK(NULL, nncl_context_create(&opt, &ctx));
+    nncl_network *net = make_net(NNCL_OPT_SGD, 1);
+    float x[BATCH * SAMPLE];
+    int64_t y[BATCH];
+    make_batch(1, x, y);
+    for (int s = 0; s < 2; s++) {
+        TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(net));
+    }
+    char path[256];
+    path_in_tmp(path, sizeof path, "trace.json");
+    TEST_OK(ctx, nncl_context_write_trace(ctx, path));
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_true(strncmp(text, "{\"displayTimeUnit\"", 18) == 0);
+    const char *want[] = {"\"0.conv2d forward\"", "\"0.conv2d backward\"", "\"1.batchnorm forward\"",
+                          "\"6.linear backward\"", "\"optimizer update\"", "\"cat\": \"kernel\""};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (strstr(text, want[i]) == NULL) fail_msg("the trace lacks %s", want[i]);
+    unlink(path);
+    nncl_network_destroy(net);
+    nncl_context_destroy(ctx);
+    ctx = saved;
+    /* Without profiling there is no trace. */
+    assert_int_equal(nncl_context_write_trace(ctx, path), NNCL_ERR_INVALID_ARG);
+}
+
 static void test_bad_specs(void **state)
 {
     (void)state;
@@ -435,6 +477,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_checkpoints_round_trip),
         cmocka_unit_test(test_bad_checkpoints),
+        cmocka_unit_test(test_trace),
         cmocka_unit_test(test_bad_specs),
     };
     int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);

@@ -172,6 +172,15 @@ typedef struct nncl_profile_entry {
 nncl_status nncl_context_profile(nncl_context *ctx, nncl_profile_entry *out, size_t cap,
                                  size_t *count);
 
+/*
+ * Writes every command timed since the context was created or its stats were
+ * last reset as a Chrome trace (JSON; open it in chrome://tracing or
+ * https://ui.perfetto.dev): kernels on one track, and on another one span per
+ * layer phase ("3.conv2d forward", "3.conv2d backward", "optimizer update").
+ * Requires profiling; waits for queued work.
+ */
+nncl_status nncl_context_write_trace(nncl_context *ctx, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

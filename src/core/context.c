@@ -6,6 +6,8 @@
  * init function (src/cpu/cpu_backend.c, src/opencl/cl_backend.c) into
  * ctx->impl.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,7 @@ nncl_status nncl_context_destroy(nncl_context *ctx)
     if (ctx == NULL) return NNCL_OK;
     ctx->ops->destroy(ctx);
     free(ctx->profile);
+    free(ctx->trace);
     free(ctx->message);
     free(ctx);
     return NNCL_OK;
@@ -106,13 +109,38 @@ nncl_status nncl_context_reset_stats(nncl_context *ctx)
     memset(&ctx->stats, 0, sizeof ctx->stats);
     ctx->stats.device_bytes_live = live;
     ctx->profile_len = 0;
+    ctx->trace_len = 0;
     return NNCL_OK;
 }
 
 /* ---- profiling --------------------------------------------------------------- */
 
-nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, uint64_t ns)
+void nncl__profile_scope(nncl_context *ctx, const char *fmt, ...)
 {
+    if (!ctx->profiling) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->scope, sizeof ctx->scope, fmt, ap);
+    va_end(ap);
+}
+
+nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, const char *scope, uint64_t start_ns,
+                              uint64_t end_ns)
+{
+    if (ctx->trace_len == ctx->trace_cap) {
+        size_t cap = ctx->trace_cap ? 2 * ctx->trace_cap : 256;
+        nncl__trace_event *grown = realloc(ctx->trace, cap * sizeof *grown);
+        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profile: out of host memory");
+        ctx->trace = grown;
+        ctx->trace_cap = cap;
+    }
+    nncl__trace_event *t = &ctx->trace[ctx->trace_len++];
+    snprintf(t->kernel, sizeof t->kernel, "%s", kernel);
+    snprintf(t->scope, sizeof t->scope, "%s", scope);
+    t->start_ns = start_ns;
+    t->end_ns = end_ns;
+
+    uint64_t ns = end_ns - start_ns;
     for (size_t i = 0; i < ctx->profile_len; i++) {
         if (strcmp(ctx->profile[i].kernel, kernel) == 0) {
             ctx->profile[i].launches++;
@@ -132,6 +160,59 @@ nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, uint64_t ns
     snprintf(e->kernel, sizeof e->kernel, "%s", kernel);
     e->launches = 1;
     e->total_ns = ns;
+    return NNCL_OK;
+}
+
+/* Writes s as a JSON string body (quotes and backslashes escaped). */
+static void json_string(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+}
+
+nncl_status nncl_context_write_trace(nncl_context *ctx, const char *path)
+{
+    NNCL_CHECK_CTX(ctx);
+    NNCL_CHECK_ARG(ctx, path);
+    if (!ctx->profiling)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the context was created without profiling", __func__);
+    NNCL_TRY(ctx->ops->finish(ctx)); /* settles the events of queued commands */
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return NNCL_ERROR(ctx, NNCL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    uint64_t t0 = ctx->trace_len ? ctx->trace[0].start_ns : 0;
+    for (size_t i = 0; i < ctx->trace_len; i++)
+        if (ctx->trace[i].start_ns < t0) t0 = ctx->trace[i].start_ns;
+    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
+    fprintf(f, "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, \"tid\": 1, \"args\": {\"name\": \"layers\"}},\n");
+    fprintf(f, "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, \"tid\": 2, \"args\": {\"name\": \"kernels\"}}");
+    /* Kernels on thread 2; each run of commands under one scope becomes one span on thread 1. */
+    for (size_t i = 0; i < ctx->trace_len;) {
+        size_t j = i;
+        uint64_t begin = ctx->trace[i].start_ns, end = ctx->trace[i].end_ns;
+        while (j < ctx->trace_len && strcmp(ctx->trace[j].scope, ctx->trace[i].scope) == 0) {
+            const nncl__trace_event *e = &ctx->trace[j];
+            if (e->start_ns < begin) begin = e->start_ns;
+            if (e->end_ns > end) end = e->end_ns;
+            fprintf(f, ",\n{\"name\": \"");
+            json_string(f, e->kernel);
+            fprintf(f, "\", \"cat\": \"kernel\", \"ph\": \"X\", \"pid\": 1, \"tid\": 2, \"ts\": %.3f, \"dur\": %.3f, "
+                       "\"args\": {\"layer\": \"",
+                    (double)(e->start_ns - t0) / 1e3, (double)(e->end_ns - e->start_ns) / 1e3);
+            json_string(f, e->scope);
+            fprintf(f, "\"}}");
+            j++;
+        }
+        fprintf(f, ",\n{\"name\": \"");
+        json_string(f, ctx->trace[i].scope[0] ? ctx->trace[i].scope : "(no scope)");
+        fprintf(f, "\", \"cat\": \"layer\", \"ph\": \"X\", \"pid\": 1, \"tid\": 1, \"ts\": %.3f, \"dur\": %.3f}",
+                (double)(begin - t0) / 1e3, (double)(end - begin) / 1e3);
+        i = j;
+    }
+    fprintf(f, "\n]}\n");
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) return NNCL_ERROR(ctx, NNCL_ERR_IO, "%s: write failed", path);
     return NNCL_OK;
 }
 

@@ -28,7 +28,7 @@ uint64_t nncl__cpu_op_begin(const nncl_context *ctx)
 nncl_status nncl__cpu_profile_end(nncl_context *ctx, const char *name, uint64_t start_ns)
 {
     if (!ctx->profiling) return NNCL_OK;
-    return nncl__profile_add(ctx, name, now_ns() - start_ns);
+    return nncl__profile_add(ctx, name, ctx->scope, start_ns, now_ns());
 }
 
 nncl_status nncl__cpu_op_end(nncl_context *ctx, const char *name, uint64_t start_ns)

@@ -358,6 +358,7 @@ nncl_status nncl_network_step(nncl_network *net)
         .bc2_sqrt = (float)sqrt(1.0 - pow((double)o->beta2, t1)),
         .max_norm = o->clip_norm, .sumsq = &net->sumsq,
     };
+    nncl__profile_scope(ctx, "optimizer update");
     if (o->clip_norm > 0.0f) NNCL_TRY(ctx->ops->sumsq(ctx, &net->sumsq, &net->grads));
     NNCL_TRY(ctx->ops->optimizer_step(ctx, &net->params, &net->grads, &net->opt1, &net->opt2, &a));
     net->t++;
@@ -404,6 +405,7 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
     if ((labels && !classes) || (targets && (net->loss == NULL || classes)))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: %s do not fit the network's loss", __func__,
                           labels ? "class labels" : "targets");
+    nncl__profile_scope(ctx, "upload");
     nncl_tensor x = first_rows(&net->act[0], n);
     const int64_t count = n * net->act_sample[0];
     const float *src = inputs;
@@ -474,8 +476,10 @@ nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
     net->cur_act[0] = first_rows(&net->act[0], net->cur_n);
     for (size_t i = 0; i < net->n_layers; i++) {
         net->cur_act[i + 1] = first_rows(&net->act[i + 1], net->cur_n);
+        nncl__profile_scope(ctx, "%zu.%s forward", i, net->layers[i]->ops->kind);
         NNCL_TRY(nncl_layer_forward(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
     }
+    nncl__profile_scope(ctx, "loss forward");
     if (net->loss && net->have_targets) {
         nncl_tensor out, target, loss_value = {.buf = net->metrics.buf, .offset = net->metrics.offset, .ndim = 1,
                                                .shape = {1}};
@@ -509,9 +513,11 @@ nncl_status nncl_network_backward(nncl_network *net)
     dout.ndim = 2;
     dout.shape[0] = net->cur_n;
     dout.shape[1] = net->out_size;
+    nncl__profile_scope(ctx, "loss backward");
     NNCL_TRY(nncl_loss_backward(net->loss, &out, &target, &dout));
     for (size_t i = n; i-- > 0;) {
         nncl_layer *l = net->layers[i];
+        nncl__profile_scope(ctx, "%zu.%s backward", i, l->ops->kind);
         net->cur_dact[i] = first_rows(&net->dact[i], net->cur_n);
         /* The network's input needs no gradient, unless the layer cannot skip it. */
         nncl_tensor *dx = i == 0 && !l->ops->needs_dx && !l->ops->is_alias ? NULL : &net->cur_dact[i];
@@ -524,6 +530,7 @@ nncl_status nncl_network_zero_grad(nncl_network *net)
 {
     CHECK_NET(net);
     if (!net->planned) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
+    nncl__profile_scope(net->ctx, "zero_grad");
     return nncl_tensor_fill(net->ctx, &net->grads, 0.0f);
 }
 

@@ -44,7 +44,8 @@ typedef struct nncl__cl_program {
 /* A profiled command whose event has not been read yet. */
 typedef struct nncl__cl_pending_event {
     cl_event event;
-    char kernel[64];
+    char kernel[48];
+    char scope[48]; /* ctx->scope when it was queued */
 } nncl__cl_pending_event;
 
 typedef struct nncl__cl {

@@ -146,6 +146,7 @@ nncl_status nncl__cl_profile_event(nncl_context *ctx, cl_event ev, const char *w
     nncl__cl_pending_event *p = &cl->pending[cl->n_pending++];
     p->event = ev;
     snprintf(p->kernel, sizeof p->kernel, "%s", what);
+    snprintf(p->scope, sizeof p->scope, "%s", ctx->scope);
     return NNCL_OK;
 }
 
@@ -161,7 +162,7 @@ nncl_status nncl__cl_profile_settle(nncl_context *ctx)
             err = clGetEventProfilingInfo(p->event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
         if (err != CL_SUCCESS && st == NNCL_OK)
             st = NNCL_CL_FAIL(ctx, err, "clGetEventProfilingInfo(%s)", p->kernel);
-        if (err == CL_SUCCESS && st == NNCL_OK) st = nncl__profile_add(ctx, p->kernel, end - start);
+        if (err == CL_SUCCESS && st == NNCL_OK) st = nncl__profile_add(ctx, p->kernel, p->scope, start, end);
         clReleaseEvent(p->event);
     }
     cl->n_pending = 0;

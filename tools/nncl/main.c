@@ -44,6 +44,7 @@ static void usage(FILE *f)
             "  --init FILE (initial weights)  --save FILE (final weights, safetensors)\n"
             "  --checkpoint FILE (training state after each epoch)  --resume FILE  --max-steps N\n"
             "  --metrics FILE.csv  --step-log FILE (every step's loss)  --test-limit N\n"
+            "  --profile FILE.json (per-layer forward, backward and update times as a Chrome trace)\n"
             "common options: --backend opencl|cpu  --device P:D  --batch N\n"
             "\n"
             "The device defaults to NNCL_DEVICE=platform:device, else the first GPU,\n"

@@ -29,7 +29,7 @@
 
 typedef struct options {
     const char *spec, *data, *train_x, *train_y, *test_x, *test_y;
-    const char *init, *save, *checkpoint, *resume, *metrics, *weights, *input, *output, *step_log;
+    const char *init, *save, *checkpoint, *resume, *metrics, *weights, *input, *output, *step_log, *profile;
     int64_t epochs, batch, limit, max_steps, test_limit;
     nncl_optimizer_options opt;
     int momentum_set, wd_set;
@@ -113,6 +113,10 @@ static int parse_options(int argc, char **argv, options *o)
         else if (strcmp(a, "--resume") == 0) o->resume = v;
         else if (strcmp(a, "--metrics") == 0) o->metrics = v;
         else if (strcmp(a, "--step-log") == 0) o->step_log = v;
+        else if (strcmp(a, "--profile") == 0) {
+            o->profile = v;
+            o->ctx.profiling = 1;
+        }
         else if (strcmp(a, "--weights") == 0) o->weights = v;
         else if (strcmp(a, "--input") == 0) o->input = v;
         else if (strcmp(a, "--output") == 0) o->output = v;
@@ -403,6 +407,10 @@ int cmd_train(int argc, char **argv)
         if (st != NNCL_OK) break;
     }
     if (st == NNCL_OK && o.save) st = nncl_network_save_weights(net, o.save);
+    if (st == NNCL_OK && o.profile) {
+        st = nncl_context_write_trace(s.ctx, o.profile);
+        if (st == NNCL_OK) printf("wrote the trace of every command to %s (chrome://tracing, ui.perfetto.dev)\n", o.profile);
+    }
     if (st != NNCL_OK) {
         if (tty) printf("\n");
         rc = cli_fail(s.ctx, st);
