@@ -5,7 +5,8 @@
  * step costs: kernel launches, GEMM calls, host waits, device allocations and
  * bytes uploaded.
  *
- * Usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] SPEC...
+ * Usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] [--inference] SPEC...
+ * (--inference: forward passes in evaluation mode; each step still uploads its batch)
  * (default: batch 64, 50 steps on OpenCL and 3 on the slow CPU reference,
  * both backends). Timing: host wall clock over the steps after 3 warm-up
  * steps, one nncl_context_finish at the end; the loss is never read, so a
@@ -16,6 +17,14 @@
 #include <string.h>
 
 #include "bench_util.h"
+
+static int inference; /* --inference: forward passes in evaluation mode instead of training steps */
+
+/* One step: a training step, or an inference forward. */
+static nncl_status step(nncl_network *net)
+{
+    return inference ? nncl_network_forward(net, NNCL_EVAL) : nncl_network_train_step(net);
+}
 
 static void bench_spec(nncl_backend_kind kind, const char *path, int64_t batch, int steps)
 {
@@ -41,18 +50,18 @@ static void bench_spec(nncl_backend_kind kind, const char *path, int64_t batch, 
     for (int64_t i = 0; i < batch; i++) y[i] = i % classes;
     for (int w = 0; w < 3; w++) { /* warm-up: kernels compiled, memory grown */
         bench_check(ctx, nncl_network_set_batch(net, x, y, NULL, batch), "batch");
-        bench_check(ctx, nncl_network_train_step(net), "step");
+        bench_check(ctx, step(net), "step");
     }
     bench_check(ctx, nncl_context_finish(ctx), "finish");
     nncl_stats a, b;
     bench_check(ctx, nncl_context_stats(ctx, &a), "stats");
     bench_check(ctx, nncl_network_set_batch(net, x, y, NULL, batch), "batch");
-    bench_check(ctx, nncl_network_train_step(net), "step");
+    bench_check(ctx, step(net), "step");
     bench_check(ctx, nncl_context_stats(ctx, &b), "stats");
     double t0 = bench_now();
     for (int i = 0; i < steps; i++) {
         bench_check(ctx, nncl_network_set_batch(net, x, y, NULL, batch), "batch");
-        bench_check(ctx, nncl_network_train_step(net), "step");
+        bench_check(ctx, step(net), "step");
     }
     bench_check(ctx, nncl_context_finish(ctx), "finish");
     double t = bench_now() - t0;
@@ -76,6 +85,7 @@ int main(int argc, char **argv)
     int first_spec = argc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--inference") == 0) inference = 1;
         else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
             const char *b = argv[++i];
@@ -86,14 +96,15 @@ int main(int argc, char **argv)
         }
     }
     if (first_spec >= argc || batch < 1) {
-        fprintf(stderr, "usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] SPEC...\n");
+        fprintf(stderr, "usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] [--inference] SPEC...\n");
         return 2;
     }
     nncl_context *probe = bench_context(NNCL_BACKEND_OPENCL);
     char desc[640];
     bench_check(probe, nncl_context_describe(probe, desc, sizeof desc), "describe");
     nncl_context_destroy(probe);
-    printf("nncl training benchmark: full SGD steps (momentum 0.9) on random data, float32\n");
+    printf(inference ? "nncl inference benchmark: forward passes in evaluation mode on random data, float32\n"
+                     : "nncl training benchmark: full SGD steps (momentum 0.9) on random data, float32\n");
     printf("opencl: %s\n", desc);
     printf("time: wall clock over the steps after 3 warm-up steps, one finish at the end; per-step counts from one\n"
            "      steady-state step (launches: nncl kernels; GEMMs: CLBlast calls on OpenCL)\n\n");

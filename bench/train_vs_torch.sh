@@ -1,21 +1,63 @@
 #!/usr/bin/env bash
-# train_vs_torch.sh - nncl and PyTorch training throughput in one run, on the
-# reference networks at batch 64, and the ratio.
+# train_vs_torch.sh - the whole comparison with PyTorch on this machine, nncl
+# and PyTorch measured in one run: training images/s of the reference
+# networks at batch 64, CNN inference at batch 256, GEMM GFLOP/s on the
+# networks' shapes against torch.mm, what a steady-state step costs, and the
+# time from `nncl train` start to its first finished step with a cold and a
+# warm kernel cache.
 # Usage: bash bench/train_vs_torch.sh [BUILD_DIR]   (default build)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build}
-specs=("$repo/examples/fashion_mlp.spec" "$repo/examples/fashion_cnn.spec")
-"$build/bench/bench_train" "${specs[@]}" | tee /tmp/nncl_bench_train.$$
-echo
-# PyTorch at its best: all cores, and without this machine's OpenBLAS overrides.
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 "$repo/tools/bench_torch.py" "${specs[@]}" \
-  | tee /tmp/torch_bench_train.$$
-echo
-for net in fashion_mlp.spec fashion_cnn.spec; do
-  ours=$(awk -v n="$net" '$1 == n && $2 == "opencl" {print $6}' /tmp/nncl_bench_train.$$)
-  theirs=$(awk -v n="$net" '$1 == n {print $(NF-1)}' /tmp/torch_bench_train.$$)
-  awk -v n="$net" -v a="$ours" -v b="$theirs" \
-    'BEGIN {printf "%-18s nncl opencl %8.0f images/s, pytorch cpu %8.0f images/s: ratio %.2f\n", n, a, b, a / b}'
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mlp=$repo/examples/fashion_mlp.spec cnn=$repo/examples/fashion_cnn.spec
+# PyTorch at its best: all cores (set by the script), without this machine's OpenBLAS overrides.
+torch() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 "$repo/tools/bench_torch.py" "$@"; }
+
+echo "== device"
+"$build/tools/nncl/nncl" devices | head -n 9
+echo "PoCL: $(dpkg-query -W -f '${Version}' pocl-opencl-icd 2>/dev/null || echo '?'), POCL_CACHE_DIR=${POCL_CACHE_DIR:-default}"
+
+echo; echo "== training, batch 64"
+"$build/bench/bench_train" --backend opencl "$mlp" "$cnn" | tee "$tmp/train.txt"
+torch --batch 64 "$mlp" "$cnn" | tee "$tmp/torch_train.txt"
+
+echo; echo "== CNN inference, batch 256"
+"$build/bench/bench_train" --backend opencl --inference --batch 256 --steps 20 "$cnn" | tee "$tmp/infer.txt"
+torch --inference --batch 256 --steps 20 "$cnn" | tee "$tmp/torch_infer.txt"
+
+echo; echo "== GEMM"
+"$build/bench/bench_gemm" 10 | tee "$tmp/gemm.txt"
+torch --gemm | tee "$tmp/torch_gemm.txt"
+
+echo; echo "== startup: nncl train until its first finished step"
+startup() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$build/tools/nncl/nncl" train --spec "$cnn" --max-steps 1 --limit 64 --test-limit 64 > /dev/null
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}'
+}
+cold_dir=$tmp/cold-cache
+cold=$(POCL_CACHE_DIR=$cold_dir startup)
+warm=$(POCL_CACHE_DIR=$cold_dir startup)
+echo "cold PoCL cache ${cold} s, warm ${warm} s (data loading included)"
+
+echo; echo "== summary (nncl OpenCL on this device / PyTorch CPU, measured above)"
+ratio() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN {printf "%-44s nncl %10.0f  pytorch %10.0f  ratio %5.2f\n", n, a, b, a / b}'; }
+ratio "MLP training images/s (batch 64)" \
+  "$(awk '$1 == "fashion_mlp.spec" {print $6}' "$tmp/train.txt")" \
+  "$(awk '$1 == "fashion_mlp.spec" {print $(NF-1)}' "$tmp/torch_train.txt")"
+ratio "CNN training images/s (batch 64)" \
+  "$(awk '$1 == "fashion_cnn.spec" {print $6}' "$tmp/train.txt")" \
+  "$(awk '$1 == "fashion_cnn.spec" {print $(NF-1)}' "$tmp/torch_train.txt")"
+ratio "CNN inference images/s (batch 256)" \
+  "$(awk '$1 == "fashion_cnn.spec" {print $6}' "$tmp/infer.txt")" \
+  "$(awk '$1 == "fashion_cnn.spec" {print $(NF-1)}' "$tmp/torch_infer.txt")"
+for shape in 128x784x256 36864x32x25 4096x64x800 1024x1024x1024; do
+  best=$(awk -v s="$shape" '$1 == s && $2 != "cpu-ref" {if ($5 > m) m = $5} END {print m}' "$tmp/gemm.txt")
+  ratio "GEMM $shape GFLOP/s (best of clblast, nncl)" "$best" "$(awk -v s="$shape" '$1 == s {print $(NF-1)}' "$tmp/torch_gemm.txt")"
 done
-rm -f /tmp/nncl_bench_train.$$ /tmp/torch_bench_train.$$
+awk '$1 == "fashion_cnn.spec" {printf "%-44s %s allocations, %s host waits (loss not read)\n", "CNN steady-state step", $10, $9}' "$tmp/train.txt"
+echo "startup to the first finished step: cold ${cold} s / warm ${warm} s"

@@ -26,13 +26,27 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--inference", action="store_true", help="forward passes in eval mode instead of training steps")
-    p.add_argument("specs", nargs="+")
+    p.add_argument("--gemm", action="store_true", help="torch.mm GFLOP/s on the GEMM shapes of bench_gemm instead")
+    p.add_argument("specs", nargs="*")
     a = p.parse_args()
     cores = os.cpu_count()
     torch.set_num_threads(cores)
     print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads on {cores} cores, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}")
+    if a.gemm:
+        for m, n, k in [(128, 784, 256), (36864, 32, 25), (4096, 64, 800), (1024, 1024, 1024)]:
+            x, y = torch.rand(m, k), torch.rand(k, n)
+            for _ in range(3):
+                torch.mm(x, y)
+            times = []
+            for _ in range(10):
+                t0 = time.perf_counter()
+                torch.mm(x, y)
+                times.append(time.perf_counter() - t0)
+            t = sorted(times)[len(times) // 2]
+            print(f"{m}x{n}x{k:<10} torch.mm {1e3 * t:9.3f} ms {2.0 * m * n * k / t * 1e-9:9.2f} GFLOP/s")
+        return
     for spec in a.specs:
         torch.manual_seed(1)
         model, shape = build(spec)

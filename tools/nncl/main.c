@@ -38,6 +38,7 @@ static void usage(FILE *f)
             "\n"
             "train options (defaults: the reference CNN recipe):\n"
             "  --epochs N (3)  --batch N (64)  --seed N (1)  --no-shuffle  --limit N (training samples)\n"
+            "  --no-normalize (keep inputs in [0, 1] instead of the training set's mean 0, std 1)\n"
             "  --optimizer sgd|adam|adamw (sgd)  --lr X (0.01 sgd, 0.001 adam)  --momentum X (0.9 for sgd)\n"
             "  --dampening X  --nesterov  --weight-decay X  --beta1 X  --beta2 X  --clip NORM\n"
             "  --schedule constant|step|cosine  --step-size N  --gamma X  --t-max N  --warmup N\n"

@@ -34,7 +34,7 @@ typedef struct options {
     nncl_optimizer_options opt;
     int momentum_set, wd_set;
     uint64_t seed;
-    int shuffle;
+    int shuffle, normalize;
     nncl_context_options ctx;
 } options;
 
@@ -88,6 +88,7 @@ static int parse_options(int argc, char **argv, options *o)
     o->batch = 64;
     o->seed = 1;
     o->shuffle = 1;
+    o->normalize = 1;
     o->opt = nncl_optimizer_options_default(NNCL_OPT_SGD);
     o->ctx = nncl_context_options_default();
     for (int i = 0; i < argc; i++) {
@@ -99,6 +100,7 @@ static int parse_options(int argc, char **argv, options *o)
     } while (0)
         int64_t n;
         if (strcmp(a, "--no-shuffle") == 0) { o->shuffle = 0; continue; }
+        if (strcmp(a, "--no-normalize") == 0) { o->normalize = 0; continue; }
         if (strcmp(a, "--nesterov") == 0) { o->opt.nesterov = 1; continue; }
         TAKES_VALUE;
         if (strcmp(a, "--spec") == 0) o->spec = v;
@@ -289,7 +291,7 @@ int cmd_train(int argc, char **argv)
     if (st == NNCL_OK) st = on_ctx(s.ctx, load_sets(&o, &train, &test));
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &train, "training");
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &test, "test");
-    if (st == NNCL_OK) {
+    if (st == NNCL_OK && o.normalize) {
         /* Normalise inputs with the training set's statistics, unless the
            initial weights bring their own. */
         float mean, std;
