@@ -35,6 +35,7 @@ typedef struct options {
     int momentum_set, wd_set;
     uint64_t seed;
     int shuffle, normalize;
+    float norm_mean, norm_std; /* --normalize MEAN,STD; std 0: the training set's statistics */
     nncl_context_options ctx;
 } options;
 
@@ -115,6 +116,10 @@ static int parse_options(int argc, char **argv, options *o)
         else if (strcmp(a, "--resume") == 0) o->resume = v;
         else if (strcmp(a, "--metrics") == 0) o->metrics = v;
         else if (strcmp(a, "--step-log") == 0) o->step_log = v;
+        else if (strcmp(a, "--normalize") == 0) {
+            if (sscanf(v, "%f,%f", &o->norm_mean, &o->norm_std) != 2 || !(o->norm_std > 0.0f))
+                return usage_error("--normalize takes MEAN,STD with STD > 0, not '%s'", v);
+        }
         else if (strcmp(a, "--profile") == 0) {
             o->profile = v;
             o->ctx.profiling = 1;
@@ -294,8 +299,8 @@ int cmd_train(int argc, char **argv)
     if (st == NNCL_OK && o.normalize) {
         /* Normalise inputs with the training set's statistics, unless the
            initial weights bring their own. */
-        float mean, std;
-        dataset_stats(&train, &mean, &std);
+        float mean = o.norm_mean, std = o.norm_std;
+        if (std == 0.0f) dataset_stats(&train, &mean, &std);
         st = nncl_network_set_normalization(net, mean, std);
     }
     if (st == NNCL_OK) st = o.init ? nncl_network_load_weights(net, o.init) : nncl_network_init(net, o.seed);
