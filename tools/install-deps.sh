@@ -3,7 +3,8 @@
 # Ubuntu: a C compiler, CMake, the OpenCL loader and headers, CLBlast, cmocka,
 # zlib, PoCL (an OpenCL implementation on the CPU, so that every machine has
 # at least one OpenCL device) and the Fashion-MNIST data set.
-#   --with-torch  also Debian's PyTorch and NumPy, for the PyTorch parity tests,
+#   --with-torch  also Debian's PyTorch and NumPy (with OpenBLAS, not the slow
+#                 reference BLAS), for the PyTorch parity tests,
 #                 the goldens script and the PyTorch side of the benchmarks
 set -euo pipefail
 
@@ -15,7 +16,7 @@ packages=(
 )
 for arg in "$@"; do
   case $arg in
-  --with-torch) packages+=(python3-torch python3-numpy) ;;
+  --with-torch) packages+=(python3-torch python3-numpy libopenblas0-pthread) ;;
   *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
