@@ -3,6 +3,9 @@
  *   - parameter gradients accumulate: a second backward doubles them
  *     (rtol 1e-6), while the input gradient is overwritten;
  *   - flatten and unflatten layers, forward and backward, do no device work;
+ *   - flatten, unflatten and add pass central finite differences through the
+ *     public API (the other layers are checked on the double reference in
+ *     test_gradcheck);
  *   - parameter names, shapes and default initialisation follow PyTorch;
  *   - dropout and batch norm in training and evaluation modes;
  *   - bad configurations and bad inputs return NNCL_ERR_INVALID_ARG or
@@ -178,6 +181,104 @@ static void test_alias_layers_do_no_device_work(void **state)
     nncl_layer_destroy(unflat);
     TEST_OK(ctx, nncl_tensor_destroy(ctx, &x));
     TEST_OK(ctx, nncl_tensor_destroy(ctx, &dy));
+}
+
+/* ---- finite differences for the layers without a reference function ---------------------- */
+
+/*
+ * L = sum r * y with y = flatten(x), unflatten(x) or a + b, evaluated through
+ * the public API on this backend. These maps are exact (or one rounding), so
+ * central differences with h = 2^-10 (exact in float for these inputs) must
+ * match the backward pass within PyTorch gradcheck's |a - n| <= 1e-5 + 1e-3 |n|.
+ */
+static double objective(nncl_layer *l, int is_add, const nncl_tensor *x, const nncl_tensor *x2, const float *r,
+                        int64_t n)
+{
+    nncl_tensor y;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (is_add) {
+        TEST_OK(ctx, nncl_tensor_create(ctx, x->ndim, x->shape, &y));
+        TEST_OK(ctx, nncl_add_forward(l, x, x2, &y));
+        TEST_OK(ctx, nncl_tensor_read(ctx, &y, v, (size_t)n));
+        TEST_OK(ctx, nncl_tensor_destroy(ctx, &y));
+    } else {
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, x, &y));
+        TEST_OK(ctx, nncl_tensor_read(ctx, &y, v, (size_t)n));
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)r[i] * v[i];
+    free(v);
+    return sum;
+}
+
+static void gradcheck_layer(nncl_layer *l, int is_add, int ndim, const int64_t *shape, int out_ndim,
+                            const int64_t *out_shape, const char *what)
+{
+    const double h = 1.0 / 1024.0;
+    nncl_tensor x, x2, dy, dx, dx2, y;
+    random_tensor(&x, ndim, shape, 31, 0.5f, 1.0f);
+    random_tensor(&x2, ndim, shape, 32, 0.5f, 1.0f);
+    random_tensor(&dy, out_ndim, out_shape, 33, -1.0f, 1.0f);
+    int64_t n = nncl_tensor_numel(&x);
+    float *r = read_all(&dy), *vx = read_all(&x);
+    /* Analytic: the backward pass with dy = r. */
+    float *analytic, *analytic2 = NULL;
+    if (is_add) {
+        TEST_OK(ctx, nncl_tensor_create(ctx, ndim, shape, &dx));
+        TEST_OK(ctx, nncl_tensor_create(ctx, ndim, shape, &dx2));
+        TEST_OK(ctx, nncl_add_backward(l, &dy, &dx, &dx2));
+        analytic = read_all(&dx);
+        analytic2 = read_all(&dx2);
+        TEST_OK(ctx, nncl_tensor_destroy(ctx, &dx));
+        TEST_OK(ctx, nncl_tensor_destroy(ctx, &dx2));
+    } else {
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, &x, &y));
+        TEST_OK(ctx, nncl_layer_backward(l, &x, &y, &dy, &dx));
+        analytic = read_all(&dx);
+    }
+    int bad = 0;
+    for (int which = 0; which < (is_add ? 2 : 1); which++) {
+        nncl_tensor *t = which ? &x2 : &x;
+        float *base = read_all(t);
+        for (int64_t i = 0; i < n; i++) {
+            float saved = base[i];
+            base[i] = (float)(saved + h);
+            TEST_OK(ctx, nncl_tensor_write(ctx, t, base, (size_t)n));
+            double up = objective(l, is_add, &x, &x2, r, n);
+            base[i] = (float)(saved - h);
+            TEST_OK(ctx, nncl_tensor_write(ctx, t, base, (size_t)n));
+            double down = objective(l, is_add, &x, &x2, r, n);
+            base[i] = saved;
+            double numeric = (up - down) / (2.0 * h), a = (which ? analytic2 : analytic)[i];
+            if (fabs(a - numeric) > 1e-5 + 1e-3 * fabs(numeric)) {
+                if (!bad) print_message("%s: input %d [%lld] analytic %.9g numeric %.9g\n", what, which, (long long)i, a, numeric);
+                bad++;
+            }
+        }
+        TEST_OK(ctx, nncl_tensor_write(ctx, t, base, (size_t)n));
+        free(base);
+    }
+    if (bad) fail_msg("%s: %d entries fail the finite-difference check", what, bad);
+    free(r), free(vx), free(analytic), free(analytic2);
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &x));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &x2));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &dy));
+}
+
+static void test_gradcheck_alias_and_add(void **state)
+{
+    (void)state;
+    const int64_t shape[3] = {2, 3, 4}, flat[2] = {2, 12}, sizes[2] = {2, -1}, split[4] = {2, 3, 2, 2};
+    nncl_layer *l;
+    TEST_OK(ctx, nncl_flatten_create(ctx, 1, &l));
+    gradcheck_layer(l, 0, 3, shape, 2, flat, "flatten");
+    nncl_layer_destroy(l);
+    TEST_OK(ctx, nncl_unflatten_create(ctx, 2, 2, sizes, &l));
+    gradcheck_layer(l, 0, 3, shape, 4, split, "unflatten");
+    nncl_layer_destroy(l);
+    TEST_OK(ctx, nncl_add_create(ctx, &l));
+    gradcheck_layer(l, 1, 3, shape, 3, shape, "add");
+    nncl_layer_destroy(l);
 }
 
 /* ---- parameters as in PyTorch ----------------------------------------------------------- */
@@ -455,6 +556,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients_accumulate),
         cmocka_unit_test(test_alias_layers_do_no_device_work),
+        cmocka_unit_test(test_gradcheck_alias_and_add),
         cmocka_unit_test(test_parameters_follow_pytorch),
         cmocka_unit_test(test_dropout_modes),
         cmocka_unit_test(test_batchnorm_modes),
