@@ -34,37 +34,12 @@ static const char *tmp_path(int slot, const char *name)
     return paths[slot];
 }
 
-static void write_bytes(const char *path, const void *bytes, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n > 0) assert_int_equal(fwrite(bytes, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
 static void write_gz(const char *path, const void *bytes, size_t n)
 {
     gzFile gz = gzopen(path, "wb");
     assert_non_null(gz);
     if (n > 0) assert_int_equal(gzwrite(gz, bytes, (unsigned)n), (int)n);
     assert_int_equal(gzclose(gz), Z_OK);
-}
-
-/* Reads a whole file into a malloc'd buffer. */
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long len = ftell(f);
-    assert_true(len >= 0);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
 }
 
 /* Whether any file in `dir` has ".tmp." in its name (a leftover of nncl_npy_write). */
@@ -170,7 +145,7 @@ static void write_npy(const char *path, int major, const char *dict, const void 
     memset(buf + pre + dlen, ' ', hlen - dlen - 1);
     buf[total - 1] = '\n';
     if (ndata > 0) memcpy(buf + total, data, ndata);
-    write_bytes(path, buf, total + ndata);
+    test_write_file(path, buf, total + ndata);
     free(buf);
 }
 
@@ -288,7 +263,7 @@ static void test_idx_raw_and_gzip(void **state)
     size_t n = make_small_idx(buf);
     nncl_array a;
     const char *raw = tmp_path(0, "small.idx");
-    write_bytes(raw, buf, n);
+    test_write_file(raw, buf, n);
     TEST_OK(NULL, nncl_idx_read(raw, &a));
     check_small_idx(&a);
     nncl_array_free(&a);
@@ -321,7 +296,7 @@ static void test_idx_raw_and_gzip(void **state)
     const uint32_t empty_shape[2] = {0, 28};
     n = make_idx(buf, 2, empty_shape, NULL, 0);
     const char *empty = tmp_path(3, "empty.idx");
-    write_bytes(empty, buf, n);
+    test_write_file(empty, buf, n);
     TEST_OK(NULL, nncl_idx_read(empty, &a));
     assert_int_equal(a.ndim, 2);
     assert_int_equal(a.shape[0], 0);
@@ -344,7 +319,7 @@ static void test_idx_bad_header(void **state)
     const char *path = tmp_path(1, "bad.idx");
 
     buf[0] = 0x12;
-    write_bytes(path, buf, n);
+    test_write_file(path, buf, n);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     expect_message("bad magic number 0x12000803");
     buf[0] = 0;
@@ -354,7 +329,7 @@ static void test_idx_bad_header(void **state)
                            "0x0E (double)", "unknown IDX element type 0x07"};
     for (size_t i = 0; i < sizeof types; i++) {
         buf[2] = types[i];
-        write_bytes(path, buf, n);
+        test_write_file(path, buf, n);
         EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
         expect_message(names[i]);
     }
@@ -363,7 +338,7 @@ static void test_idx_bad_header(void **state)
     const unsigned char ranks[] = {0, 9, 255};
     for (size_t i = 0; i < sizeof ranks; i++) {
         buf[3] = ranks[i];
-        write_bytes(path, buf, n);
+        test_write_file(path, buf, n);
         EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
         expect_message("outside 1..8");
     }
@@ -371,17 +346,17 @@ static void test_idx_bad_header(void **state)
     /* Shapes past the 2^31-element cap are refused before any allocation. */
     const uint32_t huge[3] = {65536, 65536, 1};
     n = make_idx(buf, 3, huge, (const unsigned char *)"abc", 3);
-    write_bytes(path, buf, n);
+    test_write_file(path, buf, n);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     expect_message("more than 2147483648 elements");
     const uint32_t max[4] = {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu};
     n = make_idx(buf, 4, max, NULL, 0);
-    write_bytes(path, buf, n);
+    test_write_file(path, buf, n);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     /* Exactly 2^31 elements passes the cap, then fails as truncated without a 2 GiB allocation. */
     const uint32_t cap[2] = {1u << 16, 1u << 15};
     n = make_idx(buf, 2, cap, (const unsigned char *)"xy", 2);
-    write_bytes(path, buf, n);
+    test_write_file(path, buf, n);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     expect_message("truncated: expected 2147483648 bytes of data, found 2");
 }
@@ -395,23 +370,23 @@ static void test_idx_truncated_and_trailing(void **state)
     const char *path = tmp_path(0, "cut.idx");
     const char *gzpath = tmp_path(1, "cut.idx.gz");
     for (size_t len = 0; len < n; len++) {
-        write_bytes(path, buf, len);
+        test_write_file(path, buf, len);
         EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
         expect_message("truncated");
         write_gz(gzpath, buf, len);
         EXPECT_FAIL(NNCL_ERR_FORMAT, gzpath, a, nncl_idx_read(gzpath, &a));
         expect_message("truncated");
     }
-    write_bytes(path, buf, 20);
+    test_write_file(path, buf, 20);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     expect_message("truncated: expected 24 bytes of data, found 4");
 
     /* Every prefix of a valid .gz file: the stream itself is cut short. */
     write_gz(gzpath, buf, n);
     size_t gzlen;
-    unsigned char *gz = read_bytes(gzpath, &gzlen);
+    unsigned char *gz = test_read_file(gzpath, &gzlen);
     for (size_t len = 0; len < gzlen; len++) {
-        write_bytes(gzpath, gz, len);
+        test_write_file(gzpath, gz, len);
         EXPECT_FAIL(NNCL_ERR_FORMAT, gzpath, a, nncl_idx_read(gzpath, &a));
     }
     free(gz);
@@ -420,7 +395,7 @@ static void test_idx_truncated_and_trailing(void **state)
     unsigned char longer[80];
     memcpy(longer, buf, n);
     memset(longer + n, 0x42, 5);
-    write_bytes(path, longer, n + 5);
+    test_write_file(path, longer, n + 5);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     expect_message("has 5 trailing bytes");
     write_gz(gzpath, longer, n + 1);
@@ -442,7 +417,7 @@ static void test_idx_corrupt_gzip(void **state)
     const char *path = tmp_path(0, "corrupt.idx.gz");
     write_gz(path, file, nfile);
     size_t gzlen;
-    unsigned char *gz = read_bytes(path, &gzlen);
+    unsigned char *gz = test_read_file(path, &gzlen);
     assert_true(gzlen > 200);
 
     nncl_array a;
@@ -453,12 +428,12 @@ static void test_idx_corrupt_gzip(void **state)
     /* One flipped byte at each of 32 positions around the middle, then a flipped run. */
     for (size_t pos = gzlen / 2 - 16; pos < gzlen / 2 + 16; pos++) {
         gz[pos] ^= 0x55;
-        write_bytes(path, gz, gzlen);
+        test_write_file(path, gz, gzlen);
         EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
         gz[pos] ^= 0x55;
     }
     for (size_t pos = gzlen / 2 - 8; pos < gzlen / 2 + 8; pos++) gz[pos] = (unsigned char)~gz[pos];
-    write_bytes(path, gz, gzlen);
+    test_write_file(path, gz, gzlen);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_idx_read(path, &a));
     expect_message("corrupt gzip stream");
     free(gz);
@@ -542,7 +517,7 @@ static void test_npy_round_trip(void **state)
 
             /* The header is what NumPy writes: version 1.0, padded to 64 bytes, ended by '\n'. */
             size_t flen;
-            unsigned char *file = read_bytes(path, &flen);
+            unsigned char *file = test_read_file(path, &flen);
             size_t bytes = (size_t)nncl_array_numel(&a) * nncl_dtype_size(a.dtype);
             assert_true(flen >= 10 + bytes);
             size_t hlen = (size_t)file[8] | (size_t)file[9] << 8;
@@ -577,7 +552,7 @@ static void test_npy_numpy_files(void **state)
     (void)state;
     const char *path = tmp_path(0, "arange.npy");
     nncl_array a;
-    write_bytes(path, NUMPY_ARANGE, NUMPY_ARANGE_LEN);
+    test_write_file(path, NUMPY_ARANGE, NUMPY_ARANGE_LEN);
     assert_int_equal(NUMPY_ARANGE_LEN, 128 + 48);
     TEST_OK(NULL, nncl_npy_read(path, &a));
     assert_int_equal(a.dtype, NNCL_DTYPE_I64);
@@ -590,7 +565,7 @@ static void test_npy_numpy_files(void **state)
     const char *again = tmp_path(1, "again.npy");
     TEST_OK(NULL, nncl_npy_write(again, &a));
     size_t n;
-    unsigned char *bytes = read_bytes(again, &n);
+    unsigned char *bytes = test_read_file(again, &n);
     assert_int_equal(n, NUMPY_ARANGE_LEN);
     assert_memory_equal(bytes, NUMPY_ARANGE, n);
     free(bytes);
@@ -639,12 +614,12 @@ static void test_npy_bad_headers(void **state)
     unsigned char bytes[NUMPY_ARANGE_LEN];
     memcpy(bytes, NUMPY_ARANGE, NUMPY_ARANGE_LEN);
     bytes[1] = 'n';
-    write_bytes(path, bytes, NUMPY_ARANGE_LEN);
+    test_write_file(path, bytes, NUMPY_ARANGE_LEN);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
     expect_message("not a .npy file");
     bytes[1] = 'N';
     bytes[6] = 4;
-    write_bytes(path, bytes, NUMPY_ARANGE_LEN);
+    test_write_file(path, bytes, NUMPY_ARANGE_LEN);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
     expect_message("version 4.0");
     bytes[6] = 1;
@@ -652,11 +627,11 @@ static void test_npy_bad_headers(void **state)
     /* A header length larger than the file, and one over the 1 MiB cap (version 2.0). */
     bytes[8] = 0xFF;
     bytes[9] = 0x7F;
-    write_bytes(path, bytes, NUMPY_ARANGE_LEN);
+    test_write_file(path, bytes, NUMPY_ARANGE_LEN);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
     expect_message("truncated: expected a 32767-byte header, found 166 bytes");
     const unsigned char v2[12] = {0x93, 'N', 'U', 'M', 'P', 'Y', 2, 0, 0xFF, 0xFF, 0xFF, 0xFF};
-    write_bytes(path, v2, sizeof v2);
+    test_write_file(path, v2, sizeof v2);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
     expect_message("header length 4294967295 is over the limit");
 
@@ -706,18 +681,18 @@ static void test_npy_truncated_and_trailing(void **state)
     const char *path = tmp_path(0, "cut.npy");
     nncl_array a;
     for (size_t len = 0; len < NUMPY_ARANGE_LEN; len++) {
-        write_bytes(path, NUMPY_ARANGE, len);
+        test_write_file(path, NUMPY_ARANGE, len);
         EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
         expect_message("truncated");
     }
-    write_bytes(path, NUMPY_ARANGE, NUMPY_ARANGE_LEN - 8);
+    test_write_file(path, NUMPY_ARANGE, NUMPY_ARANGE_LEN - 8);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
     expect_message("truncated: expected 48 bytes of data, found 40");
 
     unsigned char longer[NUMPY_ARANGE_LEN + 3];
     memcpy(longer, NUMPY_ARANGE, NUMPY_ARANGE_LEN);
     memset(longer + NUMPY_ARANGE_LEN, 0, 3);
-    write_bytes(path, longer, sizeof longer);
+    test_write_file(path, longer, sizeof longer);
     EXPECT_FAIL(NNCL_ERR_FORMAT, path, a, nncl_npy_read(path, &a));
     expect_message("has 3 trailing bytes");
 }

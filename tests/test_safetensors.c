@@ -32,30 +32,6 @@ static void tpath(char *out, size_t size, const char *name)
     assert_true(n > 0 && (size_t)n < size);
 }
 
-static void write_bytes(const char *path, const void *bytes, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(bytes, 1, n, fp), n);
-    assert_int_equal(fclose(fp), 0);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-    long size = ftell(fp);
-    assert_true(size >= 0);
-    rewind(fp);
-    unsigned char *b = malloc((size_t)size + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)size, fp), (size_t)size);
-    fclose(fp);
-    *n = (size_t)size;
-    return b;
-}
-
 /* Counts the directory's entries (other than . and ..) whose name contains `part`. */
 static int count_entries(const char *path, const char *part)
 {
@@ -108,7 +84,7 @@ static void check_image(const char *label, const unsigned char *img, size_t size
 {
     char path[128];
     tpath(path, sizeof path, "case.safetensors");
-    write_bytes(path, img, size);
+    test_write_file(path, img, size);
     nncl__st_file f;
     nncl_status st = nncl__st_read(path, &f);
     const char *msg = nncl_context_last_error(NULL);
@@ -272,7 +248,7 @@ static void test_python_bytes(void **state)
 
     char path[128];
     tpath(path, sizeof path, "python.safetensors");
-    write_bytes(path, img, size);
+    test_write_file(path, img, size);
     nncl__st_file f;
     TEST_OK(NULL, nncl__st_read(path, &f));
     assert_int_equal(f.n_tensors, 2);
@@ -300,7 +276,7 @@ static void test_python_bytes(void **state)
     tpath(out, sizeof out, "python_rewritten.safetensors");
     TEST_OK(NULL, nncl__st_write(out, t, 2, NULL, NULL, 0));
     size_t n;
-    unsigned char *again = read_bytes(out, &n);
+    unsigned char *again = test_read_file(out, &n);
     assert_int_equal(n, size);
     assert_memory_equal(again, img, size);
     free(again);
@@ -318,11 +294,11 @@ static void test_every_prefix(void **state)
     round_trip_tensors(t);
     TEST_OK(NULL, nncl__st_write(path, t, 5, META_KEYS, META_VALUES, 2));
     size_t size;
-    unsigned char *img = read_bytes(path, &size);
+    unsigned char *img = test_read_file(path, &size);
     char cut[128];
     tpath(cut, sizeof cut, "cut.safetensors");
     for (size_t len = 0; len < size; len++) {
-        write_bytes(cut, img, len);
+        test_write_file(cut, img, len);
         nncl__st_file f;
         nncl_status st = nncl__st_read(cut, &f);
         if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
@@ -506,7 +482,7 @@ static void test_random_flips(void **state)
     round_trip_tensors(t);
     TEST_OK(NULL, nncl__st_write(path, t, 5, META_KEYS, META_VALUES, 2));
     size_t size;
-    unsigned char *img = read_bytes(path, &size), *copy = malloc(size);
+    unsigned char *img = test_read_file(path, &size), *copy = malloc(size);
     assert_non_null(copy);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | img[i];
@@ -521,7 +497,7 @@ static void test_random_flips(void **state)
             size_t at = (size_t)test_rng_below(&r, (int64_t)(8 + hlen));
             copy[at] ^= (unsigned char)(1 + test_rng_below(&r, 255));
         }
-        write_bytes(flip, copy, size);
+        test_write_file(flip, copy, size);
         nncl__st_file f;
         nncl_status st = nncl__st_read(flip, &f);
         if (st != NNCL_OK && st != NNCL_ERR_FORMAT && st != NNCL_ERR_UNSUPPORTED)

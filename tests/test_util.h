@@ -41,6 +41,12 @@ const char *test_backend_arg(int argc, char **argv);
  */
 void test_assert_context_works(nncl_context *ctx);
 
+/* Writes n bytes to a new file at path (failing the test on any error). */
+void test_write_file(const char *path, const void *bytes, size_t n);
+
+/* Reads a whole file into a malloc'd buffer (one spare byte); *n receives its size. */
+unsigned char *test_read_file(const char *path, size_t *n);
+
 /* ---- random data (xorshift-based, fixed seed, identical everywhere) ---- */
 
 typedef struct test_rng {
