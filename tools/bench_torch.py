@@ -27,22 +27,35 @@ def main():
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--inference", action="store_true", help="forward passes in eval mode instead of training steps")
     p.add_argument("--gemm", action="store_true", help="torch.mm GFLOP/s on the GEMM shapes of bench_gemm instead")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (fp32 with TF32 off) on a GPU machine")
     p.add_argument("specs", nargs="*")
     a = p.parse_args()
     cores = os.cpu_count()
     torch.set_num_threads(cores)
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        print(f"pytorch on {torch.cuda.get_device_name(0)}, fp32, TF32 off")
+
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+
     print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads on {cores} cores, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}")
     if a.gemm:
         for m, n, k in [(128, 784, 256), (36864, 32, 25), (4096, 64, 800), (1024, 1024, 1024)]:
-            x, y = torch.rand(m, k), torch.rand(k, n)
+            x, y = torch.rand(m, k, device=dev), torch.rand(k, n, device=dev)
             for _ in range(3):
                 torch.mm(x, y)
             times = []
             for _ in range(10):
+                sync()
                 t0 = time.perf_counter()
                 torch.mm(x, y)
+                sync()
                 times.append(time.perf_counter() - t0)
             t = sorted(times)[len(times) // 2]
             print(f"{m}x{n}x{k:<10} torch.mm {1e3 * t:9.3f} ms {2.0 * m * n * k / t * 1e-9:9.2f} GFLOP/s")
@@ -50,8 +63,9 @@ def main():
     for spec in a.specs:
         torch.manual_seed(1)
         model, shape = build(spec)
-        x = torch.rand(a.batch, *shape)
-        y = torch.randint(0, 10, (a.batch,))
+        model = model.to(dev)
+        x = torch.rand(a.batch, *shape, device=dev)
+        y = torch.randint(0, 10, (a.batch,), device=dev)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -67,9 +81,11 @@ def main():
         model.eval() if a.inference else model.train()
         for _ in range(5):
             step()
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.steps):
             step()
+        sync()
         t = time.perf_counter() - t0
         kind = "inference" if a.inference else "training"
         print(f"{os.path.basename(spec):18s} pytorch {kind} batch {a.batch}: {1e3 * t / a.steps:.2f} ms/step, "
