@@ -105,6 +105,9 @@ static void test_bad_tensors(void **state)
     forged = t;
     forged.ndim = -1;
     EXPECT(NNCL_ERR_INVALID_ARG, nncl_tensor_fill(ctx, &forged, 1.0f));
+    /* A -1 whose known sizes overflow int64 is a shape error, not a division by zero. */
+    const int64_t huge3[3] = {-1, (int64_t)1 << 32, (int64_t)1 << 32};
+    EXPECT(NNCL_ERR_SHAPE, nncl_tensor_reshape(ctx, &t, 3, huge3, &v));
     /* Overlapping copy. */
     nncl_tensor lo, hi;
     const int64_t s8[1] = {8};

@@ -462,6 +462,13 @@ static void test_bad_specs(void **state)
     }
     nncl_spec spec;
     assert_int_equal(nncl_spec_load(ctx, "/nonexistent/x.spec", &spec), NNCL_ERR_IO);
+    /* A plan for the wrong input fails cleanly, and the same network then plans for the right one. */
+    TEST_OK(ctx, nncl_spec_parse(ctx, SPEC, "test.spec", &spec));
+    const int64_t wrong[3] = {3, 8, 8};
+    assert_int_equal(nncl_network_plan(spec.net, 3, wrong, BATCH), NNCL_ERR_SHAPE);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "(layer 0)"));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, BATCH));
+    nncl_network_destroy(spec.net);
     test_assert_context_works(ctx);
 }
 

@@ -6,9 +6,11 @@
 
 #include "test_util.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "opencl/cl.h"
 
@@ -149,6 +151,61 @@ static void test_launch_rounds_global_size(void **state)
     test_guarded_destroy(ctx, &g);
 }
 
+/* Programs are saved on disk and loaded by the next context; a corrupt file is ignored. */
+static void test_binary_cache(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nncl_cache_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("NNCL_CACHE_DIR", dir, 1);
+    const char *src = "__kernel void cached(__global float *x) { x[get_global_id(0)] = 1.0f; }\n";
+    uint64_t hits[3], stores[3];
+    for (int run = 0; run < 3; run++) {
+        nncl_context *c;
+        TEST_OK(NULL, nncl_context_create(NULL, &c));
+        const nncl__cl_program *p;
+        TEST_OK(c, nncl__cl_program_build(c, "cached", src, "", &p));
+        hits[run] = nncl__cl_state(c)->cache_hits;
+        stores[run] = nncl__cl_state(c)->cache_stores;
+        nncl_context_destroy(c);
+        if (run == 1) { /* corrupt every cached binary: the next build falls back to source */
+            DIR *d = opendir(dir);
+            for (struct dirent *e; (e = readdir(d)) != NULL;) {
+                if (e->d_name[0] == '.') continue;
+                char path[512];
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                FILE *f = fopen(path, "wb");
+                fputs("not a binary", f);
+                fclose(f);
+            }
+            closedir(d);
+        }
+    }
+    assert_int_equal(hits[0], 0); /* first: built from source and stored */
+    assert_int_equal(stores[0], 1);
+    assert_int_equal(hits[1], 1); /* second: loaded */
+    assert_int_equal(stores[1], 0);
+    assert_int_equal(hits[2], 0); /* third: the corrupt file is ignored and replaced */
+    assert_int_equal(stores[2], 1);
+    setenv("NNCL_CACHE_DIR", "off", 1);
+    nncl_context *c;
+    TEST_OK(NULL, nncl_context_create(NULL, &c));
+    const nncl__cl_program *p;
+    TEST_OK(c, nncl__cl_program_build(c, "cached", src, "-DOTHER=1", &p));
+    assert_int_equal(nncl__cl_state(c)->cache_stores, 0);
+    nncl_context_destroy(c);
+    unsetenv("NNCL_CACHE_DIR");
+    DIR *d = opendir(dir);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
 static void test_profiling(void **state)
 {
     (void)state;
@@ -186,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_launch_error_names_kernel),
         cmocka_unit_test(test_launch_rounds_global_size),
         cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_binary_cache),
     };
     int failed = cmocka_run_group_tests_name("opencl", tests, NULL, NULL);
     nncl_context_destroy(ctx);

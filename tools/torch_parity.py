@@ -12,7 +12,8 @@ Usage: /usr/bin/python3 tools/torch_parity.py NNCL_BINARY SPEC OPTIMIZER BACKEND
 
 The script builds the torch.nn.Sequential of the spec, initialises it from a
 fixed seed and writes its state_dict as safetensors; nncl loads those initial
-weights (--init). Both then train for 20 steps of batch 16 on the same
+weights (--init) and, like the PyTorch side, uses the inputs as they are
+(--no-normalize). Both then train for 20 steps of batch 16 on the same
 seeded random data, in the same order (no shuffling). The test passes when
 every step's loss agrees within 1e-5 relative and every final weight within
 rtol 1e-4, atol 1e-5 (torch.allclose); it prints the largest differences.
@@ -140,7 +141,7 @@ def main():
     out, log = os.path.join(work, "nncl.safetensors"), os.path.join(work, "steps.txt")
     cmd = [binary, "train", "--spec", spec, "--backend", backend, "--train-x", os.path.join(work, "x.npy"),
            "--train-y", os.path.join(work, "y.npy"), "--test-x", os.path.join(work, "x.npy"), "--test-y",
-           os.path.join(work, "y.npy"), "--batch", str(BATCH), "--epochs", "1", "--no-shuffle", "--init", init,
+           os.path.join(work, "y.npy"), "--batch", str(BATCH), "--epochs", "1", "--no-shuffle", "--no-normalize", "--init", init,
            "--save", out, "--step-log", log] + flags
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:

@@ -223,7 +223,7 @@ static nncl_status infer_minus_one(nncl_context *ctx, int n, int64_t *shape, int
     for (int i = 0; i < n; i++) {
         if (shape[i] == -1 && hole < 0) {
             hole = i;
-        } else if (shape[i] >= 1) {
+        } else if (shape[i] >= 1 && shape[i] <= INT64_MAX / known) {
             known *= shape[i];
         } else {
             char s[160];

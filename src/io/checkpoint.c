@@ -160,6 +160,11 @@ static nncl_status match(nncl_context *ctx, const char *path, const nncl__st_fil
                               want->dtype == NNCL_DTYPE_F32 ? "F32" : "I64",
                               nncl_shape_format(want->ndim, want->shape, b, sizeof b));
         }
+        if (want->dtype == NNCL_DTYPE_I64) { /* num_batches_tracked: a count */
+            int64_t v;
+            memcpy(&v, got->data, sizeof v);
+            if (v < 0) return NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: %s is %lld, not a count", path, want->name, (long long)v);
+        }
     }
     for (size_t i = 0; i < f->n_tensors; i++) {
         const char *name = f->tensors[i].name;
@@ -193,16 +198,16 @@ static nncl_status scatter(nncl_context *ctx, nncl_network *net, const nncl__st_
 }
 
 /*
- * The input normalisation of a file's metadata, when it has one (files written
- * by torch do not: then 0 and 1). Checked before anything is changed.
+ * The input normalisation of a file's metadata. *found is 0 when the file has
+ * none (files written by torch): the network's own normalisation then stays.
+ * Checked before anything is changed.
  */
-static nncl_status meta_normalization(nncl_context *ctx, const char *path, const nncl__st_file *f, float *mean,
-                                      float *std)
+static nncl_status meta_normalization(nncl_context *ctx, const char *path, const nncl__st_file *f, int *found,
+                                      float *mean, float *std)
 {
     const char *m = nncl__st_meta(f, "input.mean"), *s = nncl__st_meta(f, "input.std");
-    *mean = 0.0f;
-    *std = 1.0f;
-    if (m == NULL && s == NULL) return NNCL_OK;
+    *found = m != NULL || s != NULL;
+    if (!*found) return NNCL_OK;
     char *e1 = NULL, *e2 = NULL;
     double mv = m ? strtod(m, &e1) : NAN, sv = s ? strtod(s, &e2) : NAN;
     if (!m || !s || *e1 || *e2 || !isfinite(mv) || !(sv > 0.0) || !isfinite(sv))
@@ -256,12 +261,13 @@ nncl_status nncl_network_load_weights(nncl_network *net, const char *path)
     tensor_list l = {0};
     nncl__st_file f = {0};
     float mean = 0.0f, std = 1.0f;
+    int found = 0;
     nncl_status st = weight_list(net, &l);
     if (st == NNCL_OK) st = read_file(ctx, path, &f);
     if (st == NNCL_OK) st = match(ctx, path, &f, &l);
-    if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &mean, &std);
+    if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &found, &mean, &std);
     if (st == NNCL_OK) st = scatter(ctx, net, &f, &l);
-    if (st == NNCL_OK) st = nncl_network_set_normalization(net, mean, std);
+    if (st == NNCL_OK && found) st = nncl_network_set_normalization(net, mean, std);
     nncl__st_free(&f);
     list_free(&l);
     return st;
@@ -280,7 +286,7 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     if (st == NNCL_OK) st = gather(ctx, net, &l);
 
     /* Metadata: format, optimizer, position, and each dropout layer's step. */
-    enum { MAX_META = 80 };
+    enum { MAX_META = 80, FIXED_META = 8 };
     char keys[MAX_META][64], values[MAX_META][64];
     const char *kp[MAX_META], *vp[MAX_META];
     size_t nm = 0;
@@ -295,14 +301,20 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     META("optimizer.step", "%" PRId64, t);
     META("position.epoch", "%" PRId64, pos->epoch);
     META("position.batch", "%" PRId64, pos->batch);
+    META("position.batch_size", "%" PRId64, pos->batch_size);
     META("position.seed", "%" PRIu64, pos->seed);
     size_t n_layers = 0;
     nncl_network_layer_count(net, &n_layers);
-    for (size_t i = 0; i < n_layers && nm < MAX_META; i++) {
+    for (size_t i = 0; i < n_layers; i++) {
         nncl_layer *layer;
         uint64_t step;
         nncl_network_layer(net, i, &layer);
         if (nncl_layer_get_step(layer, &step) == NNCL_OK) {
+            if (nm == MAX_META) {
+                list_free(&l);
+                return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "%s: more than %d dropout layers in a training state", path,
+                                  MAX_META - FIXED_META);
+            }
             char k[64];
             snprintf(k, sizeof k, "dropout.%zu.step", i);
             META(k, "%" PRIu64, step);
@@ -341,7 +353,7 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
     nncl_context *ctx = net_context(net);
     tensor_list l = {0};
     nncl__st_file f = {0};
-    uint64_t t = 0, epoch = 0, batch = 0, seed = 0;
+    uint64_t t = 0, epoch = 0, batch = 0, batch_size = 0, seed = 0;
     nncl_status st = weight_list(net, &l);
     if (st == NNCL_OK) st = optimizer_list(net, &l);
     if (st == NNCL_OK) st = read_file(ctx, path, &f);
@@ -355,9 +367,11 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "optimizer.step", 0, &t);
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.epoch", 0, &epoch);
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch", 0, &batch);
+    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch_size", 0, &batch_size);
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.seed", 0, &seed);
     float norm_mean = 0.0f, norm_std = 1.0f;
-    if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &norm_mean, &norm_std);
+    int norm_found = 0;
+    if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &norm_found, &norm_mean, &norm_std);
     /* Dropout steps: validated before anything changes. */
     size_t n_layers = 0;
     nncl_network_layer_count(net, &n_layers);
@@ -383,10 +397,11 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
         if (st == NNCL_OK) st = nncl_layer_set_step(layer, steps[i]);
     }
     if (st == NNCL_OK) st = nncl_network_set_step(net, (int64_t)t);
-    if (st == NNCL_OK) st = nncl_network_set_normalization(net, norm_mean, norm_std);
+    if (st == NNCL_OK && norm_found) st = nncl_network_set_normalization(net, norm_mean, norm_std);
     if (st == NNCL_OK) {
         pos->epoch = (int64_t)epoch;
         pos->batch = (int64_t)batch;
+        pos->batch_size = (int64_t)batch_size;
         pos->seed = seed;
     }
     free(steps);

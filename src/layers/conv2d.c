@@ -121,9 +121,10 @@ nncl_status nncl_conv2d_create(nncl_context *ctx, const nncl_conv2d_options *opt
         return NNCL_LAYER_CONFIG_ERROR(ctx, "conv2d", "in_channels %lld and out_channels %lld must be at least 1",
                                        (long long)o->in_channels, (long long)o->out_channels);
     if (o->kernel_h < 1 || o->kernel_w < 1 || o->stride_h < 1 || o->stride_w < 1 || o->dilation_h < 1 ||
-        o->dilation_w < 1 || o->kernel_h > 1024 || o->kernel_w > 1024)
+        o->dilation_w < 1 || o->kernel_h > 1024 || o->kernel_w > 1024 || o->stride_h > limit || o->stride_w > limit ||
+        o->dilation_h > limit || o->dilation_w > limit)
         return NNCL_LAYER_CONFIG_ERROR(ctx, "conv2d", "kernel %lldx%lld, stride %lldx%lld and dilation %lldx%lld must be "
-                                       "at least 1 (kernel at most 1024)",
+                                       "in 1..2^31-1 (kernel at most 1024)",
                                        (long long)o->kernel_h, (long long)o->kernel_w, (long long)o->stride_h,
                                        (long long)o->stride_w, (long long)o->dilation_h, (long long)o->dilation_w);
     if (o->padding_h < 0 || o->padding_w < 0 || o->padding_h > limit || o->padding_w > limit)

@@ -45,6 +45,8 @@ static nncl_status unflatten_shape(const nncl_layer *l, int ndim, const int64_t 
     for (int i = 0; i < s->n; i++) {
         if (s->sizes[i] == -1)
             hole = i;
+        else if (s->sizes[i] > in[d] / known) /* more than the dimension holds (and no overflow) */
+            return nncl__layer_shape_error(l, ndim, in, "cannot be split as the sizes ask");
         else
             known *= s->sizes[i];
     }

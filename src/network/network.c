@@ -47,6 +47,7 @@ struct nncl_network {
     int have_targets;               /* the current batch came with labels or targets */
     int forward_done;
 
+    int broken;                     /* a plan failed after parameters moved: unusable */
     int have_opt;
     nncl_optimizer_options opt;
     int64_t t;                      /* optimizer steps taken */
@@ -168,9 +169,39 @@ static nncl_status zeros(nncl_context *ctx, int64_t n, nncl_tensor *out)
     return nncl_tensor_fill(ctx, out, 0.0f);
 }
 
+/* Releases what a failed plan allocated, so that the network can be planned again. */
+static void unplan(nncl_network *net)
+{
+    nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
+                            &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(net->ctx, owned[i]);
+    void **arrays[] = {(void **)&net->act, (void **)&net->dact, (void **)&net->cur_act, (void **)&net->cur_dact,
+                       (void **)&net->act_sample, (void **)&net->label_staging, (void **)&net->input_staging};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        free(*arrays[i]);
+        *arrays[i] = NULL;
+    }
+}
+
+static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch, int *moved);
+
 nncl_status nncl_network_plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch)
 {
     CHECK_NET(net);
+    if (net->broken)
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG,
+                          "%s: an earlier plan failed after moving parameters; rebuild the network", __func__);
+    int moved = 0;
+    nncl_status st = plan(net, ndim, sample_shape, batch, &moved);
+    if (st != NNCL_OK) {
+        if (moved) net->broken = 1; /* layers already point into the arenas: keep them, refuse to run */
+        else unplan(net);
+    }
+    return st;
+}
+
+static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch, int *moved)
+{
     nncl_context *ctx = net->ctx;
     if (net->planned) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
     if (net->n_layers == 0) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network has no layers", __func__);
@@ -233,7 +264,12 @@ nncl_status nncl_network_plan(nncl_network *net, int ndim, const int64_t *sample
     NNCL_TRY(zeros(ctx, 1, &net->sumsq));
     NNCL_TRY(zeros(ctx, 2, &net->metrics_sum));
 
+    /* Class labels travel as floats: exact below 2^24. */
+    if (net->loss && is_class_loss(net->loss_kind) && net->out_size > (1 << 24))
+        return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: %lld classes; class losses support at most 2^24", __func__,
+                          (long long)net->out_size);
     /* Parameters move into the arenas, in layer order: state_dict order. */
+    *moved = 1;
     int64_t po = 0, bo = 0;
     for (size_t i = 0; i < n; i++) {
         nncl_layer *l = net->layers[i];
@@ -405,6 +441,10 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
     if ((labels && !classes) || (targets && (net->loss == NULL || classes)))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: %s do not fit the network's loss", __func__,
                           labels ? "class labels" : "targets");
+    for (int64_t i = 0; labels != NULL && i < n; i++) /* checked before anything changes */
+        if (labels[i] < 0 || labels[i] >= net->out_size)
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: label %lld is %lld, outside [0, %lld)", __func__,
+                              (long long)i, (long long)labels[i], (long long)net->out_size);
     nncl__profile_scope(ctx, "upload");
     nncl_tensor x = first_rows(&net->act[0], n);
     const int64_t count = n * net->act_sample[0];
@@ -414,17 +454,12 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
         for (int64_t i = 0; i < count; i++) net->input_staging[i] = (inputs[i] - mean) * inv;
         src = net->input_staging;
     }
-    NNCL_TRY(nncl_tensor_upload(ctx, &x, src, (size_t)count));
     net->have_targets = 0;
     net->forward_done = 0;
-    net->cur_n = n;
+    net->cur_n = 0;
+    NNCL_TRY(nncl_tensor_upload(ctx, &x, src, (size_t)count));
     if (labels) {
-        for (int64_t i = 0; i < n; i++) {
-            if (labels[i] < 0 || labels[i] >= net->out_size)
-                return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: label %lld is %lld, outside [0, %lld)", __func__,
-                                  (long long)i, (long long)labels[i], (long long)net->out_size);
-            net->label_staging[i] = (float)labels[i];
-        }
+        for (int64_t i = 0; i < n; i++) net->label_staging[i] = (float)labels[i];
         nncl_tensor t = {.buf = net->targets.buf, .offset = net->targets.offset, .ndim = 1, .shape = {n}};
         NNCL_TRY(nncl_tensor_upload(ctx, &t, net->label_staging, (size_t)n));
         net->have_targets = 1;
@@ -433,6 +468,7 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
         NNCL_TRY(nncl_tensor_upload(ctx, &t, targets, (size_t)(n * net->out_size)));
         net->have_targets = 1;
     }
+    net->cur_n = n;
     return NNCL_OK;
 }
 

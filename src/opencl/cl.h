@@ -75,6 +75,9 @@ typedef struct nncl__cl {
     int next_staging;
 
     char extra_defines[128]; /* appended to every build (tests: NNCL_PERTURB) */
+    char cache_dir[512];     /* the on-disk binary cache; "" when off */
+    char cache_device[320];  /* "device name|driver version", part of every cache key */
+    uint64_t cache_hits, cache_stores;
 
     nncl__cl_pending_event *pending; /* (n_pending) profiled commands in flight */
     size_t n_pending, cap_pending;
@@ -153,6 +156,18 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
  * catch.
  */
 nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines);
+
+/* ---- the on-disk binary cache (cl_binary_cache.c) ---- */
+
+/* Chooses the cache folder from NNCL_CACHE_DIR, XDG_CACHE_HOME or HOME. */
+void nncl__cl_cache_init(nncl_context *ctx, const char *device_name, const char *driver);
+
+/* A program built from its cached binary, or NULL (no cache, no file, or a file that does not build). */
+cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const parts[3], const char *options);
+
+/* Saves a built program's binary (failures only cost the next start its speed-up). */
+void nncl__cl_cache_store(nncl_context *ctx, const char *name, cl_program program, const char *const parts[3],
+                          const char *options);
 
 /* Releases every cached program and kernel. */
 void nncl__cl_programs_release(nncl_context *ctx);

@@ -216,13 +216,15 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_
     probe.c = &holder;
     probe.c_off = 0;
     probe.beta = 0.0f;
-    double t_clblast, t_nncl, warm;
-    NNCL_TRY(time_gemm(ctx, gemm_clblast, &probe, 1, &warm));
+    double t_clblast = 0.0, t_nncl, warm;
+    uint64_t calls = ctx->stats.gemm_calls;
     NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 1, &warm));
-    NNCL_TRY(time_gemm(ctx, gemm_clblast, &probe, 2, &t_clblast));
     NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 2, &t_nncl));
-    ctx->stats.gemm_calls -= 6; /* the probes are not the caller's GEMMs */
-    *use_nncl = t_nncl < t_clblast;
+    /* CLBlast may refuse a shape (offsets of 2^31 and more, say): then nncl's kernel serves it. */
+    int clblast_ok = time_gemm(ctx, gemm_clblast, &probe, 1, &warm) == NNCL_OK &&
+                     time_gemm(ctx, gemm_clblast, &probe, 2, &t_clblast) == NNCL_OK;
+    ctx->stats.gemm_calls = calls; /* the probes are not the caller's GEMMs */
+    *use_nncl = !clblast_ok || t_nncl < t_clblast;
     (void)cl;
     return NNCL_OK;
 }

@@ -5,7 +5,8 @@
  * A program's source is kernels_cl/common.h followed by kernels_cl/<name>.cl,
  * with a #line directive between them so that the compiler's messages point
  * at the right line of the .cl file. Build options are always
- * "-cl-std=CL1.2" plus the caller's defines; never fast-math.
+ * "-cl-std=CL1.2" plus the caller's defines; never fast-math. Built programs
+ * are also kept on disk (cl_binary_cache.c) for the next process.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,13 +140,18 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
         st = NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
         goto fail;
     }
-    cl_int err;
-    p->program = clCreateProgramWithSource(cl->context, 3, parts, NULL, &err);
-    if (err != CL_SUCCESS) {
-        st = NNCL_CL_FAIL(ctx, err, "clCreateProgramWithSource(%s)", name);
-        goto fail;
+    cl_int err = CL_SUCCESS;
+    p->program = nncl__cl_cache_load(ctx, name, parts, options);
+    int from_source = p->program == NULL;
+    if (from_source) {
+        p->program = clCreateProgramWithSource(cl->context, 3, parts, NULL, &err);
+        if (err != CL_SUCCESS) {
+            p->program = NULL;
+            st = NNCL_CL_FAIL(ctx, err, "clCreateProgramWithSource(%s)", name);
+            goto fail;
+        }
+        err = clBuildProgram(p->program, 1, &cl->device, options, NULL, NULL);
     }
-    err = clBuildProgram(p->program, 1, &cl->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         if (err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS) {
             st = NNCL_ERROR(ctx, NNCL_ERR_BUILD, "clBuildProgram(%s, \"%s\") failed: %s (%d)", name, options,
@@ -156,6 +162,7 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
         }
         goto fail;
     }
+    if (from_source) nncl__cl_cache_store(ctx, name, p->program, parts, options);
     st = create_kernels(ctx, p);
     if (st != NNCL_OK) goto fail;
 

@@ -305,9 +305,13 @@ int cmd_train(int argc, char **argv)
     }
     if (st == NNCL_OK) st = o.init ? nncl_network_load_weights(net, o.init) : nncl_network_init(net, o.seed);
     if (st == NNCL_OK) st = nncl_network_set_optimizer(net, &o.opt);
-    nncl_train_position pos = {.epoch = 0, .batch = 0, .seed = o.seed};
+    nncl_train_position pos = {.epoch = 0, .batch = 0, .batch_size = o.batch, .seed = o.seed};
     if (st == NNCL_OK && o.resume) {
         st = nncl_network_load_state(net, o.resume, &pos);
+        if (st == NNCL_OK && pos.batch_size != o.batch)
+            st = nncl__error(s.ctx, NNCL_ERR_INVALID_ARG, __FILE__, __LINE__,
+                             "%s was trained with batches of %lld: resume with --batch %lld", o.resume,
+                             (long long)pos.batch_size, (long long)pos.batch_size);
         if (st == NNCL_OK && pos.seed != o.seed)
             printf("resuming with the checkpoint's seed %llu\n", (unsigned long long)pos.seed);
     }
@@ -350,7 +354,7 @@ int cmd_train(int argc, char **argv)
     int64_t batches = (train.n + o.batch - 1) / o.batch, steps_taken = 0, total_step = 0;
     nncl_network_get_step(net, &total_step);
     double acc_test = 0.0;
-    int stopped = 0;
+    int stopped = 0, stop_after_epoch = 0;
     for (int64_t epoch = pos.epoch; epoch < o.epochs && !stopped; epoch++) {
         dataset_order(train.n, pos.seed, epoch, o.shuffle, order);
         int64_t first = epoch == pos.epoch ? pos.batch : 0;
@@ -382,9 +386,12 @@ int cmd_train(int argc, char **argv)
                              images / (last_print - t0));
             }
             if (st == NNCL_OK && o.max_steps > 0 && total_step >= o.max_steps) {
-                pos.epoch = b + 1 == batches ? epoch + 1 : epoch;
-                pos.batch = b + 1 == batches ? 0 : b + 1;
-                stopped = 1;
+                stop_after_epoch = 1; /* at the epoch's last batch: finish the epoch as usual, then stop */
+                if (b + 1 < batches) {
+                    pos.epoch = epoch;
+                    pos.batch = b + 1;
+                    stopped = 1;
+                }
                 break;
             }
         }
@@ -411,7 +418,7 @@ int cmd_train(int argc, char **argv)
         }
         fflush(stdout);
         if (o.checkpoint) st = nncl_network_save_state(net, o.checkpoint, &pos);
-        if (st != NNCL_OK) break;
+        if (st != NNCL_OK || stop_after_epoch) break;
     }
     if (st == NNCL_OK && o.save) st = nncl_network_save_weights(net, o.save);
     if (st == NNCL_OK && o.profile) {
