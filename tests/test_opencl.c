@@ -187,6 +187,26 @@ static void test_binary_cache(void **state)
     assert_int_equal(stores[1], 0);
     assert_int_equal(hits[2], 0); /* third: the corrupt file is ignored and replaced */
     assert_int_equal(stores[2], 1);
+    /* The per-shape GEMM choice is measured once per device and driver, then read back. */
+    uint64_t measured[2];
+    for (int run = 0; run < 2; run++) {
+        nncl_context *c;
+        TEST_OK(NULL, nncl_context_create(NULL, &c));
+        const int64_t n6 = 6;
+        nncl_tensor t;
+        TEST_OK(c, nncl_tensor_create(c, 1, &n6, &t));
+        TEST_OK(c, nncl_tensor_fill(c, &t, 1.0f));
+        const int64_t three = 3, one = 1;
+        nncl_tensor a, out;
+        TEST_OK(c, nncl_tensor_view(c, &t, 0, 1, &three, &a));
+        TEST_OK(c, nncl_tensor_view(c, &t, 5, 1, &one, &out));
+        TEST_OK(c, nncl_gemm(c, NNCL_NO_TRANS, NNCL_TRANS, 1, 1, 3, 1.0f, &a, 3, &a, 3, 0.0f, &out, 1));
+        measured[run] = nncl__cl_state(c)->gemm_measured;
+        TEST_OK(c, nncl_tensor_destroy(c, &t));
+        nncl_context_destroy(c);
+    }
+    assert_int_equal(measured[0], 1);
+    assert_int_equal(measured[1], 0);
     setenv("NNCL_CACHE_DIR", "off", 1);
     nncl_context *c;
     TEST_OK(NULL, nncl_context_create(NULL, &c));

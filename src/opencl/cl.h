@@ -63,6 +63,8 @@ typedef struct nncl__cl {
     int gemm_policy;  /* NNCL_GEMM: 0 measure per shape, 1 always CLBlast, 2 always nncl's kernel */
     struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
     size_t n_gemm_choices, cap_gemm_choices;
+    int gemm_choices_loaded;  /* the choices saved by earlier processes have been read */
+    uint64_t gemm_measured;   /* shapes measured by this context */
     cl_mem partials;  /* per-work-item partial sums of reductions */
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
     size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];

@@ -5,7 +5,10 @@
  * The first GEMM of each shape (m, n, k, transpositions) runs both into a
  * scratch output, twice each, timed around a finish, and the faster one is
  * kept for that shape from then on (NNCL_GEMM=clblast or nncl forces one).
- * On PoCL nncl's kernel wins by far; on GPUs CLBlast's tuned kernels do.
+ * The choices are also appended to gemm-<device key>.txt in the binary
+ * cache's folder, so later processes on the same device and driver skip
+ * the measurement (and, on PoCL, CLBlast's compilation). On PoCL nncl's
+ * kernel wins by far; on GPUs CLBlast's tuned kernels do.
  *
  * Buffers go to CLBlast as (cl_mem, element offset) pairs, as they do to our
  * own kernels. CLBlast's indirect GEMM needs temporary matrices; we hand it a
@@ -15,6 +18,7 @@
  * a device at once.
  */
 #include <clblast_c.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -229,11 +233,69 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_
     return NNCL_OK;
 }
 
+/* The file of saved choices for this device and driver, or 0 when the cache is off. */
+static int choices_path(const nncl__cl *cl, char *path, size_t size)
+{
+    if (cl->cache_dir[0] == '\0') return 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = cl->cache_device; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    int n = snprintf(path, size, "%s/gemm-%016llx.txt", cl->cache_dir, (unsigned long long)h);
+    return n > 0 && (size_t)n < size;
+}
+
+static nncl_status remember(nncl_context *ctx, const nncl__gemm_choice *c)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (cl->n_gemm_choices == cl->cap_gemm_choices) {
+        size_t cap = cl->cap_gemm_choices ? 2 * cl->cap_gemm_choices : 16;
+        nncl__gemm_choice *grown = realloc(cl->gemm_choices, cap * sizeof *grown);
+        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "gemm: out of host memory");
+        cl->gemm_choices = grown;
+        cl->cap_gemm_choices = cap;
+    }
+    cl->gemm_choices[cl->n_gemm_choices++] = *c;
+    return NNCL_OK;
+}
+
+/* Reads the choices earlier processes saved; lines that do not parse are skipped. */
+static nncl_status load_choices(nncl_context *ctx)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    cl->gemm_choices_loaded = 1;
+    char path[1024];
+    if (!choices_path(cl, path, sizeof path)) return NNCL_OK;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return NNCL_OK;
+    unsigned long long m, n, k;
+    int ta, tb, use;
+    nncl_status st = NNCL_OK;
+    char line[160];
+    while (st == NNCL_OK && fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "%llu %llu %llu %d %d %d", &m, &n, &k, &ta, &tb, &use) != 6) continue;
+        nncl__gemm_choice c = {(size_t)m, (size_t)n, (size_t)k, ta != 0, tb != 0, use != 0};
+        st = remember(ctx, &c);
+    }
+    fclose(f);
+    return st;
+}
+
+/* Appends a new choice for later processes (a file that cannot be written only costs a measurement). */
+static void save_choice(nncl_context *ctx, const nncl__gemm_choice *c)
+{
+    char path[1024];
+    if (!choices_path(nncl__cl_state(ctx), path, sizeof path)) return;
+    FILE *f = fopen(path, "a");
+    if (f == NULL) return;
+    fprintf(f, "%zu %zu %zu %d %d %d\n", c->m, c->n, c->k, c->trans_a, c->trans_b, c->use_nncl);
+    fclose(f);
+}
+
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     if (cl->gemm_policy == 1) return gemm_clblast(ctx, g);
     if (cl->gemm_policy == 2) return gemm_nncl(ctx, g);
+    if (!cl->gemm_choices_loaded) NNCL_TRY(load_choices(ctx));
     for (size_t i = 0; i < cl->n_gemm_choices; i++) {
         const nncl__gemm_choice *c = &cl->gemm_choices[i];
         if (c->m == g->m && c->n == g->n && c->k == g->k && c->trans_a == (int)g->trans_a &&
@@ -242,14 +304,9 @@ nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
     }
     int use_nncl;
     NNCL_TRY(measure(ctx, g, &use_nncl));
-    if (cl->n_gemm_choices == cl->cap_gemm_choices) {
-        size_t cap = cl->cap_gemm_choices ? 2 * cl->cap_gemm_choices : 16;
-        nncl__gemm_choice *grown = realloc(cl->gemm_choices, cap * sizeof *grown);
-        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "gemm: out of host memory");
-        cl->gemm_choices = grown;
-        cl->cap_gemm_choices = cap;
-    }
-    cl->gemm_choices[cl->n_gemm_choices++] = (nncl__gemm_choice){g->m, g->n, g->k, (int)g->trans_a, (int)g->trans_b,
-                                                                  use_nncl};
+    cl->gemm_measured++;
+    const nncl__gemm_choice c = {g->m, g->n, g->k, (int)g->trans_a, (int)g->trans_b, use_nncl};
+    NNCL_TRY(remember(ctx, &c));
+    save_choice(ctx, &c);
     return use_nncl ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
 }
