@@ -3,7 +3,7 @@
  * arithmetic in the same order as the reference in src/cpu/cpu_pool2d.c, so
  * the two agree bit for bit.
  *
- *   pool2d_forward:   one work-item per output element. Max takes the first
+ *   pool2d_forward:   one work-item per output row. Max takes the first
  *                     maximum (NaN wins) and records its position ih * w + iw;
  *                     average sums the window (padding counts as zero) and
  *                     multiplies by inv = 1 / (kh kw), computed on the host.
@@ -21,31 +21,35 @@
 __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
                              __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
 {
-    const int o = (int)get_global_id(0);
-    if (o >= nc * oh * ow) return;
-    const int p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
+    /* One work-item per output row (plane p, row oy): no index division per element. */
+    const int t = (int)get_global_id(0);
+    if (t >= nc * oh) return;
+    const int p = t / oh, oy = t - p * oh;
     __global const float *xp = x + x_off + (ulong)p * h * w;
-    float best = -INFINITY, sum = 0.0f;
-    int at = -1;
-    for (int ky = 0; ky < kh; ky++) {
-        const int iy = oy * sh - ph + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < kw; kx++) {
-            const int ix = ox * sw - pw + kx;
-            if (ix < 0 || ix >= w) continue;
-            float v = xp[iy * w + ix];
-            if (v > best || isnan(v)) {
-                best = v;
-                at = iy * w + ix;
+    const ulong row = y_off + (ulong)t * ow, irow = idx_off + (ulong)t * ow;
+    for (int ox = 0; ox < ow; ox++) {
+        float best = -INFINITY, sum = 0.0f;
+        int at = -1;
+        for (int ky = 0; ky < kh; ky++) {
+            const int iy = oy * sh - ph + ky;
+            if (iy < 0 || iy >= h) continue;
+            for (int kx = 0; kx < kw; kx++) {
+                const int ix = ox * sw - pw + kx;
+                if (ix < 0 || ix >= w) continue;
+                float v = xp[iy * w + ix];
+                if (v > best || isnan(v)) {
+                    best = v;
+                    at = iy * w + ix;
+                }
+                sum += v;
             }
-            sum += v;
         }
-    }
-    if (is_max) {
-        y[y_off + o] = best;
-        idx[idx_off + o] = (float)at;
-    } else {
-        y[y_off + o] = sum * inv;
+        if (is_max) {
+            y[row + ox] = best;
+            idx[irow + ox] = (float)at;
+        } else {
+            y[row + ox] = sum * inv;
+        }
     }
 }
 

@@ -33,7 +33,7 @@ nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, con
     nncl__cl_arg_tensor(&a, idx);
     nncl__cl_arg_tensor(&a, x);
     arg_geom(&a, g);
-    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->oh * g->ow));
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->oh)); /* one work-item per output row */
 }
 
 nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
