@@ -45,6 +45,27 @@ static nncl_status scratch_tensor(nncl_context *ctx, int slot, int64_t n, nncl_b
     return NNCL_OK;
 }
 
+/*
+ * What all three passes share: the sizes Rg, OCg, Q of the group GEMMs and
+ * the two scratch matrices, col (slot 0) and Y' (slot 1). The tensors point
+ * at the buffer holders inside the struct, so it lives where it is filled.
+ */
+typedef struct {
+    int64_t rg, ocg, q;
+    nncl_buffer col_buf, yt_buf;
+    nncl_tensor col, yt;
+} conv_work;
+
+static nncl_status work_begin(nncl_context *ctx, const nncl_conv_geom *g, conv_work *wk)
+{
+    NNCL_TRY(check_size(ctx, g));
+    wk->rg = g->c / g->groups * g->kh * g->kw;
+    wk->ocg = g->oc / g->groups;
+    wk->q = g->n * g->oh * g->ow;
+    NNCL_TRY(scratch_tensor(ctx, 0, wk->rg * g->groups * wk->q, &wk->col_buf, &wk->col));
+    return scratch_tensor(ctx, 1, g->oc * wk->q, &wk->yt_buf, &wk->yt);
+}
+
 /* The 1-D view of n elements of t starting `off` elements in. */
 static nncl_tensor slice(const nncl_tensor *t, int64_t off, int64_t n)
 {
@@ -81,41 +102,35 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
                                     const nncl_tensor *w, const nncl_conv_geom *g)
 {
-    NNCL_TRY(check_size(ctx, g));
-    const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
-    nncl_buffer hc, hy;
-    nncl_tensor col, yt;
-    NNCL_TRY(scratch_tensor(ctx, 0, rg * g->groups * q, &hc, &col));
-    NNCL_TRY(scratch_tensor(ctx, 1, g->oc * q, &hy, &yt));
-    NNCL_TRY(im2col(ctx, &col, x, g));
+    conv_work wk;
+    NNCL_TRY(work_begin(ctx, g, &wk));
+    const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
+    NNCL_TRY(im2col(ctx, &wk.col, x, g));
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        nncl_tensor wg = slice(w, gi * ocg * rg, ocg * rg), cg = slice(&col, gi * rg * q, rg * q);
-        nncl_tensor yg = slice(&yt, gi * ocg * q, ocg * q);
+        nncl_tensor wg = slice(w, gi * ocg * rg, ocg * rg), cg = slice(&wk.col, gi * rg * q, rg * q);
+        nncl_tensor yg = slice(&wk.yt, gi * ocg * q, ocg * q);
         NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, ocg, q, rg, 1.0f, &wg, rg, &cg, q, 0.0f, &yg, q));
     }
-    return permute(ctx, 1, y, &yt, g->n, g->oc, g->oh * g->ow);
+    return permute(ctx, 1, y, &wk.yt, g->n, g->oc, g->oh * g->ow);
 }
 
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                           const nncl_tensor *w, const nncl_conv_geom *g)
 {
-    NNCL_TRY(check_size(ctx, g));
-    const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
-    nncl_buffer hc, hy;
-    nncl_tensor dcol, dyt;
-    NNCL_TRY(scratch_tensor(ctx, 0, rg * g->groups * q, &hc, &dcol));
-    NNCL_TRY(scratch_tensor(ctx, 1, g->oc * q, &hy, &dyt));
-    NNCL_TRY(permute(ctx, 0, &dyt, dy, g->n, g->oc, g->oh * g->ow));
+    conv_work wk; /* col holds dcol, Y' holds dY' */
+    NNCL_TRY(work_begin(ctx, g, &wk));
+    const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
+    NNCL_TRY(permute(ctx, 0, &wk.yt, dy, g->n, g->oc, g->oh * g->ow));
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        nncl_tensor wg = slice(w, gi * ocg * rg, ocg * rg), cg = slice(&dcol, gi * rg * q, rg * q);
-        nncl_tensor yg = slice(&dyt, gi * ocg * q, ocg * q);
+        nncl_tensor wg = slice(w, gi * ocg * rg, ocg * rg), cg = slice(&wk.col, gi * rg * q, rg * q);
+        nncl_tensor yg = slice(&wk.yt, gi * ocg * q, ocg * q);
         NNCL_TRY(nncl_gemm(ctx, NNCL_TRANS, NNCL_NO_TRANS, rg, q, ocg, 1.0f, &wg, rg, &yg, q, 0.0f, &cg, q));
     }
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "col2im", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
-    nncl__cl_arg_tensor(&a, &dcol);
+    nncl__cl_arg_tensor(&a, &wk.col);
     arg_geom(&a, g);
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h)); /* one per input row */
 }
@@ -123,17 +138,14 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
 nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
                                             const nncl_tensor *x, const nncl_conv_geom *g)
 {
-    NNCL_TRY(check_size(ctx, g));
-    const int64_t rg = g->c / g->groups * g->kh * g->kw, ocg = g->oc / g->groups, q = g->n * g->oh * g->ow;
-    nncl_buffer hc, hy;
-    nncl_tensor col, dyt;
-    NNCL_TRY(scratch_tensor(ctx, 0, rg * g->groups * q, &hc, &col));
-    NNCL_TRY(scratch_tensor(ctx, 1, g->oc * q, &hy, &dyt));
-    NNCL_TRY(im2col(ctx, &col, x, g));
-    NNCL_TRY(permute(ctx, 0, &dyt, dy, g->n, g->oc, g->oh * g->ow));
+    conv_work wk; /* Y' holds dY' */
+    NNCL_TRY(work_begin(ctx, g, &wk));
+    const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
+    NNCL_TRY(im2col(ctx, &wk.col, x, g));
+    NNCL_TRY(permute(ctx, 0, &wk.yt, dy, g->n, g->oc, g->oh * g->ow));
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        nncl_tensor wg = slice(dw, gi * ocg * rg, ocg * rg), cg = slice(&col, gi * rg * q, rg * q);
-        nncl_tensor yg = slice(&dyt, gi * ocg * q, ocg * q);
+        nncl_tensor wg = slice(dw, gi * ocg * rg, ocg * rg), cg = slice(&wk.col, gi * rg * q, rg * q);
+        nncl_tensor yg = slice(&wk.yt, gi * ocg * q, ocg * q);
         NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, ocg, rg, q, 1.0f, &yg, q, &cg, q, 1.0f, &wg, rg));
     }
     return NNCL_OK;
