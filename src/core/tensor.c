@@ -129,28 +129,33 @@ static nncl_status check_count(nncl_context *ctx, const nncl_tensor *t, size_t c
     return NNCL_OK;
 }
 
+typedef nncl_status (*host_to_device_fn)(nncl_context *ctx, nncl_buffer *dst, size_t dst_byte_off,
+                                         const void *src, size_t bytes);
+
+/* The checks and the transfer count shared by nncl_tensor_write and nncl_tensor_upload;
+   `func` names the caller in errors. */
+static nncl_status host_to_device(nncl_context *ctx, const nncl_tensor *dst, const float *src, size_t count,
+                                  host_to_device_fn copy, const char *func)
+{
+    NNCL_TRY(nncl__tensor_check(ctx, dst, "dst", func));
+    if (src == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: src is NULL", func);
+    NNCL_TRY(check_count(ctx, dst, count, func));
+    size_t bytes = count * ELEM_BYTES;
+    NNCL_TRY(copy(ctx, dst->buf, dst->offset * ELEM_BYTES, src, bytes));
+    ctx->stats.h2d_bytes += bytes;
+    return NNCL_OK;
+}
+
 nncl_status nncl_tensor_write(nncl_context *ctx, const nncl_tensor *dst, const float *src, size_t count)
 {
     NNCL_CHECK_CTX(ctx);
-    NNCL_TRY(nncl__tensor_check(ctx, dst, "dst", __func__));
-    NNCL_CHECK_ARG(ctx, src);
-    NNCL_TRY(check_count(ctx, dst, count, __func__));
-    size_t bytes = count * ELEM_BYTES;
-    NNCL_TRY(ctx->ops->write(ctx, dst->buf, dst->offset * ELEM_BYTES, src, bytes));
-    ctx->stats.h2d_bytes += bytes;
-    return NNCL_OK;
+    return host_to_device(ctx, dst, src, count, ctx->ops->write, __func__);
 }
 
 nncl_status nncl_tensor_upload(nncl_context *ctx, const nncl_tensor *dst, const float *src, size_t count)
 {
     NNCL_CHECK_CTX(ctx);
-    NNCL_TRY(nncl__tensor_check(ctx, dst, "dst", __func__));
-    NNCL_CHECK_ARG(ctx, src);
-    NNCL_TRY(check_count(ctx, dst, count, __func__));
-    size_t bytes = count * ELEM_BYTES;
-    NNCL_TRY(ctx->ops->upload(ctx, dst->buf, dst->offset * ELEM_BYTES, src, bytes));
-    ctx->stats.h2d_bytes += bytes;
-    return NNCL_OK;
+    return host_to_device(ctx, dst, src, count, ctx->ops->upload, __func__);
 }
 
 nncl_status nncl_tensor_read(nncl_context *ctx, const nncl_tensor *src, float *dst, size_t count)
