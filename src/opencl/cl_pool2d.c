@@ -40,22 +40,16 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
                                      const nncl_tensor *idx, const nncl_pool_geom *g)
 {
     NNCL_TRY(check_size(ctx, g));
+    /* Disjoint windows: zero dx, then scatter one work-item per output.
+       Overlapping ones: gather one work-item per input. */
+    const int disjoint = g->sh >= g->kh && g->sw >= g->kw;
+    if (disjoint) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
     const nncl__cl_kernel *k;
-    if (g->sh >= g->kh && g->sw >= g->kw) { /* disjoint windows: zero dx, then scatter per output */
-        NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
-        NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_backward_disjoint", &k));
-        nncl__cl_args a = nncl__cl_args_begin(ctx, k);
-        nncl__cl_arg_tensor(&a, dx);
-        nncl__cl_arg_tensor(&a, dy);
-        nncl__cl_arg_tensor(&a, idx);
-        arg_geom(&a, g);
-        return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->oh * g->ow));
-    }
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_backward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", disjoint ? "pool2d_backward_disjoint" : "pool2d_backward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, dy);
     nncl__cl_arg_tensor(&a, idx);
     arg_geom(&a, g);
-    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h * g->w));
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * (disjoint ? g->oh * g->ow : g->h * g->w)));
 }
