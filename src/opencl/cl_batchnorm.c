@@ -3,15 +3,41 @@
  */
 #include "opencl/cl.h"
 
+/*
+ * y = (x - mean) invstd gamma + beta per channel. In evaluation `invstd`
+ * holds the running variance instead (invstd_is_var = 1) and the kernel
+ * takes 1 / sqrt(var + eps) itself.
+ */
+static nncl_status bn_apply(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, const nncl_tensor *mean,
+                            const nncl_tensor *invstd, const nncl_tensor *gamma, const nncl_tensor *beta,
+                            const nncl_bn_geom *g, int invstd_is_var)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_apply", &k));
+    size_t total = (size_t)(g->n * g->c * g->inner);
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, y);
+    nncl__cl_arg_tensor(&a, x);
+    nncl__cl_arg_tensor(&a, mean);
+    nncl__cl_arg_tensor(&a, invstd);
+    nncl__cl_arg_tensor(&a, gamma);
+    nncl__cl_arg_tensor(&a, beta);
+    nncl__cl_arg_u64(&a, (uint64_t)g->c);
+    nncl__cl_arg_u64(&a, (uint64_t)g->inner);
+    nncl__cl_arg_u64(&a, total);
+    nncl__cl_arg_i32(&a, invstd_is_var);
+    nncl__cl_arg_f32(&a, g->eps);
+    return nncl__cl_launch_1d(&a, total);
+}
+
 nncl_status nncl__cl_batchnorm_forward_train(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *mean,
                                              const nncl_tensor *invstd, const nncl_tensor *running_mean,
                                              const nncl_tensor *running_var, const nncl_tensor *x,
                                              const nncl_tensor *gamma, const nncl_tensor *beta,
                                              const nncl_bn_geom *g)
 {
-    const nncl__cl_kernel *ks, *ka;
+    const nncl__cl_kernel *ks;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_stats", &ks));
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_apply", &ka));
     nncl__cl_args a = nncl__cl_args_begin(ctx, ks);
     nncl__cl_arg_tensor(&a, mean);
     nncl__cl_arg_tensor(&a, invstd);
@@ -25,20 +51,7 @@ nncl_status nncl__cl_batchnorm_forward_train(nncl_context *ctx, const nncl_tenso
     nncl__cl_arg_f32(&a, g->eps);
     NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)g->c * NNCL_CL_WG)); /* one work-group per channel */
 
-    size_t total = (size_t)(g->n * g->c * g->inner);
-    nncl__cl_args b = nncl__cl_args_begin(ctx, ka);
-    nncl__cl_arg_tensor(&b, y);
-    nncl__cl_arg_tensor(&b, x);
-    nncl__cl_arg_tensor(&b, mean);
-    nncl__cl_arg_tensor(&b, invstd);
-    nncl__cl_arg_tensor(&b, gamma);
-    nncl__cl_arg_tensor(&b, beta);
-    nncl__cl_arg_u64(&b, (uint64_t)g->c);
-    nncl__cl_arg_u64(&b, (uint64_t)g->inner);
-    nncl__cl_arg_u64(&b, total);
-    nncl__cl_arg_i32(&b, 0);
-    nncl__cl_arg_f32(&b, g->eps);
-    return nncl__cl_launch_1d(&b, total);
+    return bn_apply(ctx, y, x, mean, invstd, gamma, beta, g, 0);
 }
 
 nncl_status nncl__cl_batchnorm_forward_eval(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
@@ -46,22 +59,7 @@ nncl_status nncl__cl_batchnorm_forward_eval(nncl_context *ctx, const nncl_tensor
                                             const nncl_tensor *gamma, const nncl_tensor *beta,
                                             const nncl_bn_geom *g)
 {
-    const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_apply", &k));
-    size_t total = (size_t)(g->n * g->c * g->inner);
-    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
-    nncl__cl_arg_tensor(&a, y);
-    nncl__cl_arg_tensor(&a, x);
-    nncl__cl_arg_tensor(&a, running_mean);
-    nncl__cl_arg_tensor(&a, running_var); /* variances: the kernel takes 1 / sqrt(var + eps) */
-    nncl__cl_arg_tensor(&a, gamma);
-    nncl__cl_arg_tensor(&a, beta);
-    nncl__cl_arg_u64(&a, (uint64_t)g->c);
-    nncl__cl_arg_u64(&a, (uint64_t)g->inner);
-    nncl__cl_arg_u64(&a, total);
-    nncl__cl_arg_i32(&a, 1);
-    nncl__cl_arg_f32(&a, g->eps);
-    return nncl__cl_launch_1d(&a, total);
+    return bn_apply(ctx, y, x, running_mean, running_var, gamma, beta, g, 1);
 }
 
 nncl_status nncl__cl_batchnorm_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dgamma,
