@@ -28,6 +28,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench_util.h"
 
@@ -247,8 +248,10 @@ static result run(nncl_context *ctx, const layer_spec *s, int repeats)
 
 int main(int argc, char **argv)
 {
+    /* bench_layers [REPEATS [FILTER]]: FILTER keeps the layers whose label contains it. */
     int repeats = argc > 1 ? atoi(argv[1]) : 10;
     if (repeats < 1) repeats = 1;
+    const char *filter = argc > 2 ? argv[2] : "";
     nncl_context *ctxs[2] = {bench_context(NNCL_BACKEND_CPU), bench_context(NNCL_BACKEND_OPENCL)};
     const char *names[2] = {"cpu-ref", "opencl"};
     int reps[2] = {repeats < 2 ? repeats : 2, repeats};
@@ -266,6 +269,7 @@ int main(int argc, char **argv)
     double total[2] = {0.0, 0.0};
     for (size_t i = 0; i < NSPECS; i++) {
         const layer_spec *s = &SPECS[i];
+        if (strstr(s->label, filter) == NULL) continue;
         char shape[64];
         nncl_shape_format(s->ndim, s->shape, shape, sizeof shape);
         for (int b = 0; b < 2; b++) {

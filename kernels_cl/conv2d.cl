@@ -86,3 +86,237 @@ __kernel void nchw_to_cnhw(__global float *t, ulong t_off, __global const float 
     __global const float *src = y + y_off + ((ulong)ni * c + ci) * p;
     for (int i = 0; i < p; i++) dst[i] = src[i];
 }
+
+/*
+ * Direct convolution (src/opencl/cl_conv2d.c uses it on CPU devices, where
+ * building the column matrix costs more than the GEMM saves). It is an
+ * implicit GEMM: Y[p][o] = sum_r X[p][r] P[r][o] + bias[o], with p an output
+ * pixel, r = (ci kh + ky) kw + kx a tap, and X[p][r] gathered from x on the
+ * fly (0 in the padding). P is the weight packed by conv_pack, tap-major with
+ * the output channels of each group padded with zeros to a multiple of
+ * CONV_OB, so that a row of P loads as whole vectors.
+ *
+ * Each work-item computes CONV_PB consecutive output pixels of one image
+ * (flattened oy ow + ox, so a block may wrap onto the next row) by CONV_OB
+ * output channels, in 2 CONV_PB vector accumulators: per tap it loads two
+ * vectors of P, gathers CONV_PB scalars of x, and does 2 CONV_PB fma. No
+ * local memory and no barriers (as in gemm.cl).
+ * global = (groups * ceil(ocg / CONV_OB), n * ceil(oh ow / CONV_PB)).
+ *
+ * The gradient with respect to the input of a stride-1 convolution is the
+ * same kernel run on dy with the flipped, transposed weight
+ * (conv_pack with flip = 1) and padding dh (kh - 1) - ph.
+ */
+#define CONV_PB 6
+#define CONV_OB 16
+
+/*
+ * P[g][r][o] for o < ldp, r < cg kh kw; W is (oc, cg, kh, kw) with ocg = oc / groups.
+ * flip == 0: the forward weight, P[g][(ci kh + ky) kw + kx][o] = W[g ocg + o][ci][ky][kx] (o < ocg);
+ * flip == 1: the weight of the input gradient, whose inputs are the ocg
+ *            output channels and whose outputs are the cg input channels:
+ *            P[g][(o kh + ky) kw + kx][ci] = W[g ocg + o][ci][kh-1-ky][kw-1-kx] (ci < cg).
+ * Columns past the outputs are 0. One work-item per element of P.
+ */
+__kernel void conv_pack(__global float *p, __global const float *wt, ulong w_off, int oc, int cg, int kh, int kw,
+                        int groups, int ldp, int flip)
+{
+    const int ocg = oc / groups, taps = kh * kw;
+    const int rows = (flip ? ocg : cg) * taps, outs = flip ? cg : ocg;
+    const int t = (int)get_global_id(0);
+    if (t >= groups * rows * ldp) return;
+    const int o = t % ldp, r = (t / ldp) % rows, gi = t / (ldp * rows);
+    const int a = r / taps, tap = r % taps; /* a: input channel (forward) or output channel (flip) */
+    float v = 0.0f;
+    if (o < outs) {
+        const int ci = flip ? o : a, co = gi * ocg + (flip ? a : o);
+        const int wtap = flip ? taps - 1 - tap : tap;
+        v = wt[w_off + ((ulong)co * cg + ci) * taps + wtap];
+    }
+    p[t] = v;
+}
+
+/*
+ * xp (rows of the n c images, hp x wp) = x (h x w) moved by (ph, pw), 0
+ * elsewhere: the input of conv_direct, which then reads without bounds
+ * checks. hp, wp are the extent the windows reach, so a negative padding
+ * crops. One work-item per row of xp.
+ */
+__kernel void conv_pad(__global float *xp, __global const float *x, ulong x_off, int images, int h, int w, int hp,
+                       int wp, int ph, int pw)
+{
+    const int t = (int)get_global_id(0); /* = image hp + yp */
+    if (t >= images * hp) return;
+    const int img = t / hp, iy = t - img * hp - ph;
+    __global float *dst = xp + (ulong)t * wp;
+    if (iy < 0 || iy >= h) {
+        for (int xq = 0; xq < wp; xq++) dst[xq] = 0.0f;
+        return;
+    }
+    __global const float *src = x + x_off + ((ulong)img * h + iy) * w;
+    for (int xq = 0; xq < wp; xq++) {
+        const int ix = xq - pw;
+        dst[xq] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+    }
+}
+
+__kernel void conv_direct(__global float *y, ulong y_off, __global const float *xp, __global const float *p, int ldp,
+                          __global const float *bias, ulong bias_off, int has_bias, int n, int c, int hp, int wp,
+                          int oc, int oh, int ow, int kh, int kw, int sh, int sw, int dh, int dw, int groups)
+{
+    const int ocg = oc / groups, cg = c / groups;
+    const int oblocks = (ocg + CONV_OB - 1) / CONV_OB, npix = oh * ow, pblocks = (npix + CONV_PB - 1) / CONV_PB;
+    const int ob = (int)get_global_id(0), pb = (int)get_global_id(1);
+    if (ob >= groups * oblocks || pb >= n * pblocks) return;
+    const int gi = ob / oblocks, o0 = (ob - gi * oblocks) * CONV_OB;
+    const int ni = pb / pblocks, p0 = (pb - ni * pblocks) * CONV_PB;
+    /* Offset in xp of each output pixel's window; pixels past the image repeat the last one. */
+#define CONV_ORIGIN(i) const int q##i = min(p0 + i, npix - 1), x##i = q##i / ow * sh * wp + q##i % ow * sw
+    CONV_ORIGIN(0);
+    CONV_ORIGIN(1);
+    CONV_ORIGIN(2);
+    CONV_ORIGIN(3);
+    CONV_ORIGIN(4);
+    CONV_ORIGIN(5);
+    float8 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f;
+    float8 c30 = 0.0f, c31 = 0.0f, c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f;
+    __global const float *pr = p + (ulong)gi * cg * kh * kw * ldp + o0;
+    for (int ci = 0; ci < cg; ci++) {
+        __global const float *xc = xp + ((ulong)ni * c + gi * cg + ci) * hp * wp;
+        for (int ky = 0; ky < kh; ky++) {
+            for (int kx = 0; kx < kw; kx++, pr += ldp) {
+                __global const float *xt = xc + ky * dh * wp + kx * dw;
+                const float8 b0 = vload8(0, pr), b1 = vload8(1, pr);
+                const float8 a0 = xt[x0], a1 = xt[x1], a2 = xt[x2], a3 = xt[x3], a4 = xt[x4], a5 = xt[x5];
+                c00 = fma(a0, b0, c00);
+                c01 = fma(a0, b1, c01);
+                c10 = fma(a1, b0, c10);
+                c11 = fma(a1, b1, c11);
+                c20 = fma(a2, b0, c20);
+                c21 = fma(a2, b1, c21);
+                c30 = fma(a3, b0, c30);
+                c31 = fma(a3, b1, c31);
+                c40 = fma(a4, b0, c40);
+                c41 = fma(a4, b1, c41);
+                c50 = fma(a5, b0, c50);
+                c51 = fma(a5, b1, c51);
+            }
+        }
+    }
+    /* acc[i][o]: pixel p0 + i, channel o0 + o. */
+    float acc[CONV_PB][CONV_OB];
+    vstore8(c00, 0, acc[0]), vstore8(c01, 1, acc[0]);
+    vstore8(c10, 0, acc[1]), vstore8(c11, 1, acc[1]);
+    vstore8(c20, 0, acc[2]), vstore8(c21, 1, acc[2]);
+    vstore8(c30, 0, acc[3]), vstore8(c31, 1, acc[3]);
+    vstore8(c40, 0, acc[4]), vstore8(c41, 1, acc[4]);
+    vstore8(c50, 0, acc[5]), vstore8(c51, 1, acc[5]);
+    const int pn = min(CONV_PB, npix - p0), on = min(CONV_OB, ocg - o0);
+    for (int o = 0; o < on; o++) {
+        const int co = gi * ocg + o0 + o;
+        const float b = has_bias ? bias[bias_off + co] : 0.0f;
+        __global float *yr = y + y_off + ((ulong)ni * oc + co) * npix + p0;
+        for (int i = 0; i < pn; i++) yr[i] = acc[i][o] + b;
+    }
+}
+
+/*
+ * The weight gradient, directly: dW_g[o][r] += sum_q X[q][r] dY[q][o], the
+ * same implicit GEMM with the roles turned (taps are the rows, pixels q of
+ * the whole batch the reduction). dY comes as dyt, the output gradient with
+ * channels last and each group's channels padded to ldp (conv_channels_last),
+ * so that a pixel's channels load as whole vectors; X is gathered from the
+ * padded input xp (conv_pad). Each work-item sums CONV_PB taps by CONV_OB
+ * output channels over every pixel of the batch, in a fixed order.
+ * global = (groups * ldp / CONV_OB, ceil(cg kh kw / CONV_PB)).
+ */
+__kernel void conv_channels_last(__global float *dyt, __global const float *dy, ulong dy_off, int n, int oc,
+                                 int npix, int groups, int ldp)
+{
+    /* dyt[q][g ldp + o] = dy[ni][g ocg + o][p] (0 for o >= ocg), q = ni npix + p: one work-item per q. */
+    const int q = (int)get_global_id(0);
+    if (q >= n * npix) return;
+    const int ni = q / npix, pix = q - ni * npix, ocg = oc / groups;
+    __global float *dst = dyt + (ulong)q * groups * ldp;
+    __global const float *src = dy + dy_off + (ulong)ni * oc * npix + pix;
+    for (int gi = 0; gi < groups; gi++)
+        for (int o = 0; o < ldp; o++) dst[gi * ldp + o] = o < ocg ? src[(ulong)(gi * ocg + o) * npix] : 0.0f;
+}
+
+__kernel void conv_weight_grad(__global float *dw, ulong dw_off, __global const float *xp,
+                               __global const float *dyt, int ldp, int n, int c, int hp, int wp, int oc, int oh,
+                               int ow, int kh, int kw, int sh, int sw, int dh, int dw_, int groups)
+{
+    const int ocg = oc / groups, cg = c / groups, taps = kh * kw, rows = cg * taps;
+    const int oblocks = ldp / CONV_OB, rblocks = (rows + CONV_PB - 1) / CONV_PB;
+    const int ob = (int)get_global_id(0), rb = (int)get_global_id(1);
+    if (ob >= groups * oblocks || rb >= rblocks) return;
+    const int gi = ob / oblocks, o0 = (ob - gi * oblocks) * CONV_OB, r0 = rb * CONV_PB;
+    /* Offset in an image of xp of each tap's first input; taps past the end repeat the last one. */
+#define CONV_TAPOFF(i)                                                                                             \
+    const int r_##i = min(r0 + i, rows - 1), t##i = (gi * cg + r_##i / taps) * hp * wp +                           \
+                                                    r_##i % taps / kw * dh * wp + r_##i % kw * dw_
+    CONV_TAPOFF(0);
+    CONV_TAPOFF(1);
+    CONV_TAPOFF(2);
+    CONV_TAPOFF(3);
+    CONV_TAPOFF(4);
+    CONV_TAPOFF(5);
+    float8 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f;
+    float8 c30 = 0.0f, c31 = 0.0f, c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f;
+    __global const float *dr = dyt + gi * ldp + o0;
+    const int ldq = groups * ldp;
+    for (int ni = 0; ni < n; ni++) {
+        __global const float *xi = xp + (ulong)ni * c * hp * wp;
+        for (int oy = 0; oy < oh; oy++) {
+            __global const float *xr = xi + oy * sh * wp;
+            for (int ox = 0; ox < ow; ox++, dr += ldq) {
+                __global const float *xt = xr + ox * sw;
+                const float8 b0 = vload8(0, dr), b1 = vload8(1, dr);
+                const float8 a0 = xt[t0], a1 = xt[t1], a2 = xt[t2], a3 = xt[t3], a4 = xt[t4], a5 = xt[t5];
+                c00 = fma(a0, b0, c00);
+                c01 = fma(a0, b1, c01);
+                c10 = fma(a1, b0, c10);
+                c11 = fma(a1, b1, c11);
+                c20 = fma(a2, b0, c20);
+                c21 = fma(a2, b1, c21);
+                c30 = fma(a3, b0, c30);
+                c31 = fma(a3, b1, c31);
+                c40 = fma(a4, b0, c40);
+                c41 = fma(a4, b1, c41);
+                c50 = fma(a5, b0, c50);
+                c51 = fma(a5, b1, c51);
+            }
+        }
+    }
+    float acc[CONV_PB][CONV_OB]; /* acc[i][o]: tap r0 + i, channel o0 + o */
+    vstore8(c00, 0, acc[0]), vstore8(c01, 1, acc[0]);
+    vstore8(c10, 0, acc[1]), vstore8(c11, 1, acc[1]);
+    vstore8(c20, 0, acc[2]), vstore8(c21, 1, acc[2]);
+    vstore8(c30, 0, acc[3]), vstore8(c31, 1, acc[3]);
+    vstore8(c40, 0, acc[4]), vstore8(c41, 1, acc[4]);
+    vstore8(c50, 0, acc[5]), vstore8(c51, 1, acc[5]);
+    const int rn = min(CONV_PB, rows - r0), on = min(CONV_OB, ocg - o0);
+    for (int o = 0; o < on; o++) {
+        __global float *wr = dw + dw_off + (ulong)(gi * ocg + o0 + o) * rows + r0;
+        for (int i = 0; i < rn; i++) wr[i] += acc[i][o];
+    }
+}
+
+/* db[g ocg + o] += sum_q dyt[q][g ldp + o]: one work-item per CONV_OB channels, in a fixed order. */
+__kernel void conv_bias_grad(__global float *db, ulong db_off, __global const float *dyt, int rows, int oc,
+                             int groups, int ldp)
+{
+    const int ocg = oc / groups, oblocks = ldp / CONV_OB, ob = (int)get_global_id(0);
+    if (ob >= groups * oblocks) return;
+    const int gi = ob / oblocks, o0 = (ob - gi * oblocks) * CONV_OB, ldq = groups * ldp;
+    float8 s0 = 0.0f, s1 = 0.0f;
+    __global const float *dr = dyt + gi * ldp + o0;
+    for (int q = 0; q < rows; q++, dr += ldq) {
+        s0 += vload8(0, dr);
+        s1 += vload8(1, dr);
+    }
+    float s[CONV_OB];
+    vstore8(s0, 0, s), vstore8(s1, 1, s);
+    for (int o = 0; o < min(CONV_OB, ocg - o0); o++) db[db_off + gi * ocg + o0 + o] += s[o];
+}

@@ -145,15 +145,15 @@ typedef struct nncl_backend_ops {
     nncl_status (*bias_backward)(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
                                  int64_t channels, int64_t inner);
 
-    /* y = conv(x, w), no bias. */
+    /* y = conv(x, w) + b; b (oc) may be NULL: no bias. */
     nncl_status (*conv2d_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                  const nncl_tensor *w, const nncl_conv_geom *g);
+                                  const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g);
     /* dx = conv_transpose(dy, w). */
     nncl_status (*conv2d_backward_data)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                         const nncl_tensor *w, const nncl_conv_geom *g);
-    /* dw += correlation of dy with x. */
-    nncl_status (*conv2d_backward_params)(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
-                                          const nncl_tensor *x, const nncl_conv_geom *g);
+    /* dw += correlation of dy with x; db (oc) += dy summed over batch and pixels, when db is not NULL. */
+    nncl_status (*conv2d_backward_params)(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
+                                          const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g);
 
     /* y = pool(x). For max pooling, idx (same shape as y) receives the
        position h * w_in + w of each maximum within its (n, c) plane; for

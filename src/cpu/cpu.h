@@ -65,10 +65,10 @@ nncl_status nncl__cpu_bias_add(nncl_context *ctx, const nncl_tensor *y, const nn
 nncl_status nncl__cpu_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
                                     int64_t channels, int64_t inner);
 nncl_status nncl__cpu_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                     const nncl_tensor *w, const nncl_conv_geom *g);
+                                     const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g);
 nncl_status nncl__cpu_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                            const nncl_tensor *w, const nncl_conv_geom *g);
-nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
+nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db, const nncl_tensor *dy,
                                              const nncl_tensor *x, const nncl_conv_geom *g);
 nncl_status nncl__cpu_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                      const nncl_tensor *x, const nncl_pool_geom *g);

@@ -54,7 +54,7 @@ void nncl__ref_conv2d_backward_params(double *dw, const double *dy, const double
 }
 
 nncl_status nncl__cpu_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                     const nncl_tensor *w, const nncl_conv_geom *g)
+                                     const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
     double *py, *px, *pw;
@@ -63,7 +63,8 @@ nncl_status nncl__cpu_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, co
     NNCL_TRY(nncl__cpu_stage(ctx, 2, w, &pw));
     nncl__ref_conv2d_forward(py, px, pw, g);
     nncl__cpu_unstage(y, py);
-    return nncl__cpu_op_end(ctx, "conv2d_forward", t0);
+    NNCL_TRY(nncl__cpu_op_end(ctx, "conv2d_forward", t0));
+    return b == NULL ? NNCL_OK : nncl__cpu_bias_add(ctx, y, b, g->n, g->oc, g->oh * g->ow);
 }
 
 nncl_status nncl__cpu_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
@@ -79,8 +80,8 @@ nncl_status nncl__cpu_conv2d_backward_data(nncl_context *ctx, const nncl_tensor 
     return nncl__cpu_op_end(ctx, "conv2d_backward_data", t0);
 }
 
-nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
-                                             const nncl_tensor *x, const nncl_conv_geom *g)
+nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
+                                             const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
     double *pdw, *pdy, *px;
@@ -89,5 +90,6 @@ nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tenso
     NNCL_TRY(nncl__cpu_stage(ctx, 2, x, &px));
     nncl__ref_conv2d_backward_params(pdw, pdy, px, g);
     nncl__cpu_unstage(dw, pdw);
-    return nncl__cpu_op_end(ctx, "conv2d_backward_params", t0);
+    NNCL_TRY(nncl__cpu_op_end(ctx, "conv2d_backward_params", t0));
+    return db == NULL ? NNCL_OK : nncl__cpu_bias_backward(ctx, db, dy, g->n, g->oc, g->oh * g->ow);
 }

@@ -72,9 +72,8 @@ static nncl_status conv2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     nncl_context *ctx = l->ctx;
     nncl_conv_geom g = {0};
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
-    NNCL_TRY(ctx->ops->conv2d_forward(ctx, y, x, &l->params[0].value, &g));
-    if (((conv2d *)l)->opt.bias)
-        NNCL_TRY(ctx->ops->bias_add(ctx, y, &l->params[1].value, g.n, g.oc, g.oh * g.ow));
+    const nncl_tensor *b = ((conv2d *)l)->opt.bias ? &l->params[1].value : NULL;
+    NNCL_TRY(ctx->ops->conv2d_forward(ctx, y, x, &l->params[0].value, b, &g));
     return NNCL_OK;
 }
 
@@ -86,10 +85,8 @@ static nncl_status conv2d_backward(nncl_layer *l, const nncl_tensor *x, const nn
     nncl_conv_geom g = {0};
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     if (dx != NULL) NNCL_TRY(ctx->ops->conv2d_backward_data(ctx, dx, dy, &l->params[0].value, &g));
-    NNCL_TRY(ctx->ops->conv2d_backward_params(ctx, &l->params[0].grad, dy, x, &g));
-    if (((conv2d *)l)->opt.bias)
-        NNCL_TRY(ctx->ops->bias_backward(ctx, &l->params[1].grad, dy, g.n, g.oc, g.oh * g.ow));
-    return NNCL_OK;
+    const nncl_tensor *db = ((conv2d *)l)->opt.bias ? &l->params[1].grad : NULL;
+    return ctx->ops->conv2d_backward_params(ctx, &l->params[0].grad, db, dy, x, &g);
 }
 
 /* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(fan_in)) for b; both bounds are 1/sqrt(fan_in). */

@@ -60,7 +60,9 @@ typedef struct nncl__cl {
 
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
+    int cpu_device;   /* CL_DEVICE_TYPE_CPU: nncl's kernels win by far there (see cl_gemm.c, cl_conv2d.c) */
     int gemm_policy;  /* NNCL_GEMM: 0 measure per shape, 1 always CLBlast, 2 always nncl's kernel */
+    int conv_policy;  /* NNCL_CONV: 0 direct on CPU devices, im2col + GEMM elsewhere; 1 im2col; 2 direct */
     struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
     size_t n_gemm_choices, cap_gemm_choices;
     int gemm_choices_loaded;  /* the choices saved by earlier processes have been read */
@@ -241,10 +243,10 @@ nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nnc
 nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
                                    int64_t channels, int64_t inner);
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                    const nncl_tensor *w, const nncl_conv_geom *g);
+                                    const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g);
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                           const nncl_tensor *w, const nncl_conv_geom *g);
-nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
+nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db, const nncl_tensor *dy,
                                             const nncl_tensor *x, const nncl_conv_geom *g);
 nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                     const nncl_tensor *x, const nncl_pool_geom *g);

@@ -256,6 +256,16 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
                     : strcmp(policy, "nncl") == 0 ? 2 : -1;
     if (cl->gemm_policy < 0)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, clblast or nncl", policy);
+    /* NNCL_CONV=direct|im2col forces a convolution path; auto: direct on CPU devices. */
+    policy = getenv("NNCL_CONV");
+    cl->conv_policy = policy == NULL || strcmp(policy, "auto") == 0 ? 0 : strcmp(policy, "im2col") == 0 ? 1
+                    : strcmp(policy, "direct") == 0 ? 2 : -1;
+    if (cl->conv_policy < 0)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_CONV=\"%s\" is not auto, direct or im2col", policy);
+    cl_device_type type;
+    cl_int type_err = clGetDeviceInfo(cl->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    if (type_err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, type_err, "clGetDeviceInfo(CL_DEVICE_TYPE)");
+    cl->cpu_device = (type & CL_DEVICE_TYPE_CPU) != 0;
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};

@@ -1,14 +1,24 @@
 /*
- * cl_conv2d.c - 2-D convolution on OpenCL as im2col plus CLBlast GEMMs, for
- * the whole batch at once (kernels_cl/conv2d.cl describes the layouts).
+ * cl_conv2d.c - 2-D convolution on OpenCL, by one of two paths
+ * (kernels_cl/conv2d.cl describes the kernels and layouts):
  *
- * With R = C kh kw rows of the column matrix, Q = N oh ow columns, and per
- * group g the slices W_g (OCg x Rg), col_g (Rg x Q), Y'_g (OCg x Q):
- *   forward:          col = im2col(x);  Y'_g = W_g col_g;  y = permute(Y')
+ * Direct (the default on CPU devices, NNCL_CONV=direct): conv_pack lays the
+ * weight out tap-major, padded to whole vectors, and conv_direct computes the
+ * output from x in place, with the bias added as it stores: two launches,
+ * no column matrix. The input gradient of a stride-1 convolution is the same
+ * kernel run on dy with the flipped, transposed weight. On PoCL this beats
+ * building the column matrix, which costs more memory traffic than the GEMM
+ * it feeds.
+ *
+ * im2col + GEMM (the default elsewhere, NNCL_CONV=im2col; and the weight
+ * gradient everywhere), for the whole batch at once. With R = C kh kw rows of
+ * the column matrix, Q = N oh ow columns, and per group g the slices W_g
+ * (OCg x Rg), col_g (Rg x Q), Y'_g (OCg x Q):
+ *   forward:          col = im2col(x);  Y'_g = W_g col_g;  y = permute(Y') + b
  *   backward data:    dY' = permute(dy);  dcol_g = W_g^T dY'_g;  dx = col2im(dcol)
  *   backward params:  col = im2col(x);  dY' = permute(dy);  dW_g += dY'_g col_g^T
- * Scratch slot 0 holds col (R x Q), slot 1 holds Y' (OC x Q): reused by every
- * convolution, grown once to the largest.
+ * Scratch slot 0 holds col (R x Q) or the packed weight, slot 1 holds Y':
+ * reused by every convolution, grown once to the largest.
  */
 #include <stdint.h>
 
@@ -99,9 +109,110 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
     return nncl__cl_launch_1d(&a, (size_t)(n * c)); /* one work-item per row */
 }
 
-nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                    const nncl_tensor *w, const nncl_conv_geom *g)
+/* ---- direct ---------------------------------------------------------------------------- */
+
+#define CONV_PB 6  /* output pixels per work-item: CONV_PB in kernels_cl/conv2d.cl */
+#define CONV_OB 16 /* output channels per work-item: CONV_OB in kernels_cl/conv2d.cl */
+
+static int use_direct(const nncl_context *ctx)
 {
+    const nncl__cl *cl = nncl__cl_state(ctx);
+    return cl->conv_policy == 2 || (cl->conv_policy == 0 && cl->cpu_device);
+}
+
+/*
+ * x, padded into scratch slot 1 to exactly the extent the windows reach
+ * (hp x wp per image), so that the direct kernels read without bounds checks.
+ */
+static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl_conv_geom *g, cl_mem *xp,
+                             int64_t *hp, int64_t *wp)
+{
+    *hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    *wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    NNCL_TRY(nncl__cl_scratch(ctx, 1, (size_t)(g->n * g->c * *hp * *wp) * sizeof(float), xp));
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_pad", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_mem(&a, *xp);
+    nncl__cl_arg_tensor(&a, x);
+    const int64_t v[7] = {g->n * g->c, g->h, g->w, *hp, *wp, g->ph, g->pw};
+    for (int i = 0; i < 7; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
+    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * *hp)); /* one per row of xp */
+}
+
+/*
+ * y (n, oc, oh, ow) = conv(x (n, c, h, w), w) + b by conv_direct, with the
+ * weight packed first (flip: the input-gradient form, see conv_pack). `g`
+ * describes the convolution conv_direct runs, `wg` the weight's own layer.
+ */
+static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, const nncl_tensor *w,
+                          const nncl_tensor *b, const nncl_conv_geom *g, const nncl_conv_geom *wg, int flip)
+{
+    NNCL_TRY(check_size(ctx, g));
+    const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, taps = g->kh * g->kw;
+    const int64_t oblocks = (ocg + CONV_OB - 1) / CONV_OB, ldp = oblocks * CONV_OB;
+    const int64_t npix = g->oh * g->ow, pblocks = (npix + CONV_PB - 1) / CONV_PB;
+    const int64_t packed = g->groups * cg * taps * ldp;
+    cl_mem p;
+    NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)packed * sizeof(float), &p));
+
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_pack", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_mem(&a, p);
+    nncl__cl_arg_tensor(&a, w);
+    nncl__cl_arg_i32(&a, (int32_t)wg->oc);
+    nncl__cl_arg_i32(&a, (int32_t)(wg->c / wg->groups));
+    nncl__cl_arg_i32(&a, (int32_t)wg->kh);
+    nncl__cl_arg_i32(&a, (int32_t)wg->kw);
+    nncl__cl_arg_i32(&a, (int32_t)wg->groups);
+    nncl__cl_arg_i32(&a, (int32_t)ldp);
+    nncl__cl_arg_i32(&a, flip);
+    NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)packed));
+
+    int64_t hp, wp;
+    cl_mem xp;
+    NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
+
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_direct", &k));
+    a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, y);
+    nncl__cl_arg_mem(&a, xp);
+    nncl__cl_arg_mem(&a, p);
+    nncl__cl_arg_i32(&a, (int32_t)ldp);
+    if (b != NULL) {
+        nncl__cl_arg_tensor(&a, b);
+    } else { /* any valid buffer: the kernel does not read it */
+        nncl__cl_arg_mem(&a, p);
+        nncl__cl_arg_u64(&a, 0);
+    }
+    nncl__cl_arg_i32(&a, b != NULL);
+    const int64_t v[14] = {g->n,  g->c,  hp,    wp,    g->oc, g->oh, g->ow,
+                           g->kh, g->kw, g->sh, g->sw, g->dh, g->dw, g->groups};
+    for (int i = 0; i < 14; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
+    const size_t global[2] = {(size_t)(g->groups * oblocks), (size_t)(g->n * pblocks)};
+    /* A work-group is a column of pixel blocks: they share one block of the packed weight, which stays in cache. */
+    const size_t local[2] = {1, 16};
+    return nncl__cl_launch(&a, 2, global, local);
+}
+
+/* The convolution whose output is dx: run on dy with the flipped weight (stride 1 only). */
+static nncl_conv_geom input_gradient_geom(const nncl_conv_geom *g)
+{
+    nncl_conv_geom t = *g;
+    t.c = g->oc, t.h = g->oh, t.w = g->ow;
+    t.oc = g->c, t.oh = g->h, t.ow = g->w;
+    t.ph = g->dh * (g->kh - 1) - g->ph;
+    t.pw = g->dw * (g->kw - 1) - g->pw;
+    return t;
+}
+
+/* ---- the backend's entry points ---------------------------------------------------------- */
+
+nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                    const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g)
+{
+    if (use_direct(ctx)) return direct(ctx, y, x, w, b, g, g, 0);
     conv_work wk;
     NNCL_TRY(work_begin(ctx, g, &wk));
     const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
@@ -111,12 +222,17 @@ nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, con
         nncl_tensor yg = slice(&wk.yt, gi * ocg * q, ocg * q);
         NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, ocg, q, rg, 1.0f, &wg, rg, &cg, q, 0.0f, &yg, q));
     }
-    return permute(ctx, 1, y, &wk.yt, g->n, g->oc, g->oh * g->ow);
+    NNCL_TRY(permute(ctx, 1, y, &wk.yt, g->n, g->oc, g->oh * g->ow));
+    return b == NULL ? NNCL_OK : nncl__cl_bias_add(ctx, y, b, g->n, g->oc, g->oh * g->ow);
 }
 
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                           const nncl_tensor *w, const nncl_conv_geom *g)
 {
+    if (use_direct(ctx) && g->sh == 1 && g->sw == 1) {
+        const nncl_conv_geom t = input_gradient_geom(g);
+        return direct(ctx, dx, dy, w, NULL, &t, g, 1);
+    }
     conv_work wk; /* col holds dcol, Y' holds dY' */
     NNCL_TRY(work_begin(ctx, g, &wk));
     const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
@@ -135,9 +251,55 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h)); /* one per input row */
 }
 
-nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *dy,
-                                            const nncl_tensor *x, const nncl_conv_geom *g)
+/* dw += the weight gradient and db += the bias gradient (db may be NULL), by conv_weight_grad. */
+static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
+                                 const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
 {
+    NNCL_TRY(check_size(ctx, g));
+    const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, rows = cg * g->kh * g->kw;
+    const int64_t oblocks = (ocg + CONV_OB - 1) / CONV_OB, ldp = oblocks * CONV_OB, q = g->n * g->oh * g->ow;
+    int64_t hp, wp;
+    cl_mem xp, dyt;
+    NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
+    NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(q * g->groups * ldp) * sizeof(float), &dyt));
+
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_channels_last", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_mem(&a, dyt);
+    nncl__cl_arg_tensor(&a, dy);
+    const int64_t t[5] = {g->n, g->oc, g->oh * g->ow, g->groups, ldp};
+    for (int i = 0; i < 5; i++) nncl__cl_arg_i32(&a, (int32_t)t[i]);
+    NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)q)); /* one per pixel of the batch */
+
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_weight_grad", &k));
+    a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dw);
+    nncl__cl_arg_mem(&a, xp);
+    nncl__cl_arg_mem(&a, dyt);
+    nncl__cl_arg_i32(&a, (int32_t)ldp);
+    const int64_t v[14] = {g->n,  g->c,  hp,    wp,    g->oc, g->oh, g->ow,
+                           g->kh, g->kw, g->sh, g->sw, g->dh, g->dw, g->groups};
+    for (int i = 0; i < 14; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
+    const size_t global[2] = {(size_t)(g->groups * oblocks), (size_t)((rows + CONV_PB - 1) / CONV_PB)};
+    const size_t local[2] = {1, 1};
+    NNCL_TRY(nncl__cl_launch(&a, 2, global, local));
+    if (db == NULL) return NNCL_OK;
+
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_bias_grad", &k));
+    a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, db);
+    nncl__cl_arg_mem(&a, dyt);
+    const int64_t b[4] = {q, g->oc, g->groups, ldp};
+    for (int i = 0; i < 4; i++) nncl__cl_arg_i32(&a, (int32_t)b[i]);
+    const size_t one = 1, blocks = (size_t)(g->groups * oblocks);
+    return nncl__cl_launch(&a, 1, &blocks, &one);
+}
+
+nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
+                                            const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
+{
+    if (use_direct(ctx)) return direct_params(ctx, dw, db, dy, x, g);
     conv_work wk; /* Y' holds dY' */
     NNCL_TRY(work_begin(ctx, g, &wk));
     const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
@@ -148,5 +310,5 @@ nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor
         nncl_tensor yg = slice(&wk.yt, gi * ocg * q, ocg * q);
         NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, ocg, rg, q, 1.0f, &yg, q, &cg, q, 1.0f, &wg, rg));
     }
-    return NNCL_OK;
+    return db == NULL ? NNCL_OK : nncl__cl_bias_backward(ctx, db, dy, g->n, g->oc, g->oh * g->ow);
 }

@@ -41,7 +41,7 @@ static void usage(FILE *f)
             "  --no-normalize (keep inputs in [0, 1] instead of the training set's mean 0, std 1)\n"
             "  --optimizer sgd|adam|adamw (sgd)  --lr X (0.01 sgd, 0.001 adam)  --momentum X (0.9 for sgd)\n"
             "  --dampening X  --nesterov  --weight-decay X  --beta1 X  --beta2 X  --clip NORM\n"
-            "  --schedule constant|step|cosine  --step-size N  --gamma X  --t-max N  --warmup N\n"
+            "  --schedule constant|step|cosine  --step-size N  --gamma X  --t-max N (cosine: the whole run)  --warmup N\n"
             "  --init FILE (initial weights)  --save FILE (final weights, safetensors)\n"
             "  --checkpoint FILE (training state after each epoch)  --resume FILE  --max-steps N\n"
             "  --metrics FILE.csv  --step-log FILE (every step's loss)  --test-limit N\n"

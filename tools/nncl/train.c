@@ -304,6 +304,8 @@ int cmd_train(int argc, char **argv)
         st = nncl_network_set_normalization(net, mean, std);
     }
     if (st == NNCL_OK) st = o.init ? nncl_network_load_weights(net, o.init) : nncl_network_init(net, o.seed);
+    /* A cosine schedule without --t-max anneals over the whole run, as users expect of it. */
+    if (o.opt.schedule == NNCL_SCHED_COSINE && o.opt.t_max == 0) o.opt.t_max = o.epochs * ((train.n + o.batch - 1) / o.batch);
     if (st == NNCL_OK) st = nncl_network_set_optimizer(net, &o.opt);
     nncl_train_position pos = {.epoch = 0, .batch = 0, .batch_size = o.batch, .seed = o.seed};
     if (st == NNCL_OK && o.resume) {
@@ -345,10 +347,13 @@ int cmd_train(int argc, char **argv)
     float norm_mean, norm_std;
     nncl_network_get_normalization(net, &norm_mean, &norm_std);
     printf("device: %s\n", desc);
-    printf("model: %s (%zu layers), %lld training and %lld test samples, batch %lld, %s lr %g%s, seed %llu\n", o.spec,
-           n_layers, (long long)train.n, (long long)test.n, (long long)o.batch,
+    printf("model: %s (%zu layers), %lld training and %lld test samples, batch %lld, %s lr %g%s%s%s, seed %llu\n",
+           o.spec, n_layers, (long long)train.n, (long long)test.n, (long long)o.batch,
            o.opt.kind == NNCL_OPT_SGD ? "SGD" : o.opt.kind == NNCL_OPT_ADAM ? "Adam" : "AdamW", (double)o.opt.lr,
-           o.opt.kind == NNCL_OPT_SGD && o.opt.momentum > 0 ? " momentum" : "", (unsigned long long)pos.seed);
+           o.opt.kind == NNCL_OPT_SGD && o.opt.momentum > 0 ? " momentum" : "",
+           o.opt.kind == NNCL_OPT_SGD && o.opt.nesterov ? " nesterov" : "",
+           o.opt.schedule == NNCL_SCHED_COSINE ? " cosine" : o.opt.schedule == NNCL_SCHED_STEP ? " step" : "",
+           (unsigned long long)pos.seed);
     printf("inputs normalised as (x - %.4f) / %.4f\n", (double)norm_mean, (double)norm_std);
     int tty = isatty(STDOUT_FILENO);
     int64_t batches = (train.n + o.batch - 1) / o.batch, steps_taken = 0, total_step = 0;
