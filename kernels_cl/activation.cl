@@ -1,7 +1,9 @@
 /*
- * activation.cl - element-wise activations and their derivatives, one
- * work-item per element. `act` selects the function (nncl_activation in
- * include/nncl/layer.h); `a` is leaky_relu's slope or elu's alpha.
+ * activation.cl - element-wise activations and their derivatives, NNCL_EW
+ * elements per work-item. The program is built once per function, with
+ * -DNNCL_ACT=<nncl_activation> (include/nncl/layer.h): the switches below
+ * fold away, leaving straight-line kernels that PoCL vectorises across
+ * work-items. `a` is leaky_relu's slope or elu's alpha.
  *   0 relu  1 leaky_relu  2 sigmoid  3 tanh  4 gelu (erf)  5 silu  6 elu
  */
 
@@ -43,25 +45,27 @@ float act_grad(int act, float a, float x)
 }
 
 __kernel void activation_forward(__global float *y, ulong y_off, __global const float *x, ulong x_off, ulong n,
-                                 int act, float a)
+                                 float a)
 {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    float v = act_forward(act, a, x[x_off + i]);
+    NNCL_EW_RANGE(n);
+    for (ulong i = i0; i < i1; i++) {
+        float v = act_forward(NNCL_ACT, a, x[x_off + i]);
 #ifdef NNCL_PERTURB
-    if (i == 0) v += 1e-3f; /* the harness self-test: this must make the parity test fail */
+        if (i == 0) v += 1e-3f; /* the harness self-test: this must make the parity test fail */
 #endif
-    y[y_off + i] = v;
+        y[y_off + i] = v;
+    }
 }
 
 __kernel void activation_backward(__global float *dx, ulong dx_off, __global const float *x, ulong x_off,
-                                  __global const float *dy, ulong dy_off, ulong n, int act, float a)
+                                  __global const float *dy, ulong dy_off, ulong n, float a)
 {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    float g = dy[dy_off + i];
-    /* relu and leaky_relu: select or scale dy directly (exact, like the reference). */
-    if (act == 0) dx[dx_off + i] = x[x_off + i] > 0.0f ? g : 0.0f;
-    else if (act == 1) dx[dx_off + i] = x[x_off + i] > 0.0f ? g : a * g;
-    else dx[dx_off + i] = act_grad(act, a, x[x_off + i]) * g;
+    NNCL_EW_RANGE(n);
+    for (ulong i = i0; i < i1; i++) {
+        const float g = dy[dy_off + i], xi = x[x_off + i];
+        /* relu and leaky_relu: select or scale dy directly (exact, like the reference). */
+        if (NNCL_ACT == 0) dx[dx_off + i] = xi > 0.0f ? g : 0.0f;
+        else if (NNCL_ACT == 1) dx[dx_off + i] = xi > 0.0f ? g : a * g;
+        else dx[dx_off + i] = act_grad(NNCL_ACT, a, xi) * g;
+    }
 }

@@ -22,6 +22,19 @@
 #endif
 
 /*
+ * Elements per work-item of the streaming element-wise kernels (NNCL_CL_EW
+ * in src/opencl/cl.h; launched with nncl__cl_launch_ew). On CPU devices a
+ * work-item per element costs more in scheduling than the element's work;
+ * a short contiguous run per work-item is a loop the compiler vectorises.
+ * NNCL_EW_RANGE(n) declares the run [i0, i1) of this work-item, or returns.
+ */
+#define NNCL_EW 32
+#define NNCL_EW_RANGE(n)                                                                                          \
+    const ulong i0 = get_global_id(0) * NNCL_EW;                                                                   \
+    if (i0 >= (n)) return;                                                                                         \
+    const ulong i1 = min(i0 + NNCL_EW, (ulong)(n))
+
+/*
  * Philox4x32-10, the counter-based generator of src/core/rng.c, word for word:
  * a uniform float in [0, 1) with 24 random bits for element `index` under the
  * key (seed, step, layer). Counter = (index, layer, step low, step high).

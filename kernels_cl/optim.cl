@@ -1,6 +1,6 @@
 /*
  * optim.cl - one optimizer update over a whole parameter arena in one launch,
- * one work-item per parameter, with torch.optim's formulas (PyTorch 1.13):
+ * NNCL_EW parameters per work-item, with torch.optim's formulas (PyTorch 1.13):
  *   clipping (max_norm > 0): g *= min(1, max_norm / (sqrt(sumsq[0]) + 1e-6)),
  *                            sumsq[0] being the squared global gradient norm
  *   kind 0, SGD:   d = g + wd p;  buf = first ? d : momentum buf + (1 - dampening) d;
@@ -17,26 +17,27 @@ __kernel void optimizer_step(__global float *p, ulong p_off, __global const floa
                              float beta1, float beta2, float eps, float step_size, float bc2_sqrt, float max_norm,
                              __global const float *sumsq, ulong sumsq_off)
 {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    float gi = g[g_off + i], w = p[p_off + i];
-    if (max_norm > 0.0f) gi *= fmin(1.0f, max_norm / (sqrt(sumsq[sumsq_off]) + 1e-6f));
-    if (kind == 0) {
-        float d = gi + wd * w;
-        if (momentum != 0.0f) {
-            float buf = first ? d : momentum * s1[s1_off + i] + (1.0f - dampening) * d;
-            s1[s1_off + i] = buf;
-            d = nesterov ? d + momentum * buf : buf;
+    NNCL_EW_RANGE(n);
+    for (ulong i = i0; i < i1; i++) {
+        float gi = g[g_off + i], w = p[p_off + i];
+        if (max_norm > 0.0f) gi *= fmin(1.0f, max_norm / (sqrt(sumsq[sumsq_off]) + 1e-6f));
+        if (kind == 0) {
+            float d = gi + wd * w;
+            if (momentum != 0.0f) {
+                float buf = first ? d : momentum * s1[s1_off + i] + (1.0f - dampening) * d;
+                s1[s1_off + i] = buf;
+                d = nesterov ? d + momentum * buf : buf;
+            }
+            w -= lr * d;
+        } else {
+            if (kind == 2) w *= 1.0f - lr * wd;
+            else gi += wd * w;
+            float m = beta1 * s1[s1_off + i] + (1.0f - beta1) * gi;
+            float v = beta2 * s2[s2_off + i] + (1.0f - beta2) * gi * gi;
+            s1[s1_off + i] = m;
+            s2[s2_off + i] = v;
+            w -= step_size * m / (sqrt(v) / bc2_sqrt + eps);
         }
-        w -= lr * d;
-    } else {
-        if (kind == 2) w *= 1.0f - lr * wd;
-        else gi += wd * w;
-        float m = beta1 * s1[s1_off + i] + (1.0f - beta1) * gi;
-        float v = beta2 * s2[s2_off + i] + (1.0f - beta2) * gi * gi;
-        s1[s1_off + i] = m;
-        s2[s2_off + i] = v;
-        w -= step_size * m / (sqrt(v) / bc2_sqrt + eps);
+        p[p_off + i] = w;
     }
-    p[p_off + i] = w;
 }

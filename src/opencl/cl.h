@@ -16,6 +16,8 @@
 
 /* Work-group size of one-dimensional element-wise kernels (NNCL_WG in kernels_cl/common.h). */
 #define NNCL_CL_WG 64
+/* Elements per work-item of streaming element-wise kernels (NNCL_EW in kernels_cl/common.h). */
+#define NNCL_CL_EW 32
 
 /* Number of partial sums in the first pass of a reduction (kernels_cl/reduce.cl). */
 #define NNCL_CL_PARTIALS 1024
@@ -210,6 +212,9 @@ void nncl__cl_arg_i64(nncl__cl_args *a, int64_t v);
 
 /* Queues kernel k over n work-items in work-groups of NNCL_CL_WG (one dimension). */
 nncl_status nncl__cl_launch_1d(nncl__cl_args *a, size_t n);
+
+/* Queues a streaming element-wise kernel over n elements: NNCL_CL_EW per work-item (NNCL_EW_RANGE). */
+nncl_status nncl__cl_launch_ew(nncl__cl_args *a, size_t n);
 
 /*
  * Queues the kernel whose arguments `a` set. Rounds each global size up to a

@@ -1,21 +1,30 @@
 /*
  * cl_activation.c - host side of kernels_cl/activation.cl.
  */
+#include <stdio.h>
+
 #include "opencl/cl.h"
+
+/* The kernel `name` of the activation program built for `act` (kernels_cl/activation.cl). */
+static nncl_status act_kernel(nncl_context *ctx, nncl_activation act, const char *name, const nncl__cl_kernel **k)
+{
+    char defines[32];
+    snprintf(defines, sizeof defines, "-DNNCL_ACT=%d", (int)act);
+    return nncl__cl_kernel_get(ctx, "activation", defines, name, k);
+}
 
 nncl_status nncl__cl_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
                                         nncl_activation act, float param)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "activation", "", "activation_forward", &k));
+    NNCL_TRY(act_kernel(ctx, act, "activation_forward", &k));
     size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, x);
     nncl__cl_arg_u64(&a, n);
-    nncl__cl_arg_i32(&a, (int32_t)act);
     nncl__cl_arg_f32(&a, param);
-    return nncl__cl_launch_1d(&a, n);
+    return nncl__cl_launch_ew(&a, n);
 }
 
 nncl_status nncl__cl_activation_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *x,
@@ -24,14 +33,13 @@ nncl_status nncl__cl_activation_backward(nncl_context *ctx, const nncl_tensor *d
 {
     (void)y; /* the derivatives are computed from x */
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "activation", "", "activation_backward", &k));
+    NNCL_TRY(act_kernel(ctx, act, "activation_backward", &k));
     size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, x);
     nncl__cl_arg_tensor(&a, dy);
     nncl__cl_arg_u64(&a, n);
-    nncl__cl_arg_i32(&a, (int32_t)act);
     nncl__cl_arg_f32(&a, param);
-    return nncl__cl_launch_1d(&a, n);
+    return nncl__cl_launch_ew(&a, n);
 }

@@ -8,37 +8,37 @@ nncl_status nncl__cl_fill(nncl_context *ctx, const nncl_tensor *x, float value)
 {
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "fill", &k));
-    size_t n = (size_t)nncl_tensor_numel(x), local = NNCL_CL_WG;
+    size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, x->buf, x->offset);
     nncl__cl_arg_u64(&a, n);
     nncl__cl_arg_f32(&a, value);
-    return nncl__cl_launch(&a, 1, &n, &local);
+    return nncl__cl_launch_ew(&a, n);
 }
 
 nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha)
 {
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "scale", &k));
-    size_t n = (size_t)nncl_tensor_numel(x), local = NNCL_CL_WG;
+    size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, x->buf, x->offset);
     nncl__cl_arg_u64(&a, n);
     nncl__cl_arg_f32(&a, alpha);
-    return nncl__cl_launch(&a, 1, &n, &local);
+    return nncl__cl_launch_ew(&a, n);
 }
 
 nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x)
 {
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "axpy", &k));
-    size_t n = (size_t)nncl_tensor_numel(x), local = NNCL_CL_WG;
+    size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, y->buf, y->offset);
     nncl__cl_arg_view(&a, x->buf, x->offset);
     nncl__cl_arg_u64(&a, n);
     nncl__cl_arg_f32(&a, alpha);
-    return nncl__cl_launch(&a, 1, &n, &local);
+    return nncl__cl_launch_ew(&a, n);
 }
 
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b)
@@ -51,5 +51,5 @@ nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_ten
     nncl__cl_arg_tensor(&args, a);
     nncl__cl_arg_tensor(&args, b);
     nncl__cl_arg_u64(&args, n);
-    return nncl__cl_launch_1d(&args, n);
+    return nncl__cl_launch_ew(&args, n);
 }

@@ -78,6 +78,11 @@ nncl_status nncl__cl_launch_1d(nncl__cl_args *a, size_t n)
     return nncl__cl_launch(a, 1, &n, &local);
 }
 
+nncl_status nncl__cl_launch_ew(nncl__cl_args *a, size_t n)
+{
+    return nncl__cl_launch_1d(a, (n + NNCL_CL_EW - 1) / NNCL_CL_EW);
+}
+
 nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global, const size_t *local)
 {
     if (a->status != NNCL_OK) return a->status;

@@ -29,5 +29,5 @@ nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, con
     nncl__cl_arg_f32(&args, a->bc2_sqrt);
     nncl__cl_arg_f32(&args, a->max_norm);
     nncl__cl_arg_tensor(&args, a->max_norm > 0.0f ? a->sumsq : NULL);
-    return nncl__cl_launch_1d(&args, n);
+    return nncl__cl_launch_ew(&args, n);
 }
