@@ -187,9 +187,12 @@ static void test_binary_cache(void **state)
     assert_int_equal(stores[1], 0);
     assert_int_equal(hits[2], 0); /* third: the corrupt file is ignored and replaced */
     assert_int_equal(stores[2], 1);
-    /* The per-shape GEMM choice is measured once per device and driver, then read back. */
-    uint64_t measured[2];
-    for (int run = 0; run < 2; run++) {
+    /* The per-shape GEMM choice is measured once per device and driver, then read back (NNCL_GEMM=measure:
+       by default CPU devices measure nothing, checked below). */
+    setenv("NNCL_GEMM", "measure", 1);
+    uint64_t measured[3];
+    for (int run = 0; run < 3; run++) {
+        if (run == 2) unsetenv("NNCL_GEMM");
         nncl_context *c;
         TEST_OK(NULL, nncl_context_create(NULL, &c));
         const int64_t n6 = 6;
@@ -207,6 +210,7 @@ static void test_binary_cache(void **state)
     }
     assert_int_equal(measured[0], 1);
     assert_int_equal(measured[1], 0);
+    assert_int_equal(measured[2], 0);
     setenv("NNCL_CACHE_DIR", "off", 1);
     nncl_context *c;
     TEST_OK(NULL, nncl_context_create(NULL, &c));

@@ -109,7 +109,9 @@ static void gen_conv2d(parity_case *c, test_rng *r)
         else hw = 5 + test_rng_below(r, 12);
         if (i == 2 * N_SIZES) hw = 93;
         int64_t k = 1 + test_rng_below(r, 3);
-        nncl_conv2d_options o = nncl_conv2d_options_default(ch, 1 + test_rng_below(r, 6), k);
+        /* Mostly few output channels; every fourth case more than one block of 16 (the direct kernels' width). */
+        const int64_t oc = i % 4 == 3 ? 17 + test_rng_below(r, 24) : 1 + test_rng_below(r, 6);
+        nncl_conv2d_options o = nncl_conv2d_options_default(ch, oc, k);
         o.stride_h = 1 + test_rng_below(r, 2), o.stride_w = 1 + test_rng_below(r, 2);
         o.padding_h = test_rng_below(r, k + 1), o.padding_w = test_rng_below(r, k + 1);
         o.dilation_h = 1 + (i % 5 == 4), o.dilation_w = 1 + (i % 7 == 6);

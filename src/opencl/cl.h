@@ -63,7 +63,7 @@ typedef struct nncl__cl {
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
     int cpu_device;   /* CL_DEVICE_TYPE_CPU: nncl's kernels win by far there (see cl_gemm.c, cl_conv2d.c) */
-    int gemm_policy;  /* NNCL_GEMM: 0 measure per shape, 1 always CLBlast, 2 always nncl's kernel */
+    int gemm_policy;  /* NNCL_GEMM: 0 auto, 1 always CLBlast, 2 always nncl's kernel, 3 measure per shape */
     int conv_policy;  /* NNCL_CONV: 0 direct on CPU devices, im2col + GEMM elsewhere; 1 im2col; 2 direct */
     struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
     size_t n_gemm_choices, cap_gemm_choices;

@@ -250,12 +250,14 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     snprintf(ctx->description, sizeof ctx->description, "OpenCL %d:%d %s (%s, %s, driver %s)", pi, di, info.name,
              info.platform_name, info.version, info.driver_version);
 
-    /* NNCL_GEMM=clblast|nncl forces a GEMM implementation; otherwise each shape is measured once. */
+    /* NNCL_GEMM=clblast|nncl forces a GEMM implementation; measure times both on every shape, on any
+       device; auto (the default) is nncl's kernel on CPU devices and a measurement elsewhere. */
     const char *policy = getenv("NNCL_GEMM");
     cl->gemm_policy = policy == NULL || strcmp(policy, "auto") == 0 ? 0 : strcmp(policy, "clblast") == 0 ? 1
-                    : strcmp(policy, "nncl") == 0 ? 2 : -1;
+                    : strcmp(policy, "nncl") == 0 ? 2 : strcmp(policy, "measure") == 0 ? 3 : -1;
     if (cl->gemm_policy < 0)
-        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, clblast or nncl", policy);
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, measure, clblast or nncl",
+                          policy);
     /* NNCL_CONV=direct|im2col forces a convolution path; auto: direct on CPU devices. */
     policy = getenv("NNCL_CONV");
     cl->conv_policy = policy == NULL || strcmp(policy, "auto") == 0 ? 0 : strcmp(policy, "im2col") == 0 ? 1

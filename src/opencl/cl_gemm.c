@@ -2,9 +2,13 @@
  * cl_gemm.c - GEMM on OpenCL: CLBlast, or nncl's own kernel (kernels_cl/gemm.cl),
  * whichever is faster for the device and the shape.
  *
- * The first GEMM of each shape (m, n, k, transpositions) runs both into a
+ * On CPU devices nncl's kernel serves every shape: CLBlast's kernels are not
+ * built for them (5 to 15 times slower on PoCL, bench/bench_gemm), and even
+ * measuring them costs seconds of compilation at startup. On other devices,
+ * the first GEMM of each shape (m, n, k, transpositions) runs both into a
  * scratch output, twice each, timed around a finish, and the faster one is
- * kept for that shape from then on (NNCL_GEMM=clblast or nncl forces one).
+ * kept for that shape from then on (NNCL_GEMM=clblast or nncl forces one;
+ * NNCL_GEMM=measure measures on CPU devices too).
  * The choices are also appended to gemm-<device key>.txt in the binary
  * cache's folder, so later processes on the same device and driver skip
  * the measurement (and, on PoCL, CLBlast's compilation). On PoCL nncl's
@@ -295,6 +299,9 @@ nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
     nncl__cl *cl = nncl__cl_state(ctx);
     if (cl->gemm_policy == 1) return gemm_clblast(ctx, g);
     if (cl->gemm_policy == 2) return gemm_nncl(ctx, g);
+    /* On CPU devices CLBlast lost every shape measured, by 5 to 15 times, and timing it costs its
+       compilation (seconds per kernel on PoCL): nncl's kernel serves them without a measurement. */
+    if (cl->gemm_policy == 0 && cl->cpu_device) return gemm_nncl(ctx, g);
     if (!cl->gemm_choices_loaded) NNCL_TRY(load_choices(ctx));
     for (size_t i = 0; i < cl->n_gemm_choices; i++) {
         const nncl__gemm_choice *c = &cl->gemm_choices[i];
