@@ -15,7 +15,7 @@ int cli_fail(nncl_context *ctx, nncl_status st);
 /* ---- data ---- */
 
 typedef struct dataset {
-    float *x;            /* (n, sample) normalised inputs */
+    nncl_array x;        /* (n, ...) images as read: uint8 (batched as v / 255) or float32 */
     int64_t *y;          /* (n) class labels */
     int64_t n, sample;   /* samples, floats per sample */
     int ndim;            /* per-sample rank */
