@@ -1,21 +1,25 @@
 /*
  * bias.cl - bias of linear and convolution layers, with y viewed as
  * (outer, channels, inner):
- *   bias_add:       y[o][c][i] += b[c]           one work-item per row (o, c)
+ *   bias_add:       y[o][c][i] += b[c], then relu when asked (a layer's
+ *                   fused activation)            one work-item per row (o, c)
  *   bias_backward:  db[c] += sum_{o,i} dy[o][c][i]
  *                   one work-group of NNCL_WG per channel (global = channels * NNCL_WG):
  *                   strided partial sums, then a tree in local memory
  */
 
 __kernel void bias_add(__global float *y, ulong y_off, __global const float *b, ulong b_off, ulong channels,
-                       ulong inner, ulong rows)
+                       ulong inner, ulong rows, int relu)
 {
     /* One work-item per row (o, c) of `inner` elements: one division per row, not per element. */
     const size_t t = get_global_id(0);
     if (t >= rows) return;
     const float v = b[b_off + t % channels];
     __global float *row = y + y_off + t * inner;
-    for (ulong i = 0; i < inner; i++) row[i] += v;
+    for (ulong i = 0; i < inner; i++) {
+        const float s = row[i] + v;
+        row[i] = relu && !(s > 0.0f) ? 0.0f : s; /* relu as the activation kernel rounds it: NaN -> 0 */
+    }
 }
 
 __kernel void bias_backward(__global float *db, ulong db_off, __global const float *dy, ulong dy_off, ulong outer,

@@ -161,7 +161,8 @@ __kernel void conv_pad(__global float *xp, __global const float *x, ulong x_off,
 }
 
 __kernel void conv_direct(__global float *y, ulong y_off, __global const float *xp, __global const float *p, int ldp,
-                          __global const float *bias, ulong bias_off, int has_bias, int n, int c, int hp, int wp,
+                          __global const float *bias, ulong bias_off, int has_bias, int relu, int n, int c, int hp,
+                          int wp,
                           int oc, int oh, int ow, int kh, int kw, int sh, int sw, int dh, int dw, int groups)
 {
     const int ocg = oc / groups, cg = c / groups;
@@ -216,7 +217,10 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
         const int co = gi * ocg + o0 + o;
         const float b = has_bias ? bias[bias_off + co] : 0.0f;
         __global float *yr = y + y_off + ((ulong)ni * oc + co) * npix + p0;
-        for (int i = 0; i < pn; i++) yr[i] = acc[i][o] + b;
+        for (int i = 0; i < pn; i++) {
+            const float v = acc[i][o] + b;
+            yr[i] = relu && !(v > 0.0f) ? 0.0f : v; /* relu as the activation kernel rounds it: NaN -> 0 */
+        }
     }
 }
 

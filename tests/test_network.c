@@ -9,6 +9,8 @@
  *   - weights and training state survive a save and load bit for bit;
  *   - a checkpoint truncated at every byte offset, a corrupted header, and
  *     weights of the wrong names or shapes are refused and change nothing;
+ *   - a convolution followed by relu runs as one pass, with the outputs of
+ *     the two layers run one after the other, bit for bit;
  *   - the profiling trace has a span per layer phase;
  *   - malformed model specs are refused with their line number.
  */
@@ -393,6 +395,56 @@ static void test_bad_checkpoints(void **state)
 }
 
 /* The trace has one span per layer phase, and the kernels under them. */
+/* conv2d + relu in a network: one launch fewer than the layers run apart, and the same bits. */
+static void test_fused_conv_relu(void **state)
+{
+    (void)state;
+    static const char *spec_text = "input 2 9 9\nconv2d 5 kernel=3 padding=1\nrelu\nflatten\nlinear 7\n";
+    enum { N = 3, IN = 2 * 9 * 9, MID = 5 * 9 * 9, OUT = 7 };
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, spec_text, "fused.spec", &spec));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, N));
+    TEST_OK(ctx, nncl_network_init(spec.net, 5));
+    float x[N * IN], fused[N * OUT], apart[N * OUT];
+    test_rng r = test_rng_seed(77);
+    test_rng_fill(&r, x, N * IN, -1.0f, 1.0f);
+    TEST_OK(ctx, nncl_network_set_batch(spec.net, x, NULL, NULL, N));
+    nncl_stats s0, s1, s1b, s2;
+    TEST_OK(ctx, nncl_context_stats(ctx, &s0));
+    TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_EVAL));
+    TEST_OK(ctx, nncl_context_stats(ctx, &s1));
+    TEST_OK(ctx, nncl_network_output(spec.net, fused, N * OUT));
+
+    /* The same layers, one call each, on tensors of their own. */
+    nncl_layer *conv, *relu, *linear;
+    TEST_OK(ctx, nncl_network_layer(spec.net, 0, &conv));
+    TEST_OK(ctx, nncl_network_layer(spec.net, 1, &relu));
+    TEST_OK(ctx, nncl_network_layer(spec.net, 3, &linear));
+    const int64_t xs[4] = {N, 2, 9, 9}, ms[4] = {N, 5, 9, 9}, fs[2] = {N, MID}, os[2] = {N, OUT};
+    nncl_tensor tx, ty, tr, tf, to;
+    TEST_OK(ctx, nncl_tensor_create(ctx, 4, xs, &tx));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 4, ms, &ty));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 4, ms, &tr));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, os, &to));
+    TEST_OK(ctx, nncl_tensor_write(ctx, &tx, x, N * IN));
+    TEST_OK(ctx, nncl_context_stats(ctx, &s1b));
+    TEST_OK(ctx, nncl_layer_forward(conv, NNCL_EVAL, &tx, &ty));
+    TEST_OK(ctx, nncl_layer_forward(relu, NNCL_EVAL, &ty, &tr));
+    TEST_OK(ctx, nncl_tensor_reshape(ctx, &tr, 2, fs, &tf));
+    TEST_OK(ctx, nncl_layer_forward(linear, NNCL_EVAL, &tf, &to));
+    TEST_OK(ctx, nncl_context_stats(ctx, &s2));
+    TEST_OK(ctx, nncl_tensor_read(ctx, &to, apart, N * OUT));
+    assert_memory_equal(fused, apart, sizeof fused);
+    print_message("conv2d + relu + linear: %llu launches in the network, %llu apart\n",
+                  (unsigned long long)(s1.kernel_launches - s0.kernel_launches),
+                  (unsigned long long)(s2.kernel_launches - s1b.kernel_launches));
+    /* The relu is applied where the bias is added: the relu layer's launch is saved. */
+    assert_int_equal(s1.kernel_launches - s0.kernel_launches + 1, s2.kernel_launches - s1b.kernel_launches);
+    nncl_tensor *ts[] = {&tx, &ty, &tr, &to};
+    for (size_t i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, ts[i]));
+    nncl_network_destroy(spec.net);
+}
+
 static void test_trace(void **state)
 {
     (void)state;
@@ -484,6 +536,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_checkpoints_round_trip),
         cmocka_unit_test(test_bad_checkpoints),
+        cmocka_unit_test(test_fused_conv_relu),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_bad_specs),
     };

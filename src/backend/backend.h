@@ -138,16 +138,16 @@ typedef struct nncl_backend_ops {
        Input gradients (dx) are overwritten; parameter gradients (dw, db,
        dgamma, dbeta) are accumulated into. */
 
-    /* y viewed as (outer, channels, inner): y[o][c][i] += b[c]. */
+    /* y viewed as (outer, channels, inner): y[o][c][i] += b[c], then relu(y) when relu != 0. */
     nncl_status (*bias_add)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
-                            int64_t channels, int64_t inner);
+                            int64_t channels, int64_t inner, int relu);
     /* db[c] += sum over o, i of dy[o][c][i]. */
     nncl_status (*bias_backward)(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
                                  int64_t channels, int64_t inner);
 
-    /* y = conv(x, w) + b; b (oc) may be NULL: no bias. */
+    /* y = conv(x, w) + b, then relu(y) when relu != 0; b (oc) may be NULL: no bias. */
     nncl_status (*conv2d_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                  const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g);
+                                  const nncl_tensor *w, const nncl_tensor *b, int relu, const nncl_conv_geom *g);
     /* dx = conv_transpose(dy, w). */
     nncl_status (*conv2d_backward_data)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                         const nncl_tensor *w, const nncl_conv_geom *g);

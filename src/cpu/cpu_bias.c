@@ -22,13 +22,15 @@ void nncl__ref_bias_backward(double *db, const double *dy, int64_t outer, int64_
 }
 
 nncl_status nncl__cpu_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
-                               int64_t channels, int64_t inner)
+                               int64_t channels, int64_t inner, int relu)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
     double *py, *pb;
     NNCL_TRY(nncl__cpu_stage(ctx, 0, y, &py));
     NNCL_TRY(nncl__cpu_stage(ctx, 1, b, &pb));
     nncl__ref_bias_add(py, pb, outer, channels, inner);
+    if (relu) /* on the rounded sums: rounding keeps the sign, so relu commutes with it */
+        for (int64_t i = 0; i < outer * channels * inner; i++) py[i] = py[i] > 0.0 ? py[i] : 0.0;
     nncl__cpu_unstage(y, py);
     return nncl__cpu_op_end(ctx, "bias_add", t0);
 }

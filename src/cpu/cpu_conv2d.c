@@ -54,7 +54,7 @@ void nncl__ref_conv2d_backward_params(double *dw, const double *dy, const double
 }
 
 nncl_status nncl__cpu_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                     const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g)
+                                     const nncl_tensor *w, const nncl_tensor *b, int relu, const nncl_conv_geom *g)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
     double *py, *px, *pw;
@@ -64,7 +64,8 @@ nncl_status nncl__cpu_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, co
     nncl__ref_conv2d_forward(py, px, pw, g);
     nncl__cpu_unstage(y, py);
     NNCL_TRY(nncl__cpu_op_end(ctx, "conv2d_forward", t0));
-    return b == NULL ? NNCL_OK : nncl__cpu_bias_add(ctx, y, b, g->n, g->oc, g->oh * g->ow);
+    if (b != NULL) return nncl__cpu_bias_add(ctx, y, b, g->n, g->oc, g->oh * g->ow, relu);
+    return relu ? nncl__cpu_activation_forward(ctx, y, y, NNCL_ACT_RELU, 0.0f) : NNCL_OK;
 }
 
 nncl_status nncl__cpu_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,

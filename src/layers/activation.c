@@ -37,6 +37,11 @@ static const nncl_layer_ops activation_ops = {
     .backward = activation_backward,
 };
 
+int nncl__layer_is_relu(const nncl_layer *l)
+{
+    return l->ops == &activation_ops && ((const activation *)l)->act == NNCL_ACT_RELU;
+}
+
 nncl_status nncl_activation_create(nncl_context *ctx, nncl_activation act, float param, nncl_layer **out)
 {
     NNCL_CHECK_CTX(ctx);

@@ -66,15 +66,26 @@ static nncl_status conv2d_shape(const nncl_layer *l, int ndim, const int64_t *in
     return NNCL_OK;
 }
 
-static nncl_status conv2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+/* y = conv(x) + bias, then relu when asked: the backend applies both as it stores y. */
+static nncl_status forward(nncl_layer *l, const nncl_tensor *x, nncl_tensor *y, int relu)
 {
-    (void)mode;
     nncl_context *ctx = l->ctx;
     nncl_conv_geom g = {0};
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *b = ((conv2d *)l)->opt.bias ? &l->params[1].value : NULL;
-    NNCL_TRY(ctx->ops->conv2d_forward(ctx, y, x, &l->params[0].value, b, &g));
-    return NNCL_OK;
+    return ctx->ops->conv2d_forward(ctx, y, x, &l->params[0].value, b, relu, &g);
+}
+
+static nncl_status conv2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    (void)mode;
+    return forward(l, x, y, 0);
+}
+
+static nncl_status conv2d_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    (void)mode;
+    return forward(l, x, y, 1);
 }
 
 static nncl_status conv2d_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
@@ -103,6 +114,7 @@ static const nncl_layer_ops conv2d_ops = {
     .reset = conv2d_reset,
     .output_shape = conv2d_shape,
     .forward = conv2d_forward,
+    .forward_relu = conv2d_forward_relu,
     .backward = conv2d_backward,
 };
 

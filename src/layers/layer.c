@@ -203,9 +203,9 @@ static nncl_status check_shape(const nncl_layer *l, const nncl_tensor *t, const 
     return NNCL_OK;
 }
 
-nncl_status nncl_layer_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+/* The checks of a forward call, shared by nncl_layer_forward and nncl__layer_forward_relu. */
+static nncl_status forward_checks(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, const nncl_tensor *y)
 {
-    CHECK_LAYER(l);
     if (l->ops->forward == NULL)
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s takes two inputs: use nncl_add_forward", l->desc);
     if (mode != NNCL_EVAL && mode != NNCL_TRAIN)
@@ -215,8 +215,23 @@ nncl_status nncl_layer_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor 
     int ond;
     int64_t os[NNCL_MAX_DIMS];
     NNCL_TRY(nncl_layer_output_shape(l, x->ndim, x->shape, &ond, os));
-    if (!l->ops->is_alias) NNCL_TRY(check_shape(l, y, "y", ond, os));
+    return l->ops->is_alias ? NNCL_OK : check_shape(l, y, "y", ond, os);
+}
+
+nncl_status nncl_layer_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    CHECK_LAYER(l);
+    NNCL_TRY(forward_checks(l, mode, x, y));
     return l->ops->forward(l, mode, x, y);
+}
+
+nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    CHECK_LAYER(l);
+    if (l->ops->forward_relu == NULL)
+        return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s cannot apply a relu as it stores", l->desc);
+    NNCL_TRY(forward_checks(l, mode, x, y));
+    return l->ops->forward_relu(l, mode, x, y);
 }
 
 nncl_status nncl_layer_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,

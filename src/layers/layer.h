@@ -30,6 +30,12 @@ typedef struct nncl_layer_ops {
     nncl_status (*output_shape)(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);
     /* x and y are checked (y has the output shape) before this is called. NULL: not a one-input layer. */
     nncl_status (*forward)(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);
+    /*
+     * forward, then relu on y, in the same pass (optional: layers whose kernels
+     * apply it as they store). A network fuses such a layer with a relu after
+     * it; the relu's own backward still runs, on y, whose sign is the input's.
+     */
+    nncl_status (*forward_relu)(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);
     /* x, y, dy (and dx when not NULL) are checked before this is called. */
     nncl_status (*backward)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
                             nncl_tensor *dx);
@@ -78,6 +84,12 @@ nncl_status nncl__layer_workspace(nncl_layer *l, nncl_tensor *ws, int64_t *capac
  * and makes the views the parameter from now on. grad is ignored for buffers.
  */
 nncl_status nncl__layer_rebind_param(nncl_layer *l, size_t i, const nncl_tensor *value, const nncl_tensor *grad);
+
+/* 1 when l is a relu activation layer (the network fuses it into a forward_relu before it). */
+int nncl__layer_is_relu(const nncl_layer *l);
+
+/* nncl_layer_forward, with a relu applied to y in the same pass: l->ops->forward_relu must exist. */
+nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);
 
 /* output_shape of the layers whose output has the input's shape. */
 nncl_status nncl__layer_same_shape(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);

@@ -33,17 +33,29 @@ static nncl_status linear_shape(const nncl_layer *l, int ndim, const int64_t *in
     return NNCL_OK;
 }
 
-static nncl_status linear_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+/* y = x W^T + b, then relu when asked: with a bias, the bias kernel applies it as it adds. */
+static nncl_status forward(nncl_layer *l, const nncl_tensor *x, nncl_tensor *y, int relu)
 {
-    (void)mode;
     const linear *s = (const linear *)l;
     nncl_context *ctx = l->ctx;
     int64_t rows = nncl_tensor_numel(x) / s->in;
     const nncl_tensor *w = &l->params[0].value;
     NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, rows, s->out, s->in, 1.0f, x, s->in, w, s->in, 0.0f, y,
                        s->out));
-    if (s->bias) NNCL_TRY(ctx->ops->bias_add(ctx, y, &l->params[1].value, rows, s->out, 1));
-    return NNCL_OK;
+    if (s->bias) return ctx->ops->bias_add(ctx, y, &l->params[1].value, rows, s->out, 1, relu);
+    return relu ? ctx->ops->activation_forward(ctx, y, y, NNCL_ACT_RELU, 0.0f) : NNCL_OK;
+}
+
+static nncl_status linear_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    (void)mode;
+    return forward(l, x, y, 0);
+}
+
+static nncl_status linear_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
+{
+    (void)mode;
+    return forward(l, x, y, 1);
 }
 
 static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
@@ -76,6 +88,7 @@ static const nncl_layer_ops linear_ops = {
     .reset = linear_reset,
     .output_shape = linear_shape,
     .forward = linear_forward,
+    .forward_relu = linear_forward_relu,
     .backward = linear_backward,
 };
 

@@ -10,7 +10,14 @@
  *   opt1, opt2      optimizer state in the parameters' layout
  *   acts, dacts     activations and their gradients: act[i] is the input of
  *                   layer i, act[n] the network's output; alias layers
- *                   (flatten, unflatten) get no memory of their own
+ *                   (flatten, unflatten) get no memory of their own, and
+ *                   neither does a relu fused into the layer before it
+ *
+ * Fusion: a layer with a forward_relu (conv2d) followed by a relu computes
+ * both in one pass, and the relu's forward is skipped: its output is its
+ * input. Its backward runs in place (dx and dy share memory), from its input,
+ * whose sign is the pre-activation's, so results are bit for bit those of the
+ * unfused layers.
  *   targets         class labels (as floats) or regression targets
  *   metrics         [loss, correct]: read together, in one host wait
  */
@@ -34,6 +41,7 @@ struct nncl_network {
     nncl_tensor *act, *dact;        /* (n_layers + 1) planned activations and gradients, full batch */
     nncl_tensor *cur_act, *cur_dact; /* the same for the current batch (set by forward/backward) */
     int64_t *act_sample;            /* (n_layers + 1) elements per sample of each activation */
+    unsigned char *fused;           /* (n_layers) fused[i]: layer i is a relu done by layer i - 1 */
 
     nncl_tensor params, grads, buffers, opt1, opt2, act_arena, dact_arena;
     nncl_tensor targets, metrics, sumsq;
@@ -80,23 +88,15 @@ nncl_status nncl_network_create(nncl_context *ctx, nncl_network **out)
     return NNCL_OK;
 }
 
+static void unplan(nncl_network *net);
+
 nncl_status nncl_network_destroy(nncl_network *net)
 {
     if (net == NULL) return NNCL_OK;
-    nncl_context *ctx = net->ctx;
     for (size_t i = 0; i < net->n_layers; i++) nncl_layer_destroy(net->layers[i]);
     free(net->layers);
     nncl_loss_destroy(net->loss);
-    nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
-                            &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum};
-    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(ctx, owned[i]);
-    free(net->act);
-    free(net->dact);
-    free(net->cur_act);
-    free(net->cur_dact);
-    free(net->act_sample);
-    free(net->label_staging);
-    free(net->input_staging);
+    unplan(net);
     free(net);
     return NNCL_OK;
 }
@@ -169,14 +169,15 @@ static nncl_status zeros(nncl_context *ctx, int64_t n, nncl_tensor *out)
     return nncl_tensor_fill(ctx, out, 0.0f);
 }
 
-/* Releases what a failed plan allocated, so that the network can be planned again. */
+/* Releases what a plan allocated (after a failed plan: so that the network can be planned again). */
 static void unplan(nncl_network *net)
 {
     nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
                             &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(net->ctx, owned[i]);
-    void **arrays[] = {(void **)&net->act, (void **)&net->dact, (void **)&net->cur_act, (void **)&net->cur_dact,
-                       (void **)&net->act_sample, (void **)&net->label_staging, (void **)&net->input_staging};
+    void **arrays[] = {(void **)&net->act,        (void **)&net->dact,          (void **)&net->cur_act,
+                       (void **)&net->cur_dact,   (void **)&net->act_sample,    (void **)&net->fused,
+                       (void **)&net->label_staging, (void **)&net->input_staging};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
         free(*arrays[i]);
         *arrays[i] = NULL;
@@ -200,6 +201,12 @@ nncl_status nncl_network_plan(nncl_network *net, int ndim, const int64_t *sample
     return st;
 }
 
+/* Layer i's output lives in its input's memory: an alias layer, or a relu fused into layer i - 1. */
+static int shares_input(const nncl_network *net, size_t i)
+{
+    return net->layers[i]->ops->is_alias || net->fused[i];
+}
+
 static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch, int *moved)
 {
     nncl_context *ctx = net->ctx;
@@ -214,9 +221,14 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     net->cur_act = calloc(n + 1, sizeof *net->cur_act);
     net->cur_dact = calloc(n + 1, sizeof *net->cur_dact);
     net->act_sample = calloc(n + 1, sizeof *net->act_sample);
+    net->fused = calloc(n, sizeof *net->fused);
     net->label_staging = calloc((size_t)batch, sizeof *net->label_staging);
-    if (!net->act || !net->dact || !net->cur_act || !net->cur_dact || !net->act_sample || !net->label_staging)
+    if (!net->act || !net->dact || !net->cur_act || !net->cur_dact || !net->act_sample || !net->fused ||
+        !net->label_staging)
         return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
+    for (size_t i = 1; i < n; i++)
+        net->fused[i] = net->layers[i - 1]->ops->forward_relu != NULL && !net->fused[i - 1] &&
+                        nncl__layer_is_relu(net->layers[i]);
 
     /* Shapes first (kept in the act descriptors until the arenas exist):
        act[0] is (batch, sample...), act[i + 1] the output of layer i. */
@@ -244,7 +256,7 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     for (size_t i = 0; i <= n; i++) {
         int64_t e = nncl_tensor_numel(&a[i]);
         net->act_sample[i] = e / batch;
-        if (i == 0 || !net->layers[i - 1]->ops->is_alias) act_total += e;
+        if (i == 0 || !shares_input(net, i - 1)) act_total += e;
     }
     net->out_size = net->act_sample[n];
     net->batch = batch;
@@ -290,7 +302,7 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     int64_t ao = 0;
     for (size_t i = 0; i <= n; i++) {
         const nncl_tensor shape = net->act[i]; /* only its ndim and shape are set yet */
-        if (i > 0 && net->layers[i - 1]->ops->is_alias) {
+        if (i > 0 && shares_input(net, i - 1)) {
             NNCL_TRY(nncl_tensor_reshape(ctx, &net->act[i - 1], shape.ndim, shape.shape, &net->act[i]));
             NNCL_TRY(nncl_tensor_reshape(ctx, &net->dact[i - 1], shape.ndim, shape.shape, &net->dact[i]));
             continue;
@@ -512,8 +524,12 @@ nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
     net->cur_act[0] = first_rows(&net->act[0], net->cur_n);
     for (size_t i = 0; i < net->n_layers; i++) {
         net->cur_act[i + 1] = first_rows(&net->act[i + 1], net->cur_n);
+        if (net->fused[i]) continue; /* done by layer i - 1, in the same memory */
         nncl__profile_scope(ctx, "%zu.%s forward", i, net->layers[i]->ops->kind);
-        NNCL_TRY(nncl_layer_forward(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
+        if (i + 1 < net->n_layers && net->fused[i + 1])
+            NNCL_TRY(nncl__layer_forward_relu(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
+        else
+            NNCL_TRY(nncl_layer_forward(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
     }
     nncl__profile_scope(ctx, "loss forward");
     if (net->loss && net->have_targets) {

@@ -244,11 +244,11 @@ nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, co
                                    const nncl_tensor *labels, int64_t rows, int64_t cols);
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
-                              int64_t channels, int64_t inner);
+                              int64_t channels, int64_t inner, int relu);
 nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
                                    int64_t channels, int64_t inner);
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                    const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g);
+                                    const nncl_tensor *w, const nncl_tensor *b, int relu, const nncl_conv_geom *g);
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                           const nncl_tensor *w, const nncl_conv_geom *g);
 nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db, const nncl_tensor *dy,

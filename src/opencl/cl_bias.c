@@ -4,7 +4,7 @@
 #include "opencl/cl.h"
 
 nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
-                              int64_t channels, int64_t inner)
+                              int64_t channels, int64_t inner, int relu)
 {
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "bias", "", "bias_add", &k));
@@ -15,6 +15,7 @@ nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nnc
     nncl__cl_arg_u64(&a, (uint64_t)channels);
     nncl__cl_arg_u64(&a, (uint64_t)inner);
     nncl__cl_arg_u64(&a, rows);
+    nncl__cl_arg_i32(&a, relu);
     return nncl__cl_launch_1d(&a, rows);
 }
 

@@ -146,7 +146,7 @@ static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl
  * describes the convolution conv_direct runs, `wg` the weight's own layer.
  */
 static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, const nncl_tensor *w,
-                          const nncl_tensor *b, const nncl_conv_geom *g, const nncl_conv_geom *wg, int flip)
+                          const nncl_tensor *b, int relu, const nncl_conv_geom *g, const nncl_conv_geom *wg, int flip)
 {
     NNCL_TRY(check_size(ctx, g));
     const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, taps = g->kh * g->kw;
@@ -187,6 +187,7 @@ static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_te
         nncl__cl_arg_u64(&a, 0);
     }
     nncl__cl_arg_i32(&a, b != NULL);
+    nncl__cl_arg_i32(&a, relu);
     const int64_t v[14] = {g->n,  g->c,  hp,    wp,    g->oc, g->oh, g->ow,
                            g->kh, g->kw, g->sh, g->sw, g->dh, g->dw, g->groups};
     for (int i = 0; i < 14; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
@@ -210,9 +211,9 @@ static nncl_conv_geom input_gradient_geom(const nncl_conv_geom *g)
 /* ---- the backend's entry points ---------------------------------------------------------- */
 
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
-                                    const nncl_tensor *w, const nncl_tensor *b, const nncl_conv_geom *g)
+                                    const nncl_tensor *w, const nncl_tensor *b, int relu, const nncl_conv_geom *g)
 {
-    if (use_direct(ctx)) return direct(ctx, y, x, w, b, g, g, 0);
+    if (use_direct(ctx)) return direct(ctx, y, x, w, b, relu, g, g, 0);
     conv_work wk;
     NNCL_TRY(work_begin(ctx, g, &wk));
     const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
@@ -223,7 +224,8 @@ nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, con
         NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, ocg, q, rg, 1.0f, &wg, rg, &cg, q, 0.0f, &yg, q));
     }
     NNCL_TRY(permute(ctx, 1, y, &wk.yt, g->n, g->oc, g->oh * g->ow));
-    return b == NULL ? NNCL_OK : nncl__cl_bias_add(ctx, y, b, g->n, g->oc, g->oh * g->ow);
+    if (b != NULL) return nncl__cl_bias_add(ctx, y, b, g->n, g->oc, g->oh * g->ow, relu);
+    return relu ? nncl__cl_activation_forward(ctx, y, y, NNCL_ACT_RELU, 0.0f) : NNCL_OK;
 }
 
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
@@ -231,7 +233,7 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
 {
     if (use_direct(ctx) && g->sh == 1 && g->sw == 1) {
         const nncl_conv_geom t = input_gradient_geom(g);
-        return direct(ctx, dx, dy, w, NULL, &t, g, 1);
+        return direct(ctx, dx, dy, w, NULL, 0, &t, g, 1);
     }
     conv_work wk; /* col holds dcol, Y' holds dY' */
     NNCL_TRY(work_begin(ctx, g, &wk));
