@@ -3,7 +3,8 @@
  * arithmetic in the same order as the reference in src/cpu/cpu_pool2d.c, so
  * the two agree bit for bit.
  *
- *   pool2d_forward:   one work-item per output row. Max takes the first
+ *   pool2d_forward:   one work-item per output row, four outputs at a time
+ *                     as vector lanes. Max takes the first
  *                     maximum (NaN wins) and records its position ih * w + iw;
  *                     average sums the window (padding counts as zero) and
  *                     multiplies by inv = 1 / (kh kw), computed on the host.
@@ -18,6 +19,13 @@
 
 #define POOL_GEOM int nc, int h, int w, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw
 
+/*
+ * Four outputs of a row at once, as lanes of float4: which element of a window
+ * wins is data, and a scalar compare becomes a branch (the compiler turns even
+ * a select back into one) that mispredicts at a cost larger than the window.
+ * Vector compares and selects do not branch. Lanes past the row's end repeat
+ * its last output and are not stored.
+ */
 __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
                              __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
 {
@@ -27,28 +35,36 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
     const int p = t / oh, oy = t - p * oh;
     __global const float *xp = x + x_off + (ulong)p * h * w;
     const ulong row = y_off + (ulong)t * ow, irow = idx_off + (ulong)t * ow;
-    for (int ox = 0; ox < ow; ox++) {
-        float best = -INFINITY, sum = 0.0f;
-        int at = -1;
+    for (int ox0 = 0; ox0 < ow; ox0 += 4) {
+        const int4 ox = min((int4)(ox0, ox0 + 1, ox0 + 2, ox0 + 3), ow - 1);
+        float4 best = -INFINITY, sum = 0.0f;
+        int4 at = -1;
         for (int ky = 0; ky < kh; ky++) {
             const int iy = oy * sh - ph + ky;
             if (iy < 0 || iy >= h) continue;
             for (int kx = 0; kx < kw; kx++) {
-                const int ix = ox * sw - pw + kx;
-                if (ix < 0 || ix >= w) continue;
-                float v = xp[iy * w + ix];
-                if (v > best || isnan(v)) {
-                    best = v;
-                    at = iy * w + ix;
-                }
-                sum += v;
+                const int4 ix = ox * sw - pw + kx;
+                const int4 inside = ix >= 0 && ix < w;
+                const int4 pos = iy * w + clamp(ix, 0, w - 1);
+                const float4 v = (float4)(xp[pos.s0], xp[pos.s1], xp[pos.s2], xp[pos.s3]);
+                const int4 take = inside & (isgreater(v, best) | isnan(v));
+                best = select(best, v, take);
+                at = select(at, pos, take);
+                sum += select((float4)0.0f, v, inside);
             }
         }
-        if (is_max) {
-            y[row + ox] = best;
-            idx[irow + ox] = (float)at;
-        } else {
-            y[row + ox] = sum * inv;
+        float vb[4], vs[4];
+        int va[4];
+        vstore4(best, 0, vb);
+        vstore4(sum, 0, vs);
+        vstore4(at, 0, va);
+        for (int l = 0; l < 4 && ox0 + l < ow; l++) {
+            if (is_max) {
+                y[row + ox0 + l] = vb[l];
+                idx[irow + ox0 + l] = (float)va[l];
+            } else {
+                y[row + ox0 + l] = vs[l] * inv;
+            }
         }
     }
 }
