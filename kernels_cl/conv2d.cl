@@ -204,7 +204,26 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
             }
         }
     }
-    /* acc[i][o]: pixel p0 + i, channel o0 + o. */
+    const int pn = min(CONV_PB, npix - p0), on = min(CONV_OB, ocg - o0);
+    const ulong y0 = y_off + ((ulong)ni * oc + gi * ocg + o0) * npix + p0; /* (channel o0, pixel p0) */
+    if (pn == CONV_PB && on == CONV_OB) {
+        /* A whole block: bias and relu on the vectors, then channel by channel six contiguous pixels. */
+        const float8 b0 = has_bias ? vload8(0, bias + bias_off + gi * ocg + o0) : 0.0f;
+        const float8 b1 = has_bias ? vload8(1, bias + bias_off + gi * ocg + o0) : 0.0f;
+#define CONV_OUT(c, b) c = c + b, c = relu ? select((float8)0.0f, c, isgreater(c, 0.0f)) : c
+        CONV_OUT(c00, b0), CONV_OUT(c10, b0), CONV_OUT(c20, b0), CONV_OUT(c30, b0), CONV_OUT(c40, b0);
+        CONV_OUT(c50, b0), CONV_OUT(c01, b1), CONV_OUT(c11, b1), CONV_OUT(c21, b1), CONV_OUT(c31, b1);
+        CONV_OUT(c41, b1), CONV_OUT(c51, b1);
+#define CONV_STORE(o, h, lane)                                                                                     \
+    vstore4((float4)(c0##h.lane, c1##h.lane, c2##h.lane, c3##h.lane), 0, y + y0 + (ulong)(o) * npix),             \
+        vstore2((float2)(c4##h.lane, c5##h.lane), 0, y + y0 + (ulong)(o) * npix + 4)
+        CONV_STORE(0, 0, s0), CONV_STORE(1, 0, s1), CONV_STORE(2, 0, s2), CONV_STORE(3, 0, s3);
+        CONV_STORE(4, 0, s4), CONV_STORE(5, 0, s5), CONV_STORE(6, 0, s6), CONV_STORE(7, 0, s7);
+        CONV_STORE(8, 1, s0), CONV_STORE(9, 1, s1), CONV_STORE(10, 1, s2), CONV_STORE(11, 1, s3);
+        CONV_STORE(12, 1, s4), CONV_STORE(13, 1, s5), CONV_STORE(14, 1, s6), CONV_STORE(15, 1, s7);
+        return;
+    }
+    /* A block at an edge, element by element: acc[i][o] is pixel p0 + i, channel o0 + o. */
     float acc[CONV_PB][CONV_OB];
     vstore8(c00, 0, acc[0]), vstore8(c01, 1, acc[0]);
     vstore8(c10, 0, acc[1]), vstore8(c11, 1, acc[1]);
@@ -212,14 +231,11 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
     vstore8(c30, 0, acc[3]), vstore8(c31, 1, acc[3]);
     vstore8(c40, 0, acc[4]), vstore8(c41, 1, acc[4]);
     vstore8(c50, 0, acc[5]), vstore8(c51, 1, acc[5]);
-    const int pn = min(CONV_PB, npix - p0), on = min(CONV_OB, ocg - o0);
     for (int o = 0; o < on; o++) {
-        const int co = gi * ocg + o0 + o;
-        const float b = has_bias ? bias[bias_off + co] : 0.0f;
-        __global float *yr = y + y_off + ((ulong)ni * oc + co) * npix + p0;
+        const float b = has_bias ? bias[bias_off + gi * ocg + o0 + o] : 0.0f;
         for (int i = 0; i < pn; i++) {
             const float v = acc[i][o] + b;
-            yr[i] = relu && !(v > 0.0f) ? 0.0f : v; /* relu as the activation kernel rounds it: NaN -> 0 */
+            y[y0 + (ulong)o * npix + i] = relu && !(v > 0.0f) ? 0.0f : v; /* as the activation kernel: NaN -> 0 */
         }
     }
 }

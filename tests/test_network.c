@@ -399,8 +399,9 @@ static void test_bad_checkpoints(void **state)
 static void test_fused_conv_relu(void **state)
 {
     (void)state;
-    static const char *spec_text = "input 2 9 9\nconv2d 5 kernel=3 padding=1\nrelu\nflatten\nlinear 7\n";
-    enum { N = 3, IN = 2 * 9 * 9, MID = 5 * 9 * 9, OUT = 7 };
+    /* 20 channels of 81 pixels: whole blocks of the direct kernel (16 x 6) and blocks at both edges. */
+    static const char *spec_text = "input 2 9 9\nconv2d 20 kernel=3 padding=1\nrelu\nflatten\nlinear 7\n";
+    enum { N = 3, IN = 2 * 9 * 9, MID = 20 * 9 * 9, OUT = 7 };
     nncl_spec spec;
     TEST_OK(ctx, nncl_spec_parse(ctx, spec_text, "fused.spec", &spec));
     TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, N));
@@ -420,7 +421,7 @@ static void test_fused_conv_relu(void **state)
     TEST_OK(ctx, nncl_network_layer(spec.net, 0, &conv));
     TEST_OK(ctx, nncl_network_layer(spec.net, 1, &relu));
     TEST_OK(ctx, nncl_network_layer(spec.net, 3, &linear));
-    const int64_t xs[4] = {N, 2, 9, 9}, ms[4] = {N, 5, 9, 9}, fs[2] = {N, MID}, os[2] = {N, OUT};
+    const int64_t xs[4] = {N, 2, 9, 9}, ms[4] = {N, 20, 9, 9}, fs[2] = {N, MID}, os[2] = {N, OUT};
     nncl_tensor tx, ty, tr, tf, to;
     TEST_OK(ctx, nncl_tensor_create(ctx, 4, xs, &tx));
     TEST_OK(ctx, nncl_tensor_create(ctx, 4, ms, &ty));
