@@ -41,6 +41,7 @@ typedef struct nncl__cl_program {
     cl_program program;
     nncl__cl_kernel *kernels; /* every kernel of the program, created once */
     size_t n_kernels;
+    char *cache_file; /* built from source and not saved yet: the binary cache file to save it to */
 } nncl__cl_program;
 
 /* A profiled command whose event has not been read yet. */
@@ -171,11 +172,16 @@ void nncl__cl_cache_init(nncl_context *ctx, const char *device_name, const char 
 /* A program built from its cached binary, or NULL (no cache, no file, or a file that does not build). */
 cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const parts[3], const char *options);
 
-/* Saves a built program's binary (failures only cost the next start its speed-up). */
-void nncl__cl_cache_store(nncl_context *ctx, const char *name, cl_program program, const char *const parts[3],
-                          const char *options);
+/* The cache file a program built from these parts would be saved to (malloc'd), or NULL when the cache is off. */
+char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const parts[3], const char *options);
 
-/* Releases every cached program and kernel. */
+/* Saves a built program's binary to path (failures only cost the next start its speed-up). */
+void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path);
+
+/* Saves every program built from source since the last flush (nncl__cl_programs_release does it too). */
+void nncl__cl_cache_flush(nncl_context *ctx);
+
+/* Saves what is unsaved, then releases every cached program and kernel. */
 void nncl__cl_programs_release(nncl_context *ctx);
 
 /* ---- launching ----------------------------------------------------------------- */

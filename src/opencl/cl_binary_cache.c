@@ -3,7 +3,10 @@
  *
  * A program built from source is saved as the device's binary in
  * <dir>/<name>-<key>.bin, and a later build of the same program loads it
- * instead of compiling. The key is a 64-bit FNV-1a hash of the device name,
+ * instead of compiling. The save happens when the context releases its
+ * programs (nncl__cl_cache_flush), not when the program is built: asking a
+ * driver for a binary can compile every kernel of the program (PoCL does,
+ * seconds in all), which should not delay the first step of a run. The key is a 64-bit FNV-1a hash of the device name,
  * the driver version, the whole source and the build options, so a new
  * driver or an edited kernel misses the cache rather than loading a stale
  * binary. Files are written atomically (src/io/stream.h). A file that cannot
@@ -104,12 +107,18 @@ static int make_dirs(const char *dir)
     return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-void nncl__cl_cache_store(nncl_context *ctx, const char *name, cl_program program, const char *const parts[3],
-                          const char *options)
+char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const parts[3], const char *options)
+{
+    char path[1024];
+    if (!cache_path(nncl__cl_state(ctx), name, parts, options, path, sizeof path)) return NULL;
+    char *copy = malloc(strlen(path) + 1);
+    if (copy != NULL) strcpy(copy, path);
+    return copy; /* out of memory: the program is simply not saved */
+}
+
+void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
-    char path[1024];
-    if (!cache_path(cl, name, parts, options, path, sizeof path)) return;
     size_t size = 0;
     if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0 ||
         size > MAX_BINARY)

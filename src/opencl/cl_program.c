@@ -38,14 +38,28 @@ static void program_free(nncl__cl_program *p)
         if (p->kernels[i].kernel) clReleaseKernel(p->kernels[i].kernel);
     free(p->kernels);
     if (p->program) clReleaseProgram(p->program);
+    free(p->cache_file);
     free(p->name);
     free(p->options);
     free(p);
 }
 
+void nncl__cl_cache_flush(nncl_context *ctx)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    for (size_t i = 0; i < cl->n_programs; i++) {
+        nncl__cl_program *p = cl->programs[i];
+        if (p->cache_file == NULL) continue;
+        nncl__cl_cache_store(ctx, p->program, p->cache_file);
+        free(p->cache_file);
+        p->cache_file = NULL;
+    }
+}
+
 void nncl__cl_programs_release(nncl_context *ctx)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
+    nncl__cl_cache_flush(ctx);
     for (size_t i = 0; i < cl->n_programs; i++) program_free(cl->programs[i]);
     free(cl->programs);
     cl->programs = NULL;
@@ -162,7 +176,7 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
         }
         goto fail;
     }
-    if (from_source) nncl__cl_cache_store(ctx, name, p->program, parts, options);
+    if (from_source) p->cache_file = nncl__cl_cache_file(ctx, name, parts, options); /* saved at release */
     st = create_kernels(ctx, p);
     if (st != NNCL_OK) goto fail;
 
