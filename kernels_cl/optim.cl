@@ -18,26 +18,33 @@ __kernel void optimizer_step(__global float *p, ulong p_off, __global const floa
                              __global const float *sumsq, ulong sumsq_off)
 {
     NNCL_EW_RANGE(n);
-    for (ulong i = i0; i < i1; i++) {
-        float gi = g[g_off + i], w = p[p_off + i];
-        if (max_norm > 0.0f) gi *= fmin(1.0f, max_norm / (sqrt(sumsq[sumsq_off]) + 1e-6f));
-        if (kind == 0) {
-            float d = gi + wd * w;
-            if (momentum != 0.0f) {
-                float buf = first ? d : momentum * s1[s1_off + i] + (1.0f - dampening) * d;
-                s1[s1_off + i] = buf;
-                d = nesterov ? d + momentum * buf : buf;
-            }
-            w -= lr * d;
-        } else {
+    /* The clipping factor, once (multiplying by 1 when not clipping is exact). Each update has a loop of its
+       own, so that the branches on the uniform settings stay out of the loops the compiler vectorises. */
+    const float clip = max_norm > 0.0f ? fmin(1.0f, max_norm / (sqrt(sumsq[sumsq_off]) + 1e-6f)) : 1.0f;
+    if (kind == 0 && momentum == 0.0f) {
+        for (ulong i = i0; i < i1; i++) {
+            const float w = p[p_off + i];
+            p[p_off + i] = w - lr * (g[g_off + i] * clip + wd * w);
+        }
+    } else if (kind == 0) {
+        for (ulong i = i0; i < i1; i++) {
+            const float w = p[p_off + i];
+            float d = g[g_off + i] * clip + wd * w;
+            const float buf = first ? d : momentum * s1[s1_off + i] + (1.0f - dampening) * d;
+            s1[s1_off + i] = buf;
+            d = nesterov ? d + momentum * buf : buf;
+            p[p_off + i] = w - lr * d;
+        }
+    } else {
+        for (ulong i = i0; i < i1; i++) {
+            float w = p[p_off + i], gi = g[g_off + i] * clip;
             if (kind == 2) w *= 1.0f - lr * wd;
             else gi += wd * w;
-            float m = beta1 * s1[s1_off + i] + (1.0f - beta1) * gi;
-            float v = beta2 * s2[s2_off + i] + (1.0f - beta2) * gi * gi;
+            const float m = beta1 * s1[s1_off + i] + (1.0f - beta1) * gi;
+            const float v = beta2 * s2[s2_off + i] + (1.0f - beta2) * gi * gi;
             s1[s1_off + i] = m;
             s2[s2_off + i] = v;
-            w -= step_size * m / (sqrt(v) / bc2_sqrt + eps);
+            p[p_off + i] = w - step_size * m / (sqrt(v) / bc2_sqrt + eps);
         }
-        p[p_off + i] = w;
     }
 }

@@ -7,7 +7,11 @@ Usage: /usr/bin/python3 tools/torch_parity.py NNCL_BINARY SPEC OPTIMIZER BACKEND
   SPEC         a model spec (tests/data/parity_*.spec): conv, pooling, batch
                norm, linear and activations, no dropout (its masks come from
                nncl's own generator)
-  OPTIMIZER    sgd (momentum 0.9, lr 0.05) or adamw (lr 0.01, weight decay 0.01)
+  OPTIMIZER    sgd (momentum 0.9, lr 0.05), adamw (lr 0.01, weight decay 0.01),
+               nesterov (SGD, lr 0.05, Nesterov momentum 0.9, weight decay 1e-3,
+               gradients clipped to norm 1, cosine schedule over the 20 steps)
+               or adam (lr 0.01, L2 weight decay 0.01, step schedule: x0.5
+               every 5 steps)
   BACKEND      cpu or opencl
 
 The script builds the torch.nn.Sequential of the spec, initialises it from a
@@ -131,12 +135,26 @@ def main():
     init = os.path.join(work, "init.safetensors")
     save_safetensors(init, model.state_dict())
 
+    sched, clip = None, None
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         flags = ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"]
-    else:
+    elif optimizer == "nesterov":
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+        sched, clip = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS), 1.0
+        flags = ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--nesterov", "--weight-decay", "1e-3",
+                 "--clip", "1", "--schedule", "cosine", "--t-max", str(STEPS)]
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+        flags = ["--optimizer", "adam", "--lr", "0.01", "--weight-decay", "0.01", "--schedule", "step",
+                 "--step-size", "5", "--gamma", "0.5"]
+    elif optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
         flags = ["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.01"]
+    else:
+        print(f"unknown optimizer configuration {optimizer}")
+        return 2
 
     out, log = os.path.join(work, "nncl.safetensors"), os.path.join(work, "steps.txt")
     cmd = [binary, "train", "--spec", spec, "--backend", backend, "--train-x", os.path.join(work, "x.npy"),
@@ -158,7 +176,11 @@ def main():
         opt.zero_grad()
         loss = loss_fn(model(xb), yb)
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
+        if sched is not None:
+            sched.step()
         torch_losses.append(loss.item())
 
     nncl_losses = [float(line.split()[1]) for line in open(log)]
