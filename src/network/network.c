@@ -567,12 +567,16 @@ nncl_status nncl_network_backward(nncl_network *net)
     dout.shape[1] = net->out_size;
     nncl__profile_scope(ctx, "loss backward");
     NNCL_TRY(nncl_loss_backward(net->loss, &out, &target, &dout));
+    /* The network's input needs no gradient: neither does the input of the first layer that is not an alias
+       (flatten before the first linear layer, say), nor the aliases before it, which are skipped. */
+    size_t first = 0;
+    while (first < n && net->layers[first]->ops->is_alias) first++;
     for (size_t i = n; i-- > 0;) {
         nncl_layer *l = net->layers[i];
+        if (i < first) break;
         nncl__profile_scope(ctx, "%zu.%s backward", i, l->ops->kind);
         net->cur_dact[i] = first_rows(&net->dact[i], net->cur_n);
-        /* The network's input needs no gradient, unless the layer cannot skip it. */
-        nncl_tensor *dx = i == 0 && !l->ops->needs_dx && !l->ops->is_alias ? NULL : &net->cur_dact[i];
+        nncl_tensor *dx = i == first && !l->ops->needs_dx ? NULL : &net->cur_dact[i];
         NNCL_TRY(nncl_layer_backward(l, &net->cur_act[i], &net->cur_act[i + 1], &net->cur_dact[i + 1], dx));
     }
     return NNCL_OK;

@@ -144,16 +144,27 @@ static nncl_status transpose_to_scratch(nncl_context *ctx, int slot, const nncl_
 }
 
 /*
- * Runs gemm_block. The kernel takes B as k x n, so a transposed B is first
- * transposed. A product narrower than one block of columns (n < GEMM_NR) but
- * tall enough (m >= GEMM_NR) would run on the kernel's scalar edge path: it
- * is computed as its transpose C^T = op(B)^T op(A)^T instead, stored transposed.
+ * Whether to compute C as its transpose C^T = op(B)^T op(A)^T, stored
+ * transposed. The kernel wants its right operand k x n with rows contiguous,
+ * so a right operand stored the other way is copied transposed first: C
+ * copies B when trans_b, C^T copies A unless trans_a, and pays a scalar
+ * store per element of C. A side narrower than one block of columns would
+ * run on the kernel's scalar edge path, so it goes on the left.
  */
+static int compute_transposed(const nncl_gemm_args *g)
+{
+    if (g->n < GEMM_NR) return g->m >= GEMM_NR;
+    if (g->m < GEMM_NR) return 0;
+    const size_t copy_c = g->trans_b ? g->n * g->k : 0, copy_ct = (g->trans_a ? 0 : g->m * g->k) + g->m * g->n;
+    return copy_ct < copy_c;
+}
+
+/* Runs gemm_block, on C or on C^T (compute_transposed), copying a transposed right operand first. */
 static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
 {
     nncl_gemm_args s = *g;
     int trans_c = 0;
-    if (g->n < GEMM_NR && g->m >= GEMM_NR) {
+    if (compute_transposed(g)) {
         trans_c = 1;
         s.m = g->n, s.n = g->m;
         s.a = g->b, s.a_off = g->b_off, s.lda = g->ldb, s.trans_a = g->trans_b ? NNCL_NO_TRANS : NNCL_TRANS;
