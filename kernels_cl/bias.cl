@@ -6,6 +6,9 @@
  *   bias_backward:  db[c] += sum_{o,i} dy[o][c][i]
  *                   one work-group of NNCL_WG per channel (global = channels * NNCL_WG):
  *                   strided partial sums, then a tree in local memory
+ *   bias_backward_serial: the same sum by one work-item per channel, in
+ *                   order: for short sums (a linear layer's batch), where
+ *                   the tree's barriers cost more than the additions
  */
 
 __kernel void bias_add(__global float *y, ulong y_off, __global const float *b, ulong b_off, ulong channels,
@@ -34,4 +37,17 @@ __kernel void bias_backward(__global float *db, ulong db_off, __global const flo
         for (ulong j = lid; j < m; j += NNCL_WG) acc += dy[dy_off + ((j / inner) * channels + c) * inner + j % inner];
     float total = nncl_group_sum(acc, scratch);
     if (c < channels && lid == 0) db[db_off + c] += total;
+}
+
+__kernel void bias_backward_serial(__global float *db, ulong db_off, __global const float *dy, ulong dy_off,
+                                   ulong outer, ulong channels, ulong inner)
+{
+    const size_t c = get_global_id(0);
+    if (c >= channels) return;
+    float acc = 0.0f;
+    for (ulong o = 0; o < outer; o++) {
+        __global const float *row = dy + dy_off + (o * channels + c) * inner;
+        for (ulong i = 0; i < inner; i++) acc += row[i];
+    }
+    db[db_off + c] += acc;
 }

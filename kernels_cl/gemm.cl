@@ -120,12 +120,13 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
     }
 }
 
-/* dst (cols x rows, dense) = transpose of src (rows x cols, rows ld apart). One work-item per element. */
+/* dst (cols x rows, dense) = transpose of src (rows x cols, rows ld apart). One work-item per row of dst. */
 __kernel void gemm_transpose(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, ulong ld,
                              ulong rows, ulong cols)
 {
-    size_t i = get_global_id(0);
-    if (i >= rows * cols) return;
-    ulong c = i / rows, r = i % rows;
-    dst[dst_off + i] = src[src_off + r * ld + c];
+    const size_t c = get_global_id(0);
+    if (c >= cols) return;
+    __global float *d = dst + dst_off + c * rows;
+    __global const float *s = src + src_off + c;
+    for (ulong r = 0; r < rows; r++) d[r] = s[r * ld];
 }

@@ -140,7 +140,7 @@ static nncl_status transpose_to_scratch(nncl_context *ctx, int slot, const nncl_
     nncl__cl_arg_u64(&t, ld);
     nncl__cl_arg_u64(&t, rows);
     nncl__cl_arg_u64(&t, cols);
-    return nncl__cl_launch_1d(&t, rows * cols);
+    return nncl__cl_launch_1d(&t, cols); /* one work-item per row of the result */
 }
 
 /*
