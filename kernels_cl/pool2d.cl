@@ -24,7 +24,9 @@
  * wins is data, and a scalar compare becomes a branch (the compiler turns even
  * a select back into one) that mispredicts at a cost larger than the window.
  * Vector compares and selects do not branch. Lanes past the row's end repeat
- * its last output and are not stored.
+ * its last output and are not stored. The common 2-wide, stride-2 window
+ * reads each window row of four outputs as one vector of eight and splits
+ * it into its even and odd elements.
  */
 __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
                              __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
@@ -37,21 +39,42 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
     const ulong row = y_off + (ulong)t * ow, irow = idx_off + (ulong)t * ow;
     for (int ox0 = 0; ox0 < ow; ox0 += 4) {
         const int4 ox = min((int4)(ox0, ox0 + 1, ox0 + 2, ox0 + 3), ow - 1);
+        const int full = ox0 + 4 <= ow, pairs = full && kw == 2 && sw == 2 && pw == 0 && 2 * ox0 + 8 <= w;
         float4 best = -INFINITY, sum = 0.0f;
         int4 at = -1;
+#define POOL_TAKE(v, pos, inside)                                                                                  \
+    do {                                                                                                           \
+        const int4 take = (inside) & (isgreater(v, best) | isnan(v));                                              \
+        best = select(best, v, take);                                                                              \
+        at = select(at, pos, take);                                                                                \
+        sum += select((float4)0.0f, v, inside);                                                                    \
+    } while (0)
         for (int ky = 0; ky < kh; ky++) {
             const int iy = oy * sh - ph + ky;
             if (iy < 0 || iy >= h) continue;
+            if (pairs) {
+                const float8 v8 = vload8(0, xp + iy * w + 2 * ox0);
+                const int4 pos = iy * w + 2 * ox;
+                POOL_TAKE(v8.even, pos, (int4)(-1));
+                POOL_TAKE(v8.odd, pos + 1, (int4)(-1));
+                continue;
+            }
             for (int kx = 0; kx < kw; kx++) {
                 const int4 ix = ox * sw - pw + kx;
                 const int4 inside = ix >= 0 && ix < w;
                 const int4 pos = iy * w + clamp(ix, 0, w - 1);
                 const float4 v = (float4)(xp[pos.s0], xp[pos.s1], xp[pos.s2], xp[pos.s3]);
-                const int4 take = inside & (isgreater(v, best) | isnan(v));
-                best = select(best, v, take);
-                at = select(at, pos, take);
-                sum += select((float4)0.0f, v, inside);
+                POOL_TAKE(v, pos, inside);
             }
+        }
+        if (full) {
+            if (is_max) {
+                vstore4(best, 0, y + row + ox0);
+                vstore4(convert_float4(at), 0, idx + irow + ox0);
+            } else {
+                vstore4(sum * inv, 0, y + row + ox0);
+            }
+            continue;
         }
         float vb[4], vs[4];
         int va[4];
