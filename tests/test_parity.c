@@ -124,6 +124,11 @@ static void gen_conv2d(parity_case *c, test_rng *r)
         if (i == 22) { /* depthwise */
             o.in_channels = o.out_channels = o.groups = ch = 8;
         }
+        if (i == 20) { /* one input channel and rows shorter than a vector (the few-taps weight gradient) */
+            o.in_channels = ch = 1, o.groups = 1, o.out_channels = 1 + test_rng_below(r, 6);
+            o.stride_w = 1, o.padding_w = 0;
+            hw = 5;
+        }
         c[i].cfg = (layer_config){.conv = o, .mode = NNCL_TRAIN};
         c[i].ndim = 4;
         c[i].shape[0] = n, c[i].shape[1] = ch, c[i].shape[2] = hw, c[i].shape[3] = hw + i % 3;

@@ -253,11 +253,52 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h)); /* one per input row */
 }
 
+#define CONV_FEW_TAPS 12 /* CONV_FEW_TAPS in kernels_cl/conv2d.cl */
+
+/* dw += the weight gradient, db += the bias gradient (db may be NULL): few taps, stride 1 along rows. */
+static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
+                                     const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
+{
+    const int64_t rows = g->c / g->groups * g->kh * g->kw;
+    int64_t hp, wp;
+    cl_mem xp, part;
+    NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
+    NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(g->n * g->oc * (rows + 1)) * sizeof(float), &part));
+
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_weight_grad_few", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_mem(&a, part);
+    nncl__cl_arg_mem(&a, xp);
+    nncl__cl_arg_tensor(&a, dy);
+    const int64_t v[13] = {g->n, g->c, hp, wp, g->oc, g->oh, g->ow, g->kh, g->kw, g->sh, g->dh, g->dw, g->groups};
+    for (int i = 0; i < 13; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
+    NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)(g->n * g->oc))); /* one per (image, output channel) */
+
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_grad_reduce", &k));
+    a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dw);
+    if (db != NULL) {
+        nncl__cl_arg_tensor(&a, db);
+    } else { /* any valid buffer: the kernel does not touch it */
+        nncl__cl_arg_mem(&a, part);
+        nncl__cl_arg_u64(&a, 0);
+    }
+    nncl__cl_arg_i32(&a, db != NULL);
+    nncl__cl_arg_mem(&a, part);
+    nncl__cl_arg_i32(&a, (int32_t)g->n);
+    nncl__cl_arg_i32(&a, (int32_t)g->oc);
+    nncl__cl_arg_i32(&a, (int32_t)rows);
+    return nncl__cl_launch_1d(&a, (size_t)(g->oc * (rows + 1)));
+}
+
 /* dw += the weight gradient and db += the bias gradient (db may be NULL), by conv_weight_grad. */
 static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
                                  const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
 {
     NNCL_TRY(check_size(ctx, g));
+    if (g->sw == 1 && g->c / g->groups * g->kh * g->kw + 1 <= CONV_FEW_TAPS)
+        return direct_params_few(ctx, dw, db, dy, x, g);
     const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, rows = cg * g->kh * g->kw;
     const int64_t oblocks = (ocg + CONV_OB - 1) / CONV_OB, ldp = oblocks * CONV_OB, q = g->n * g->oh * g->ow;
     int64_t hp, wp;
