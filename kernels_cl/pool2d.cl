@@ -13,6 +13,9 @@
  *                     order: no atomics, deterministic.
  *   pool2d_backward_disjoint: the same result when windows do not overlap,
  *                     by scattering from each output into its own window.
+ * With relu set (max pooling of a relu's output), the relu's backward is
+ * folded into both backward kernels: an output whose maximum ry is not > 0
+ * passes no gradient, exactly as the relu's own backward would zero it.
  * Geometry arguments: n c, h w oh ow kh kw sh sw ph pw, as int (32-bit index
  * arithmetic; the host refuses tensors of 2^31 elements or more).
  */
@@ -93,7 +96,8 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
 }
 
 __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
-                              __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv)
+                              __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
+                              __global const float *ry, ulong ry_off, int relu)
 {
     const int i = (int)get_global_id(0);
     if (i >= nc * h * w) return;
@@ -107,7 +111,7 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
         for (int ox = ox0; ox <= ox1; ox++) {
             const int o = (p * oh + oy) * ow + ox;
             if (is_max) {
-                if ((int)idx[idx_off + o] == r) acc += dy[dy_off + o];
+                if ((int)idx[idx_off + o] == r && !(relu && !(ry[ry_off + o] > 0.0f))) acc += dy[dy_off + o];
             } else {
                 acc += dy[dy_off + o] * inv;
             }
@@ -123,7 +127,8 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
  * (0 + t is exactly t), at a fraction of the index arithmetic.
  */
 __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
-                                       __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv)
+                                       __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
+                                       __global const float *ry, ulong ry_off, int relu)
 {
     const int o = (int)get_global_id(0);
     if (o >= nc * oh * ow) return;
@@ -132,7 +137,7 @@ __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __globa
     const float g = dy[dy_off + o];
     if (is_max) {
         const int at = (int)idx[idx_off + o];
-        if (at >= 0) dxp[at] = g;
+        if (at >= 0) dxp[at] = relu && !(ry[ry_off + o] > 0.0f) ? 0.0f : g;
         return;
     }
     const float share = g * inv;

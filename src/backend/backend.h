@@ -160,8 +160,10 @@ typedef struct nncl_backend_ops {
        average pooling idx is NULL. */
     nncl_status (*pool2d_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                   const nncl_tensor *x, const nncl_pool_geom *g);
+    /* relu_y (max pooling only, may be NULL): the pooled input came out of a relu, whose backward is
+       folded in: an output's gradient reaches dx only where its maximum relu_y is > 0. */
     nncl_status (*pool2d_backward)(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
-                                   const nncl_tensor *idx, const nncl_pool_geom *g);
+                                   const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g);
 
     /* y = f(x), element-wise. */
     nncl_status (*activation_forward)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,

@@ -73,7 +73,7 @@ nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tenso
 nncl_status nncl__cpu_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                      const nncl_tensor *x, const nncl_pool_geom *g);
 nncl_status nncl__cpu_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
-                                      const nncl_tensor *idx, const nncl_pool_geom *g);
+                                      const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g);
 nncl_status nncl__cpu_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
                                          nncl_activation act, float param);
 nncl_status nncl__cpu_activation_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *x,

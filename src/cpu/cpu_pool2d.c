@@ -103,13 +103,19 @@ nncl_status nncl__cpu_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, co
 }
 
 nncl_status nncl__cpu_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
-                                      const nncl_tensor *idx, const nncl_pool_geom *g)
+                                      const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
     double *pdx, *pdy, *pidx;
     NNCL_TRY(nncl__cpu_scratch(ctx, 0, (size_t)nncl_tensor_numel(dx), &pdx));
     NNCL_TRY(nncl__cpu_stage(ctx, 1, dy, &pdy));
     NNCL_TRY(nncl__cpu_stage(ctx, 2, idx, &pidx));
+    if (relu_y != NULL) { /* the relu's backward: outputs whose maximum is not > 0 pass no gradient */
+        double *py;
+        NNCL_TRY(nncl__cpu_stage(ctx, 3, relu_y, &py));
+        for (int64_t o = 0; o < nncl_tensor_numel(relu_y); o++)
+            if (!(py[o] > 0.0)) pdy[o] = 0.0;
+    }
     nncl__ref_pool2d_backward(pdx, pdy, pidx, g, 1);
     nncl__cpu_unstage(dx, pdx);
     return nncl__cpu_op_end(ctx, "pool2d_backward", t0);

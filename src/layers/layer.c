@@ -234,10 +234,10 @@ nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_t
     return l->ops->forward_relu(l, mode, x, y);
 }
 
-nncl_status nncl_layer_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
-                                nncl_tensor *dx)
+/* The checks of a backward call, shared by nncl_layer_backward and nncl__layer_backward_relu. */
+static nncl_status backward_checks(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                   const nncl_tensor *dx)
 {
-    CHECK_LAYER(l);
     if (l->ops->backward == NULL)
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s takes two inputs: use nncl_add_backward", l->desc);
     NNCL_TRY(nncl__tensor_check(l->ctx, x, "x", l->desc));
@@ -249,5 +249,23 @@ nncl_status nncl_layer_backward(nncl_layer *l, const nncl_tensor *x, const nncl_
     if (dx != NULL && !l->ops->is_alias) NNCL_TRY(check_shape(l, dx, "dx", x->ndim, x->shape));
     if (dx == NULL && l->ops->is_alias)
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: dx is NULL", l->desc);
+    return NNCL_OK;
+}
+
+nncl_status nncl_layer_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                nncl_tensor *dx)
+{
+    CHECK_LAYER(l);
+    NNCL_TRY(backward_checks(l, x, y, dy, dx));
     return l->ops->backward(l, x, y, dy, dx);
+}
+
+nncl_status nncl__layer_backward_relu(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y,
+                                      const nncl_tensor *dy, nncl_tensor *dx)
+{
+    CHECK_LAYER(l);
+    if (l->ops->backward_relu == NULL)
+        return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s cannot fold a relu into its backward", l->desc);
+    NNCL_TRY(backward_checks(l, x, y, dy, dx));
+    return l->ops->backward_relu(l, x, y, dy, dx);
 }

@@ -39,6 +39,14 @@ typedef struct nncl_layer_ops {
     /* x, y, dy (and dx when not NULL) are checked before this is called. */
     nncl_status (*backward)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
                             nncl_tensor *dx);
+    /*
+     * backward, composed with the backward of a relu that produced x (optional:
+     * max pooling, whose output tells where the relu passed its gradient).
+     * A network gives a relu between a forward_relu layer and such a layer no
+     * kernel at all.
+     */
+    nncl_status (*backward_relu)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                 nncl_tensor *dx);
     /* Releases what the layer owns besides its parameters (optional). */
     void (*destroy)(nncl_layer *l);
     /* Sets the parameters to PyTorch's initial values, drawing from (seed, layer) (optional). */
@@ -90,6 +98,10 @@ int nncl__layer_is_relu(const nncl_layer *l);
 
 /* nncl_layer_forward, with a relu applied to y in the same pass: l->ops->forward_relu must exist. */
 nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);
+
+/* nncl_layer_backward composed with the relu that produced x: l->ops->backward_relu must exist. */
+nncl_status nncl__layer_backward_relu(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y,
+                                      const nncl_tensor *dy, nncl_tensor *dx);
 
 /* output_shape of the layers whose output has the input's shape. */
 nncl_status nncl__layer_same_shape(const nncl_layer *l, int ndim, const int64_t *in, int *out_ndim, int64_t *out);

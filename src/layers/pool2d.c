@@ -66,8 +66,9 @@ static nncl_status pool2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     return l->ctx->ops->pool2d_forward(l->ctx, y, idx, x, &g);
 }
 
-static nncl_status pool2d_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
-                                   nncl_tensor *dx)
+/* dx from dy; with relu, also the backward of the relu that produced x (max pooling: masked by y > 0). */
+static nncl_status backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                            nncl_tensor *dx, int relu)
 {
     pool2d *s = (pool2d *)l;
     if (dx == NULL) return NNCL_OK; /* no parameters: nothing else to compute */
@@ -80,7 +81,20 @@ static nncl_status pool2d_backward(nncl_layer *l, const nncl_tensor *x, const nn
         NNCL_TRY(nncl__layer_workspace(l, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
         idx = &s->idx;
     }
-    return l->ctx->ops->pool2d_backward(l->ctx, dx, dy, idx, &g);
+    return l->ctx->ops->pool2d_backward(l->ctx, dx, dy, idx, relu ? y : NULL, &g);
+}
+
+static nncl_status pool2d_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                   nncl_tensor *dx)
+{
+    return backward(l, x, y, dy, dx, 0);
+}
+
+/* A relu's output x has its maximum > 0 exactly where the relu's input did: y > 0 is the relu's mask. */
+static nncl_status maxpool_backward_relu(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y,
+                                         const nncl_tensor *dy, nncl_tensor *dx)
+{
+    return backward(l, x, y, dy, dx, 1);
 }
 
 static void pool2d_destroy(nncl_layer *l)
@@ -93,6 +107,7 @@ static const nncl_layer_ops maxpool_ops = {
     .output_shape = pool2d_shape,
     .forward = pool2d_forward,
     .backward = pool2d_backward,
+    .backward_relu = maxpool_backward_relu,
     .destroy = pool2d_destroy,
 };
 

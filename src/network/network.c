@@ -13,11 +13,12 @@
  *                   (flatten, unflatten) get no memory of their own, and
  *                   neither does a relu fused into the layer before it
  *
- * Fusion: a layer with a forward_relu (conv2d) followed by a relu computes
- * both in one pass, and the relu's forward is skipped: its output is its
- * input. Its backward runs in place (dx and dy share memory), from its input,
- * whose sign is the pre-activation's, so results are bit for bit those of the
- * unfused layers.
+ * Fusion: a layer with a forward_relu (conv2d, linear) followed by a relu
+ * computes both in one pass, and the relu's forward is skipped: its output
+ * is its input. Its backward runs in place (dx and dy share memory), from its
+ * input, whose sign is the pre-activation's; or, when the layer after it has
+ * a backward_relu (max pooling), inside that layer's backward, and the relu
+ * launches nothing at all. Results are bit for bit those of the layers apart.
  *   targets         class labels (as floats) or regression targets
  *   metrics         [loss, correct]: read together, in one host wait
  */
@@ -42,6 +43,7 @@ struct nncl_network {
     nncl_tensor *cur_act, *cur_dact; /* the same for the current batch (set by forward/backward) */
     int64_t *act_sample;            /* (n_layers + 1) elements per sample of each activation */
     unsigned char *fused;           /* (n_layers) fused[i]: layer i is a relu done by layer i - 1 */
+    unsigned char *fused_back;      /* (n_layers) fused_back[i]: ... and its backward by layer i + 1 */
 
     nncl_tensor params, grads, buffers, opt1, opt2, act_arena, dact_arena;
     nncl_tensor targets, metrics, sumsq;
@@ -177,6 +179,7 @@ static void unplan(nncl_network *net)
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(net->ctx, owned[i]);
     void **arrays[] = {(void **)&net->act,        (void **)&net->dact,          (void **)&net->cur_act,
                        (void **)&net->cur_dact,   (void **)&net->act_sample,    (void **)&net->fused,
+                       (void **)&net->fused_back,
                        (void **)&net->label_staging, (void **)&net->input_staging};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
         free(*arrays[i]);
@@ -222,13 +225,16 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     net->cur_dact = calloc(n + 1, sizeof *net->cur_dact);
     net->act_sample = calloc(n + 1, sizeof *net->act_sample);
     net->fused = calloc(n, sizeof *net->fused);
+    net->fused_back = calloc(n, sizeof *net->fused_back);
     net->label_staging = calloc((size_t)batch, sizeof *net->label_staging);
     if (!net->act || !net->dact || !net->cur_act || !net->cur_dact || !net->act_sample || !net->fused ||
-        !net->label_staging)
+        !net->fused_back || !net->label_staging)
         return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
-    for (size_t i = 1; i < n; i++)
+    for (size_t i = 1; i < n; i++) {
         net->fused[i] = net->layers[i - 1]->ops->forward_relu != NULL && !net->fused[i - 1] &&
                         nncl__layer_is_relu(net->layers[i]);
+        net->fused_back[i] = net->fused[i] && i + 1 < n && net->layers[i + 1]->ops->backward_relu != NULL;
+    }
 
     /* Shapes first (kept in the act descriptors until the arenas exist):
        act[0] is (batch, sample...), act[i + 1] the output of layer i. */
@@ -577,7 +583,11 @@ nncl_status nncl_network_backward(nncl_network *net)
         nncl__profile_scope(ctx, "%zu.%s backward", i, l->ops->kind);
         net->cur_dact[i] = first_rows(&net->dact[i], net->cur_n);
         nncl_tensor *dx = i == first && !l->ops->needs_dx ? NULL : &net->cur_dact[i];
-        NNCL_TRY(nncl_layer_backward(l, &net->cur_act[i], &net->cur_act[i + 1], &net->cur_dact[i + 1], dx));
+        if (net->fused_back[i]) continue; /* done by layer i + 1, in the same memory */
+        if (i > 0 && net->fused_back[i - 1])
+            NNCL_TRY(nncl__layer_backward_relu(l, &net->cur_act[i], &net->cur_act[i + 1], &net->cur_dact[i + 1], dx));
+        else
+            NNCL_TRY(nncl_layer_backward(l, &net->cur_act[i], &net->cur_act[i + 1], &net->cur_dact[i + 1], dx));
     }
     return NNCL_OK;
 }

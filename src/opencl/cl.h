@@ -262,7 +262,7 @@ nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor
 nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                     const nncl_tensor *x, const nncl_pool_geom *g);
 nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
-                                     const nncl_tensor *idx, const nncl_pool_geom *g);
+                                     const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g);
 nncl_status nncl__cl_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
                                         nncl_activation act, float param);
 nncl_status nncl__cl_activation_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *x,
