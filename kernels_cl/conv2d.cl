@@ -182,26 +182,28 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
     float8 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f;
     float8 c30 = 0.0f, c31 = 0.0f, c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f;
     __global const float *pr = p + (ulong)gi * cg * kh * kw * ldp + o0;
+    /* One tap: two vectors of the packed weight at pr, six input values at xt + x0 .. x5. */
+#define CONV_STEP(pr, xt)                                                                                          \
+    do {                                                                                                           \
+        const float8 b0 = vload8(0, pr), b1 = vload8(1, pr);                                                       \
+        const float8 a0 = (xt)[x0], a1 = (xt)[x1], a2 = (xt)[x2], a3 = (xt)[x3], a4 = (xt)[x4], a5 = (xt)[x5];     \
+        c00 = fma(a0, b0, c00), c01 = fma(a0, b1, c01), c10 = fma(a1, b0, c10), c11 = fma(a1, b1, c11);            \
+        c20 = fma(a2, b0, c20), c21 = fma(a2, b1, c21), c30 = fma(a3, b0, c30), c31 = fma(a3, b1, c31);            \
+        c40 = fma(a4, b0, c40), c41 = fma(a4, b1, c41), c50 = fma(a5, b0, c50), c51 = fma(a5, b1, c51);            \
+    } while (0)
+    const int rows3 = kw == 3 && dw == 1; /* the common 3-wide window: its row of taps unrolled */
     for (int ci = 0; ci < cg; ci++) {
         __global const float *xc = xp + ((ulong)ni * c + gi * cg + ci) * hp * wp;
         for (int ky = 0; ky < kh; ky++) {
-            for (int kx = 0; kx < kw; kx++, pr += ldp) {
-                __global const float *xt = xc + ky * dh * wp + kx * dw;
-                const float8 b0 = vload8(0, pr), b1 = vload8(1, pr);
-                const float8 a0 = xt[x0], a1 = xt[x1], a2 = xt[x2], a3 = xt[x3], a4 = xt[x4], a5 = xt[x5];
-                c00 = fma(a0, b0, c00);
-                c01 = fma(a0, b1, c01);
-                c10 = fma(a1, b0, c10);
-                c11 = fma(a1, b1, c11);
-                c20 = fma(a2, b0, c20);
-                c21 = fma(a2, b1, c21);
-                c30 = fma(a3, b0, c30);
-                c31 = fma(a3, b1, c31);
-                c40 = fma(a4, b0, c40);
-                c41 = fma(a4, b1, c41);
-                c50 = fma(a5, b0, c50);
-                c51 = fma(a5, b1, c51);
+            __global const float *xr = xc + ky * dh * wp;
+            if (rows3) {
+                CONV_STEP(pr, xr);
+                CONV_STEP(pr + ldp, xr + 1);
+                CONV_STEP(pr + 2 * ldp, xr + 2);
+                pr += 3 * ldp;
+                continue;
             }
+            for (int kx = 0; kx < kw; kx++, pr += ldp) CONV_STEP(pr, xr + kx * dw);
         }
     }
     const int pn = min(CONV_PB, npix - p0), on = min(CONV_OB, ocg - o0);
