@@ -19,13 +19,21 @@ echo "== device"
 "$build/tools/nncl/nncl" devices | head -n 9
 echo "PoCL: $(dpkg-query -W -f '${Version}' pocl-opencl-icd 2>/dev/null || echo '?'), POCL_CACHE_DIR=${POCL_CACHE_DIR:-default}"
 
-echo; echo "== training, batch 64"
-"$build/bench/bench_train" --backend opencl "$mlp" "$cnn" | tee "$tmp/train.txt"
-torch --batch 64 "$mlp" "$cnn" | tee "$tmp/torch_train.txt"
+# This machine's speed drifts from minute to minute (it shares its host), so
+# each side runs ROUNDS times, alternating, and the summary keeps each side's
+# best: both are compared at their best, in the same stretch of time.
+rounds=${ROUNDS:-3}
+echo; echo "== training, batch 64 ($rounds alternating rounds)"
+for r in $(seq "$rounds"); do
+  "$build/bench/bench_train" --backend opencl "$mlp" "$cnn" | tee -a "$tmp/train.txt"
+  torch --batch 64 "$mlp" "$cnn" | tee -a "$tmp/torch_train.txt"
+done
 
-echo; echo "== CNN inference, batch 256"
-"$build/bench/bench_train" --backend opencl --inference --batch 256 --steps 20 "$cnn" | tee "$tmp/infer.txt"
-torch --inference --batch 256 --steps 20 "$cnn" | tee "$tmp/torch_infer.txt"
+echo; echo "== CNN inference, batch 256 ($rounds alternating rounds)"
+for r in $(seq "$rounds"); do
+  "$build/bench/bench_train" --backend opencl --inference --batch 256 --steps 20 "$cnn" | tee -a "$tmp/infer.txt"
+  torch --inference --batch 256 --steps 20 "$cnn" | tee -a "$tmp/torch_infer.txt"
+done
 
 echo; echo "== GEMM"
 "$build/bench/bench_gemm" 10 | tee "$tmp/gemm.txt"
@@ -43,20 +51,18 @@ pocl_cold=$(POCL_CACHE_DIR=$tmp/pocl-b NNCL_CACHE_DIR=$tmp/nncl startup)
 warm=$(POCL_CACHE_DIR=$tmp/pocl-b NNCL_CACHE_DIR=$tmp/nncl startup)
 echo "every cache cold ${cold} s, PoCL cache cold ${pocl_cold} s, warm ${warm} s (data loading included)"
 
-echo; echo "== summary (nncl OpenCL on this device / PyTorch CPU, measured above)"
+echo; echo "== summary (nncl OpenCL on this device / PyTorch CPU, measured above; images/s: the best round of each)"
 ratio() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN {printf "%-44s nncl %10.0f  pytorch %10.0f  ratio %5.2f\n", n, a, b, a / b}'; }
+best() { awk -v net="$1" -v col="$2" '$1 == net {v = col > 0 ? $col : $(NF + col); if (v > m) m = v} END {print m}' "$3"; }
 ratio "MLP training images/s (batch 64)" \
-  "$(awk '$1 == "fashion_mlp.spec" {print $6}' "$tmp/train.txt")" \
-  "$(awk '$1 == "fashion_mlp.spec" {print $(NF-1)}' "$tmp/torch_train.txt")"
+  "$(best fashion_mlp.spec 6 "$tmp/train.txt")" "$(best fashion_mlp.spec -1 "$tmp/torch_train.txt")"
 ratio "CNN training images/s (batch 64)" \
-  "$(awk '$1 == "fashion_cnn.spec" {print $6}' "$tmp/train.txt")" \
-  "$(awk '$1 == "fashion_cnn.spec" {print $(NF-1)}' "$tmp/torch_train.txt")"
+  "$(best fashion_cnn.spec 6 "$tmp/train.txt")" "$(best fashion_cnn.spec -1 "$tmp/torch_train.txt")"
 ratio "CNN inference images/s (batch 256)" \
-  "$(awk '$1 == "fashion_cnn.spec" {print $6}' "$tmp/infer.txt")" \
-  "$(awk '$1 == "fashion_cnn.spec" {print $(NF-1)}' "$tmp/torch_infer.txt")"
+  "$(best fashion_cnn.spec 6 "$tmp/infer.txt")" "$(best fashion_cnn.spec -1 "$tmp/torch_infer.txt")"
 for shape in 128x784x256 36864x32x25 4096x64x800 1024x1024x1024; do
   best=$(awk -v s="$shape" '$1 == s && $2 != "cpu-ref" {if ($5 > m) m = $5} END {print m}' "$tmp/gemm.txt")
   ratio "GEMM $shape GFLOP/s (best of clblast, nncl)" "$best" "$(awk -v s="$shape" '$1 == s {print $(NF-1)}' "$tmp/torch_gemm.txt")"
 done
-awk '$1 == "fashion_cnn.spec" {printf "%-44s %s allocations, %s host waits (loss not read)\n", "CNN steady-state step", $10, $9}' "$tmp/train.txt"
+awk '$1 == "fashion_cnn.spec" {a = $10; w = $9; l = $7} END {printf "%-44s %s launches, %s allocations, %s host waits (loss not read)\n", "CNN steady-state step", l, a, w}' "$tmp/train.txt"
 echo "startup to the first finished step: all cold ${cold} s / PoCL cold ${pocl_cold} s / warm ${warm} s"
