@@ -140,6 +140,21 @@ static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * *hp)); /* one per row of xp */
 }
 
+/* The direct kernels index within their buffers with 32-bit ints: x, y, the padded x and dy channels-last. */
+static nncl_status check_direct_size(nncl_context *ctx, const nncl_conv_geom *g)
+{
+    const int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1, wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    const int64_t ldp = (g->oc / g->groups + CONV_OB - 1) / CONV_OB * CONV_OB;
+    const int64_t sizes[4] = {g->n * g->c * g->h * g->w, g->n * g->oc * g->oh * g->ow, g->n * g->c * hp * wp,
+                              g->n * g->oh * g->ow * g->groups * ldp};
+    for (int i = 0; i < 4; i++)
+        if (sizes[i] > INT32_MAX)
+            return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
+                              "conv2d on OpenCL: a buffer of %lld elements reaches 2^31; use a smaller batch",
+                              (long long)sizes[i]);
+    return NNCL_OK;
+}
+
 /*
  * y (n, oc, oh, ow) = conv(x (n, c, h, w), w) + b by conv_direct, with the
  * weight packed first (flip: the input-gradient form, see conv_pack). `g`
@@ -148,7 +163,7 @@ static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl
 static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, const nncl_tensor *w,
                           const nncl_tensor *b, int relu, const nncl_conv_geom *g, const nncl_conv_geom *wg, int flip)
 {
-    NNCL_TRY(check_size(ctx, g));
+    NNCL_TRY(check_direct_size(ctx, g));
     const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, taps = g->kh * g->kw;
     const int64_t oblocks = (ocg + CONV_OB - 1) / CONV_OB, ldp = oblocks * CONV_OB;
     const int64_t npix = g->oh * g->ow, pblocks = (npix + CONV_PB - 1) / CONV_PB;
@@ -296,7 +311,7 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
 static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
                                  const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
 {
-    NNCL_TRY(check_size(ctx, g));
+    NNCL_TRY(check_direct_size(ctx, g));
     if (g->sw == 1 && g->c / g->groups * g->kh * g->kw + 1 <= CONV_FEW_TAPS)
         return direct_params_few(ctx, dw, db, dy, x, g);
     const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, rows = cg * g->kh * g->kw;
