@@ -263,7 +263,8 @@ int main(int argc, char **argv)
            reps[0]);
     printf("time: host wall clock around the call plus nncl_context_finish, median of the repeats after one\n"
            "      warm-up forward+backward; launches and GEMMs: per call, from the context's statistics\n"
-           "      (launches: nncl's own kernels, cpu-ref: operations; a GEMM counts in gemm only)\n\n");
+           "      (launches: every kernel nncl queues, cpu-ref: operations; gemm: GEMM calls, by nncl's\n"
+           "      kernel, whose launches count in launch too, or by CLBlast, whose do not)\n\n");
     printf("%-22s %-17s %-8s %10s %10s %8s %8s %6s %6s\n", "layer", "input shape", "backend", "fwd ms", "bwd ms",
            "launch f", "launch b", "gemm f", "gemm b");
     double total[2] = {0.0, 0.0};

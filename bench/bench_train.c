@@ -107,7 +107,8 @@ int main(int argc, char **argv)
                      : "nncl training benchmark: full SGD steps (momentum 0.9) on random data, float32\n");
     printf("opencl: %s\n", desc);
     printf("time: wall clock over the steps after 3 warm-up steps, one finish at the end; per-step counts from one\n"
-           "      steady-state step (launches: nncl kernels; GEMMs: CLBlast calls on OpenCL)\n\n");
+           "      steady-state step (launches: every kernel nncl queues, its GEMM kernels included; GEMMs:\n"
+           "      GEMM calls, by nncl's kernel or CLBlast)\n\n");
     printf("%-18s %-7s %6s %6s %10s %11s %9s %6s %6s %7s %10s\n", "network", "backend", "batch", "steps", "ms/step",
            "images/s", "launches", "gemms", "waits", "allocs", "H2D bytes");
     for (int i = first_spec; i < argc; i++) {
