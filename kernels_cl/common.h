@@ -22,13 +22,17 @@
 #endif
 
 /*
- * Elements per work-item of the streaming element-wise kernels (NNCL_CL_EW
- * in src/opencl/cl.h; launched with nncl__cl_launch_ew). On CPU devices a
- * work-item per element costs more in scheduling than the element's work;
- * a short contiguous run per work-item is a loop the compiler vectorises.
- * NNCL_EW_RANGE(n) declares the run [i0, i1) of this work-item, or returns.
+ * Elements per work-item of the streaming element-wise kernels, set by the
+ * host per device (-DNNCL_EW; launched with nncl__cl_launch_ew). On CPU
+ * devices (32) a work-item per element costs more in scheduling than the
+ * element's work, and a short contiguous run per work-item is a loop the
+ * compiler vectorises; GPUs (1) want neighbouring work-items on neighbouring
+ * elements. NNCL_EW_RANGE(n) declares the run [i0, i1) of this work-item, or
+ * returns.
  */
-#define NNCL_EW 32
+#ifndef NNCL_EW
+#define NNCL_EW 1
+#endif
 #define NNCL_EW_RANGE(n)                                                                                          \
     const ulong i0 = get_global_id(0) * NNCL_EW;                                                                   \
     if (i0 >= (n)) return;                                                                                         \

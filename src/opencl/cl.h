@@ -16,8 +16,8 @@
 
 /* Work-group size of one-dimensional element-wise kernels (NNCL_WG in kernels_cl/common.h). */
 #define NNCL_CL_WG 64
-/* Elements per work-item of streaming element-wise kernels (NNCL_EW in kernels_cl/common.h). */
-#define NNCL_CL_EW 32
+/* Elements per work-item of streaming element-wise kernels on CPU devices (NNCL_EW in kernels_cl/common.h). */
+#define NNCL_CL_EW_CPU 32
 
 /* Number of partial sums in the first pass of a reduction (kernels_cl/reduce.cl). */
 #define NNCL_CL_PARTIALS 1024
@@ -64,6 +64,8 @@ typedef struct nncl__cl {
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
     int cpu_device;   /* CL_DEVICE_TYPE_CPU: nncl's kernels win by far there (see cl_gemm.c, cl_conv2d.c) */
+    int ew;           /* NNCL_EW: NNCL_CL_EW_CPU on CPU devices; 1 elsewhere, where neighbouring
+                         work-items must touch neighbouring elements to coalesce */
     int gemm_policy;  /* NNCL_GEMM: 0 auto, 1 always CLBlast, 2 always nncl's kernel, 3 measure per shape */
     int conv_policy;  /* NNCL_CONV: 0 direct on CPU devices, im2col + GEMM elsewhere; 1 im2col; 2 direct */
     struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
@@ -219,7 +221,7 @@ void nncl__cl_arg_i64(nncl__cl_args *a, int64_t v);
 /* Queues kernel k over n work-items in work-groups of NNCL_CL_WG (one dimension). */
 nncl_status nncl__cl_launch_1d(nncl__cl_args *a, size_t n);
 
-/* Queues a streaming element-wise kernel over n elements: NNCL_CL_EW per work-item (NNCL_EW_RANGE). */
+/* Queues a streaming element-wise kernel over n elements: NNCL_EW (cl->ew) per work-item (NNCL_EW_RANGE). */
 nncl_status nncl__cl_launch_ew(nncl__cl_args *a, size_t n);
 
 /*

@@ -268,6 +268,7 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     cl_int type_err = clGetDeviceInfo(cl->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     if (type_err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, type_err, "clGetDeviceInfo(CL_DEVICE_TYPE)");
     cl->cpu_device = (type & CL_DEVICE_TYPE_CPU) != 0;
+    cl->ew = cl->cpu_device ? NNCL_CL_EW_CPU : 1;
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};

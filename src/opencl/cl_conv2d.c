@@ -114,10 +114,46 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
 #define CONV_PB 6  /* output pixels per work-item: CONV_PB in kernels_cl/conv2d.cl */
 #define CONV_OB 16 /* output channels per work-item: CONV_OB in kernels_cl/conv2d.cl */
 
-static int use_direct(const nncl_context *ctx)
+#define CONV_FEW_TAPS 12 /* CONV_FEW_TAPS in kernels_cl/conv2d.cl */
+
+/* The weight gradient by conv_weight_grad_few (few taps, stride 1 along rows), else by conv_weight_grad. */
+static int few_taps(const nncl_conv_geom *g)
+{
+    return g->sw == 1 && g->c / g->groups * g->kh * g->kw + 1 <= CONV_FEW_TAPS;
+}
+
+/*
+ * The largest buffer a direct pass indexes with 32-bit ints: x, y and the
+ * padded input, and for the weight gradient by conv_weight_grad dy with its
+ * channels last, each group's padded to whole vectors.
+ */
+static int64_t direct_largest(const nncl_conv_geom *g, int params)
+{
+    const int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1, wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    const int64_t ldp = (g->oc / g->groups + CONV_OB - 1) / CONV_OB * CONV_OB;
+    int64_t m = g->n * g->c * g->h * g->w;
+    if (g->n * g->oc * g->oh * g->ow > m) m = g->n * g->oc * g->oh * g->ow;
+    if (g->n * g->c * hp * wp > m) m = g->n * g->c * hp * wp;
+    if (params && !few_taps(g) && g->n * g->oh * g->ow * g->groups * ldp > m) m = g->n * g->oh * g->ow * g->groups * ldp;
+    return m;
+}
+
+/*
+ * Whether a pass (params: the weight gradient) runs on the direct kernels:
+ * NNCL_CONV=direct, or by default on CPU devices when its buffers stay below
+ * 2^31 elements (im2col and GEMM serve the others).
+ */
+static nncl_status use_direct(nncl_context *ctx, const nncl_conv_geom *g, int params, int *direct)
 {
     const nncl__cl *cl = nncl__cl_state(ctx);
-    return cl->conv_policy == 2 || (cl->conv_policy == 0 && cl->cpu_device);
+    const int64_t largest = direct_largest(g, params);
+    *direct = cl->conv_policy == 2 || (cl->conv_policy == 0 && cl->cpu_device && largest <= INT32_MAX);
+    if (*direct && largest > INT32_MAX)
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
+                          "conv2d on OpenCL (NNCL_CONV=direct): a buffer of %lld elements reaches 2^31; use a smaller "
+                          "batch",
+                          (long long)largest);
+    return NNCL_OK;
 }
 
 /*
@@ -140,21 +176,6 @@ static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * *hp)); /* one per row of xp */
 }
 
-/* The direct kernels index within their buffers with 32-bit ints: x, y, the padded x and dy channels-last. */
-static nncl_status check_direct_size(nncl_context *ctx, const nncl_conv_geom *g)
-{
-    const int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1, wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
-    const int64_t ldp = (g->oc / g->groups + CONV_OB - 1) / CONV_OB * CONV_OB;
-    const int64_t sizes[4] = {g->n * g->c * g->h * g->w, g->n * g->oc * g->oh * g->ow, g->n * g->c * hp * wp,
-                              g->n * g->oh * g->ow * g->groups * ldp};
-    for (int i = 0; i < 4; i++)
-        if (sizes[i] > INT32_MAX)
-            return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
-                              "conv2d on OpenCL: a buffer of %lld elements reaches 2^31; use a smaller batch",
-                              (long long)sizes[i]);
-    return NNCL_OK;
-}
-
 /*
  * y (n, oc, oh, ow) = conv(x (n, c, h, w), w) + b by conv_direct, with the
  * weight packed first (flip: the input-gradient form, see conv_pack). `g`
@@ -163,7 +184,6 @@ static nncl_status check_direct_size(nncl_context *ctx, const nncl_conv_geom *g)
 static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x, const nncl_tensor *w,
                           const nncl_tensor *b, int relu, const nncl_conv_geom *g, const nncl_conv_geom *wg, int flip)
 {
-    NNCL_TRY(check_direct_size(ctx, g));
     const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, taps = g->kh * g->kw;
     const int64_t oblocks = (ocg + CONV_OB - 1) / CONV_OB, ldp = oblocks * CONV_OB;
     const int64_t npix = g->oh * g->ow, pblocks = (npix + CONV_PB - 1) / CONV_PB;
@@ -228,7 +248,9 @@ static nncl_conv_geom input_gradient_geom(const nncl_conv_geom *g)
 nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
                                     const nncl_tensor *w, const nncl_tensor *b, int relu, const nncl_conv_geom *g)
 {
-    if (use_direct(ctx)) return direct(ctx, y, x, w, b, relu, g, g, 0);
+    int use;
+    NNCL_TRY(use_direct(ctx, g, 0, &use));
+    if (use) return direct(ctx, y, x, w, b, relu, g, g, 0);
     conv_work wk;
     NNCL_TRY(work_begin(ctx, g, &wk));
     const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;
@@ -246,9 +268,11 @@ nncl_status nncl__cl_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, con
 nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                           const nncl_tensor *w, const nncl_conv_geom *g)
 {
-    if (use_direct(ctx) && g->sh == 1 && g->sw == 1) {
+    if (g->sh == 1 && g->sw == 1) { /* the convolution of dy with the flipped weight */
         const nncl_conv_geom t = input_gradient_geom(g);
-        return direct(ctx, dx, dy, w, NULL, 0, &t, g, 1);
+        int use;
+        NNCL_TRY(use_direct(ctx, &t, 0, &use));
+        if (use) return direct(ctx, dx, dy, w, NULL, 0, &t, g, 1);
     }
     conv_work wk; /* col holds dcol, Y' holds dY' */
     NNCL_TRY(work_begin(ctx, g, &wk));
@@ -267,8 +291,6 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
     arg_geom(&a, g);
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h)); /* one per input row */
 }
-
-#define CONV_FEW_TAPS 12 /* CONV_FEW_TAPS in kernels_cl/conv2d.cl */
 
 /* dw += the weight gradient, db += the bias gradient (db may be NULL): few taps, stride 1 along rows. */
 static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
@@ -311,9 +333,7 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
 static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
                                  const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
 {
-    NNCL_TRY(check_direct_size(ctx, g));
-    if (g->sw == 1 && g->c / g->groups * g->kh * g->kw + 1 <= CONV_FEW_TAPS)
-        return direct_params_few(ctx, dw, db, dy, x, g);
+    if (few_taps(g)) return direct_params_few(ctx, dw, db, dy, x, g);
     const int64_t ocg = g->oc / g->groups, cg = g->c / g->groups, rows = cg * g->kh * g->kw;
     const int64_t oblocks = (ocg + CONV_OB - 1) / CONV_OB, ldp = oblocks * CONV_OB, q = g->n * g->oh * g->ow;
     int64_t hp, wp;
@@ -357,7 +377,9 @@ static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const
 nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
                                             const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g)
 {
-    if (use_direct(ctx)) return direct_params(ctx, dw, db, dy, x, g);
+    int use;
+    NNCL_TRY(use_direct(ctx, g, 1, &use));
+    if (use) return direct_params(ctx, dw, db, dy, x, g);
     conv_work wk; /* Y' holds dY' */
     NNCL_TRY(work_begin(ctx, g, &wk));
     const int64_t rg = wk.rg, ocg = wk.ocg, q = wk.q;

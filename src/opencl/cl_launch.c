@@ -80,7 +80,8 @@ nncl_status nncl__cl_launch_1d(nncl__cl_args *a, size_t n)
 
 nncl_status nncl__cl_launch_ew(nncl__cl_args *a, size_t n)
 {
-    return nncl__cl_launch_1d(a, (n + NNCL_CL_EW - 1) / NNCL_CL_EW);
+    const size_t ew = (size_t)nncl__cl_state(a->ctx)->ew;
+    return nncl__cl_launch_1d(a, (n + ew - 1) / ew);
 }
 
 nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global, const size_t *local)

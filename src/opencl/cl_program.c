@@ -5,8 +5,9 @@
  * A program's source is kernels_cl/common.h followed by kernels_cl/<name>.cl,
  * with a #line directive between them so that the compiler's messages point
  * at the right line of the .cl file. Build options are always
- * "-cl-std=CL1.2" plus the caller's defines; never fast-math. Built programs
- * are also kept on disk (cl_binary_cache.c) for the next process.
+ * "-cl-std=CL1.2" and -DNNCL_EW for the device, plus the caller's defines;
+ * never fast-math. Built programs are also kept on disk (cl_binary_cache.c)
+ * for the next process.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +130,9 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     char options[1024];
-    int len = snprintf(options, sizeof options, "%s%s%s%s%s", BASE_OPTIONS, defines[0] ? " " : "", defines,
-                       cl->extra_defines[0] ? " " : "", cl->extra_defines);
+    /* NNCL_EW: elements per work-item of the streaming kernels, fixed per device (see cl.h). */
+    int len = snprintf(options, sizeof options, "%s -DNNCL_EW=%d%s%s%s%s", BASE_OPTIONS, cl->ew, defines[0] ? " " : "",
+                       defines, cl->extra_defines[0] ? " " : "", cl->extra_defines);
     if (len < 0 || (size_t)len >= sizeof options)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "build options for %s are too long", name);
     nncl__cl_program *p = cache_find(cl, name, options);

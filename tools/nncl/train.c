@@ -305,8 +305,11 @@ int cmd_train(int argc, char **argv)
         st = nncl_network_set_normalization(net, mean, std);
     }
     if (st == NNCL_OK) st = o.init ? nncl_network_load_weights(net, o.init) : nncl_network_init(net, o.seed);
-    /* A cosine schedule without --t-max anneals over the whole run, as users expect of it. */
-    if (o.opt.schedule == NNCL_SCHED_COSINE && o.opt.t_max == 0) o.opt.t_max = o.epochs * ((train.n + o.batch - 1) / o.batch);
+    /* A cosine schedule without --t-max anneals over the whole run (--max-steps, if that ends it sooner). */
+    if (o.opt.schedule == NNCL_SCHED_COSINE && o.opt.t_max == 0) {
+        o.opt.t_max = o.epochs * ((train.n + o.batch - 1) / o.batch);
+        if (o.max_steps > 0 && o.max_steps < o.opt.t_max) o.opt.t_max = o.max_steps;
+    }
     if (st == NNCL_OK) st = nncl_network_set_optimizer(net, &o.opt);
     nncl_train_position pos = {.epoch = 0, .batch = 0, .batch_size = o.batch, .seed = o.seed};
     if (st == NNCL_OK && o.resume) {
