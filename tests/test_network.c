@@ -10,7 +10,9 @@
  *   - a checkpoint truncated at every byte offset, a corrupted header, and
  *     weights of the wrong names or shapes are refused and change nothing;
  *   - a convolution followed by relu runs as one pass, with the outputs of
- *     the two layers run one after the other, bit for bit;
+ *     the two layers run one after the other, bit for bit; a training step
+ *     with every fusion (conv-relu-maxpool, linear-relu last, flatten first)
+ *     gives the parameter gradients of the layers run apart, bit for bit;
  *   - the profiling trace has a span per layer phase;
  *   - malformed model specs are refused with their line number.
  */
@@ -410,6 +412,7 @@ static void test_fused_conv_relu(void **state)
     test_rng r = test_rng_seed(77);
     test_rng_fill(&r, x, N * IN, -1.0f, 1.0f);
     TEST_OK(ctx, nncl_network_set_batch(spec.net, x, NULL, NULL, N));
+    TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_EVAL)); /* first GEMMs of a shape may measure: not counted */
     nncl_stats s0, s1, s1b, s2;
     TEST_OK(ctx, nncl_context_stats(ctx, &s0));
     TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_EVAL));
@@ -444,6 +447,137 @@ static void test_fused_conv_relu(void **state)
     nncl_tensor *ts[] = {&tx, &ty, &tr, &to};
     for (size_t i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, ts[i]));
     nncl_network_destroy(spec.net);
+}
+
+/* Every parameter gradient of the network's layers, read into one host array (caller frees). */
+static float *all_grads(nncl_network *net, size_t *count)
+{
+    size_t n_layers, total = 0;
+    TEST_OK(ctx, nncl_network_layer_count(net, &n_layers));
+    float *out = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t at = 0;
+        for (size_t i = 0; i < n_layers; i++) {
+            nncl_layer *l;
+            size_t np;
+            TEST_OK(ctx, nncl_network_layer(net, i, &l));
+            TEST_OK(ctx, nncl_layer_param_count(l, &np));
+            for (size_t p = 0; p < np; p++) {
+                nncl_tensor v, g;
+                TEST_OK(ctx, nncl_layer_param(l, p, NULL, &v, &g));
+                if (g.buf == NULL) continue;
+                size_t n = (size_t)nncl_tensor_numel(&g);
+                if (pass == 1) TEST_OK(ctx, nncl_tensor_read(ctx, &g, out + at, n));
+                at += n;
+            }
+        }
+        if (pass == 0) out = malloc(sizeof(float) * (at ? at : 1));
+        total = at;
+    }
+    *count = total;
+    return out;
+}
+
+/*
+ * A training step of a network with fused layers (conv2d + relu + maxpool:
+ * the relu has no kernel; linear + relu last: relu applied with the bias,
+ * backward in place; flatten first: no input gradient for the first linear)
+ * gives bit for bit the parameter gradients of its layers run one by one on
+ * tensors of their own, with the relu layers' own kernels.
+ */
+static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
+{
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, spec_text, "fused.spec", &spec));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, n));
+    TEST_OK(ctx, nncl_network_init(spec.net, 11));
+    int64_t per = 1;
+    for (int d = 0; d < spec.ndim; d++) per *= spec.shape[d];
+    float *x = malloc(sizeof(float) * (size_t)(n * per));
+    int64_t labels[16];
+    test_rng r = test_rng_seed(123);
+    test_rng_fill(&r, x, (size_t)(n * per), -1.0f, 1.0f);
+    for (int64_t i = 0; i < n; i++) labels[i] = test_rng_below(&r, (uint32_t)classes);
+    TEST_OK(ctx, nncl_network_set_batch(spec.net, x, labels, NULL, n));
+    TEST_OK(ctx, nncl_network_zero_grad(spec.net));
+    TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_TRAIN));
+    TEST_OK(ctx, nncl_network_backward(spec.net));
+    size_t count, count2;
+    float *fused = all_grads(spec.net, &count);
+
+    /* The same layers apart: forward through every layer, the loss, then backward through every layer. */
+    TEST_OK(ctx, nncl_network_zero_grad(spec.net));
+    size_t n_layers;
+    TEST_OK(ctx, nncl_network_layer_count(spec.net, &n_layers));
+    nncl_tensor act[16] = {{0}}, dact[16] = {{0}};
+    int owned[16] = {0}, downed[16] = {0}; /* act[i], dact[i] have buffers of their own (else: alias views) */
+    act[0].ndim = spec.ndim + 1;
+    act[0].shape[0] = n;
+    for (int d = 0; d < spec.ndim; d++) act[0].shape[d + 1] = spec.shape[d];
+    TEST_OK(ctx, nncl_tensor_create(ctx, act[0].ndim, act[0].shape, &act[0]));
+    TEST_OK(ctx, nncl_tensor_write(ctx, &act[0], x, (size_t)(n * per)));
+    owned[0] = 1;
+    for (size_t i = 0; i < n_layers; i++) {
+        nncl_layer *l;
+        int alias, ond;
+        int64_t os[NNCL_MAX_DIMS];
+        TEST_OK(ctx, nncl_network_layer(spec.net, i, &l));
+        TEST_OK(ctx, nncl_layer_is_alias(l, &alias));
+        TEST_OK(ctx, nncl_layer_output_shape(l, act[i].ndim, act[i].shape, &ond, os));
+        if (!alias) {
+            TEST_OK(ctx, nncl_tensor_create(ctx, ond, os, &act[i + 1]));
+            owned[i + 1] = 1;
+            if (i > 0) { /* the input gradient this layer writes */
+                TEST_OK(ctx, nncl_tensor_create(ctx, act[i].ndim, act[i].shape, &dact[i]));
+                downed[i] = 1;
+            }
+        }
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, &act[i], &act[i + 1]));
+    }
+    TEST_OK(ctx, nncl_tensor_create(ctx, act[n_layers].ndim, act[n_layers].shape, &dact[n_layers]));
+    downed[n_layers] = 1;
+    nncl_loss *loss;
+    nncl_tensor target, loss_value;
+    const int64_t one = 1;
+    TEST_OK(ctx, nncl_loss_create(ctx, NNCL_LOSS_CROSS_ENTROPY, 0.0f, &loss));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &n, &target));
+    TEST_OK(ctx, nncl_tensor_write_labels(ctx, &target, labels, (size_t)n, classes));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &one, &loss_value));
+    TEST_OK(ctx, nncl_loss_forward(loss, &act[n_layers], &target, &loss_value));
+    TEST_OK(ctx, nncl_loss_backward(loss, &act[n_layers], &target, &dact[n_layers]));
+    for (size_t i = n_layers; i-- > 0;) {
+        nncl_layer *l;
+        int alias;
+        TEST_OK(ctx, nncl_network_layer(spec.net, i, &l));
+        TEST_OK(ctx, nncl_layer_is_alias(l, &alias));
+        if (i == 0 && alias) break; /* the network's input needs no gradient */
+        TEST_OK(ctx, nncl_layer_backward(l, &act[i], &act[i + 1], &dact[i + 1], i == 0 ? NULL : &dact[i]));
+    }
+    float *apart = all_grads(spec.net, &count2);
+    assert_int_equal(count, count2);
+    assert_memory_equal(fused, apart, sizeof(float) * count);
+    print_message("%zu parameter gradients, fused and apart: bit for bit\n", count);
+
+    for (size_t i = 0; i <= n_layers; i++) {
+        if (owned[i]) TEST_OK(ctx, nncl_tensor_destroy(ctx, &act[i]));
+        if (downed[i]) TEST_OK(ctx, nncl_tensor_destroy(ctx, &dact[i]));
+    }
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &target));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &loss_value));
+    nncl_loss_destroy(loss);
+    free(fused);
+    free(apart);
+    free(x);
+    nncl_network_destroy(spec.net);
+}
+
+static void test_fused_backward(void **state)
+{
+    (void)state;
+    check_fused_step("input 2 10 10\nconv2d 20 kernel=3 padding=1\nrelu\nmaxpool2d 2\nflatten\nlinear 9\nrelu\n"
+                     "loss cross_entropy\n",
+                     5, 9);
+    check_fused_step("input 1 6 6\nflatten\nlinear 17\nrelu\nlinear 4\nloss cross_entropy\n", 6, 4);
 }
 
 static void test_trace(void **state)
@@ -538,6 +672,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoints_round_trip),
         cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_fused_conv_relu),
+        cmocka_unit_test(test_fused_backward),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_bad_specs),
     };

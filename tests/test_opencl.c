@@ -190,6 +190,9 @@ static void test_binary_cache(void **state)
     assert_int_equal(stores[2], 1);
     /* The per-shape GEMM choice is measured once per device and driver, then read back (NNCL_GEMM=measure:
        by default CPU devices measure nothing, checked below). */
+    const char *gemm_env = getenv("NNCL_GEMM");
+    char saved_gemm[32] = "";
+    if (gemm_env != NULL) snprintf(saved_gemm, sizeof saved_gemm, "%s", gemm_env);
     setenv("NNCL_GEMM", "measure", 1);
     uint64_t measured[3];
     for (int run = 0; run < 3; run++) {
@@ -209,6 +212,7 @@ static void test_binary_cache(void **state)
         TEST_OK(c, nncl_tensor_destroy(c, &t));
         nncl_context_destroy(c);
     }
+    if (gemm_env != NULL) setenv("NNCL_GEMM", saved_gemm, 1); /* as the caller had it */
     assert_int_equal(measured[0], 1);
     assert_int_equal(measured[1], 0);
     assert_int_equal(measured[2], 0);
