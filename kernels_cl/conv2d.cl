@@ -110,6 +110,12 @@ __kernel void nchw_to_cnhw(__global float *t, ulong t_off, __global const float 
 #define CONV_PB 6
 #define CONV_OB 16
 
+/* The register block (NNCL_BLOCK_ZERO in common.h) into acc[CONV_PB][CONV_OB], row by row. */
+#define CONV_SPILL(acc)                                                                                            \
+    (vstore8(c00, 0, acc[0]), vstore8(c01, 1, acc[0]), vstore8(c10, 0, acc[1]), vstore8(c11, 1, acc[1]),           \
+     vstore8(c20, 0, acc[2]), vstore8(c21, 1, acc[2]), vstore8(c30, 0, acc[3]), vstore8(c31, 1, acc[3]),           \
+     vstore8(c40, 0, acc[4]), vstore8(c41, 1, acc[4]), vstore8(c50, 0, acc[5]), vstore8(c51, 1, acc[5]))
+
 /*
  * P[g][r][o] for o < ldp, r < cg kh kw; W is (oc, cg, kh, kw) with ocg = oc / groups.
  * flip == 0: the forward weight, P[g][(ci kh + ky) kw + kx][o] = W[g ocg + o][ci][ky][kx] (o < ocg);
@@ -179,17 +185,14 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
     CONV_ORIGIN(3);
     CONV_ORIGIN(4);
     CONV_ORIGIN(5);
-    float8 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f;
-    float8 c30 = 0.0f, c31 = 0.0f, c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f;
+    NNCL_BLOCK_ZERO(float8);
     __global const float *pr = p + (ulong)gi * cg * kh * kw * ldp + o0;
     /* One tap: two vectors of the packed weight at pr, six input values at xt + x0 .. x5. */
 #define CONV_STEP(pr, xt)                                                                                          \
     do {                                                                                                           \
         const float8 b0 = vload8(0, pr), b1 = vload8(1, pr);                                                       \
         const float8 a0 = (xt)[x0], a1 = (xt)[x1], a2 = (xt)[x2], a3 = (xt)[x3], a4 = (xt)[x4], a5 = (xt)[x5];     \
-        c00 = fma(a0, b0, c00), c01 = fma(a0, b1, c01), c10 = fma(a1, b0, c10), c11 = fma(a1, b1, c11);            \
-        c20 = fma(a2, b0, c20), c21 = fma(a2, b1, c21), c30 = fma(a3, b0, c30), c31 = fma(a3, b1, c31);            \
-        c40 = fma(a4, b0, c40), c41 = fma(a4, b1, c41), c50 = fma(a5, b0, c50), c51 = fma(a5, b1, c51);            \
+        NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1);                                                            \
     } while (0)
     const int rows3 = kw == 3 && dw == 1; /* the common 3-wide window: its row of taps unrolled */
     for (int ci = 0; ci < cg; ci++) {
@@ -227,12 +230,7 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
     }
     /* A block at an edge, element by element: acc[i][o] is pixel p0 + i, channel o0 + o. */
     float acc[CONV_PB][CONV_OB];
-    vstore8(c00, 0, acc[0]), vstore8(c01, 1, acc[0]);
-    vstore8(c10, 0, acc[1]), vstore8(c11, 1, acc[1]);
-    vstore8(c20, 0, acc[2]), vstore8(c21, 1, acc[2]);
-    vstore8(c30, 0, acc[3]), vstore8(c31, 1, acc[3]);
-    vstore8(c40, 0, acc[4]), vstore8(c41, 1, acc[4]);
-    vstore8(c50, 0, acc[5]), vstore8(c51, 1, acc[5]);
+    CONV_SPILL(acc);
     for (int o = 0; o < on; o++) {
         const float b = has_bias ? bias[bias_off + gi * ocg + o0 + o] : 0.0f;
         for (int i = 0; i < pn; i++) {
@@ -284,8 +282,7 @@ __kernel void conv_weight_grad(__global float *dw, ulong dw_off, __global const 
     CONV_TAPOFF(3);
     CONV_TAPOFF(4);
     CONV_TAPOFF(5);
-    float8 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f;
-    float8 c30 = 0.0f, c31 = 0.0f, c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f;
+    NNCL_BLOCK_ZERO(float8);
     __global const float *dr = dyt + gi * ldp + o0;
     const int ldq = groups * ldp;
     for (int ni = 0; ni < n; ni++) {
@@ -296,28 +293,12 @@ __kernel void conv_weight_grad(__global float *dw, ulong dw_off, __global const 
                 __global const float *xt = xr + ox * sw;
                 const float8 b0 = vload8(0, dr), b1 = vload8(1, dr);
                 const float8 a0 = xt[t0], a1 = xt[t1], a2 = xt[t2], a3 = xt[t3], a4 = xt[t4], a5 = xt[t5];
-                c00 = fma(a0, b0, c00);
-                c01 = fma(a0, b1, c01);
-                c10 = fma(a1, b0, c10);
-                c11 = fma(a1, b1, c11);
-                c20 = fma(a2, b0, c20);
-                c21 = fma(a2, b1, c21);
-                c30 = fma(a3, b0, c30);
-                c31 = fma(a3, b1, c31);
-                c40 = fma(a4, b0, c40);
-                c41 = fma(a4, b1, c41);
-                c50 = fma(a5, b0, c50);
-                c51 = fma(a5, b1, c51);
+                NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1);
             }
         }
     }
     float acc[CONV_PB][CONV_OB]; /* acc[i][o]: tap r0 + i, channel o0 + o */
-    vstore8(c00, 0, acc[0]), vstore8(c01, 1, acc[0]);
-    vstore8(c10, 0, acc[1]), vstore8(c11, 1, acc[1]);
-    vstore8(c20, 0, acc[2]), vstore8(c21, 1, acc[2]);
-    vstore8(c30, 0, acc[3]), vstore8(c31, 1, acc[3]);
-    vstore8(c40, 0, acc[4]), vstore8(c41, 1, acc[4]);
-    vstore8(c50, 0, acc[5]), vstore8(c51, 1, acc[5]);
+    CONV_SPILL(acc);
     const int rn = min(CONV_PB, rows - r0), on = min(CONV_OB, ocg - o0);
     for (int o = 0; o < on; o++) {
         __global float *wr = dw + dw_off + (ulong)(gi * ocg + o0 + o) * rows + r0;

@@ -73,33 +73,13 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
         __global const float *a3p = A + min(i0 + 3, last) * ra;
         __global const float *a4p = A + min(i0 + 4, last) * ra;
         __global const float *a5p = A + min(i0 + 5, last) * ra;
-        floatV c00 = (floatV)(0.0f), c01 = (floatV)(0.0f);
-        floatV c10 = (floatV)(0.0f), c11 = (floatV)(0.0f);
-        floatV c20 = (floatV)(0.0f), c21 = (floatV)(0.0f);
-        floatV c30 = (floatV)(0.0f), c31 = (floatV)(0.0f);
-        floatV c40 = (floatV)(0.0f), c41 = (floatV)(0.0f);
-        floatV c50 = (floatV)(0.0f), c51 = (floatV)(0.0f);
+        NNCL_BLOCK_ZERO(floatV);
         for (ulong p = 0; p < k; p++) {
             __global const float *bp = B + p * ldb + j0;
             const floatV b0 = vloadV(0, bp), b1 = vloadV(0, bp + GEMM_V);
-            const floatV a0 = (floatV)(a0p[p * ca]);
-            const floatV a1 = (floatV)(a1p[p * ca]);
-            const floatV a2 = (floatV)(a2p[p * ca]);
-            const floatV a3 = (floatV)(a3p[p * ca]);
-            const floatV a4 = (floatV)(a4p[p * ca]);
-            const floatV a5 = (floatV)(a5p[p * ca]);
-            c00 = fma(a0, b0, c00);
-            c01 = fma(a0, b1, c01);
-            c10 = fma(a1, b0, c10);
-            c11 = fma(a1, b1, c11);
-            c20 = fma(a2, b0, c20);
-            c21 = fma(a2, b1, c21);
-            c30 = fma(a3, b0, c30);
-            c31 = fma(a3, b1, c31);
-            c40 = fma(a4, b0, c40);
-            c41 = fma(a4, b1, c41);
-            c50 = fma(a5, b0, c50);
-            c51 = fma(a5, b1, c51);
+            const floatV a0 = (floatV)(a0p[p * ca]), a1 = (floatV)(a1p[p * ca]), a2 = (floatV)(a2p[p * ca]);
+            const floatV a3 = (floatV)(a3p[p * ca]), a4 = (floatV)(a4p[p * ca]), a5 = (floatV)(a5p[p * ca]);
+            NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1);
         }
         if (i0 + 0 < m) STORE_ROW(0, c00, c01);
         if (i0 + 1 < m) STORE_ROW(1, c10, c11);

@@ -89,8 +89,11 @@ static void make_batch(uint64_t seed, float *x, int64_t *y)
     for (int i = 0; i < BATCH; i++) y[i] = test_rng_below(&r, 10);
 }
 
-/* Reads every parameter and buffer of the network into one host array (caller frees). */
-static float *all_weights(nncl_network *net, size_t *count)
+/*
+ * Reads every parameter and buffer of the network (grads: every parameter's
+ * gradient instead) into one host array (caller frees).
+ */
+static float *read_params(nncl_network *net, int grads, size_t *count)
 {
     size_t n_layers, total = 0;
     TEST_OK(ctx, nncl_network_layer_count(net, &n_layers));
@@ -103,20 +106,25 @@ static float *all_weights(nncl_network *net, size_t *count)
             TEST_OK(ctx, nncl_network_layer(net, i, &l));
             TEST_OK(ctx, nncl_layer_param_count(l, &np));
             for (size_t p = 0; p < np; p++) {
-                nncl_tensor v;
-                TEST_OK(ctx, nncl_layer_param(l, p, NULL, &v, NULL));
-                size_t n = (size_t)nncl_tensor_numel(&v);
-                if (pass == 1) TEST_OK(ctx, nncl_tensor_read(ctx, &v, out + at, n));
+                nncl_tensor v, g;
+                TEST_OK(ctx, nncl_layer_param(l, p, NULL, &v, &g));
+                if (grads && g.buf == NULL) continue; /* a buffer: no gradient */
+                const nncl_tensor *t = grads ? &g : &v;
+                size_t n = (size_t)nncl_tensor_numel(t);
+                if (pass == 1) TEST_OK(ctx, nncl_tensor_read(ctx, t, out + at, n));
                 at += n;
             }
         }
-        if (pass == 0) {
-            total = at;
-            out = malloc(sizeof(float) * total);
-        }
+        if (pass == 0) out = malloc(sizeof(float) * (at ? at : 1));
+        total = at;
     }
     *count = total;
     return out;
+}
+
+static float *all_weights(nncl_network *net, size_t *count)
+{
+    return read_params(net, 0, count);
 }
 
 static void test_steady_state_step(void **state)
@@ -449,35 +457,6 @@ static void test_fused_conv_relu(void **state)
     nncl_network_destroy(spec.net);
 }
 
-/* Every parameter gradient of the network's layers, read into one host array (caller frees). */
-static float *all_grads(nncl_network *net, size_t *count)
-{
-    size_t n_layers, total = 0;
-    TEST_OK(ctx, nncl_network_layer_count(net, &n_layers));
-    float *out = NULL;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t at = 0;
-        for (size_t i = 0; i < n_layers; i++) {
-            nncl_layer *l;
-            size_t np;
-            TEST_OK(ctx, nncl_network_layer(net, i, &l));
-            TEST_OK(ctx, nncl_layer_param_count(l, &np));
-            for (size_t p = 0; p < np; p++) {
-                nncl_tensor v, g;
-                TEST_OK(ctx, nncl_layer_param(l, p, NULL, &v, &g));
-                if (g.buf == NULL) continue;
-                size_t n = (size_t)nncl_tensor_numel(&g);
-                if (pass == 1) TEST_OK(ctx, nncl_tensor_read(ctx, &g, out + at, n));
-                at += n;
-            }
-        }
-        if (pass == 0) out = malloc(sizeof(float) * (at ? at : 1));
-        total = at;
-    }
-    *count = total;
-    return out;
-}
-
 /*
  * A training step of a network with fused layers (conv2d + relu + maxpool:
  * the relu has no kernel; linear + relu last: relu applied with the bias,
@@ -503,7 +482,7 @@ static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
     TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_TRAIN));
     TEST_OK(ctx, nncl_network_backward(spec.net));
     size_t count, count2;
-    float *fused = all_grads(spec.net, &count);
+    float *fused = read_params(spec.net, 1, &count);
 
     /* The same layers apart: forward through every layer, the loss, then backward through every layer. */
     TEST_OK(ctx, nncl_network_zero_grad(spec.net));
@@ -553,7 +532,7 @@ static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
         if (i == 0 && alias) break; /* the network's input needs no gradient */
         TEST_OK(ctx, nncl_layer_backward(l, &act[i], &act[i + 1], &dact[i + 1], i == 0 ? NULL : &dact[i]));
     }
-    float *apart = all_grads(spec.net, &count2);
+    float *apart = read_params(spec.net, 1, &count2);
     assert_int_equal(count, count2);
     assert_memory_equal(fused, apart, sizeof(float) * count);
     print_message("%zu parameter gradients, fused and apart: bit for bit\n", count);

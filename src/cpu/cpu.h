@@ -68,8 +68,8 @@ nncl_status nncl__cpu_conv2d_forward(nncl_context *ctx, const nncl_tensor *y, co
                                      const nncl_tensor *w, const nncl_tensor *b, int relu, const nncl_conv_geom *g);
 nncl_status nncl__cpu_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,
                                            const nncl_tensor *w, const nncl_conv_geom *g);
-nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db, const nncl_tensor *dy,
-                                             const nncl_tensor *x, const nncl_conv_geom *g);
+nncl_status nncl__cpu_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
+                                             const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g);
 nncl_status nncl__cpu_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                      const nncl_tensor *x, const nncl_pool_geom *g);
 nncl_status nncl__cpu_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,

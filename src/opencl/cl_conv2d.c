@@ -122,6 +122,13 @@ static int few_taps(const nncl_conv_geom *g)
     return g->sw == 1 && g->c / g->groups * g->kh * g->kw + 1 <= CONV_FEW_TAPS;
 }
 
+/* The extent of the input the windows reach: the padded input's rows and columns. */
+static void padded_extent(const nncl_conv_geom *g, int64_t *hp, int64_t *wp)
+{
+    *hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    *wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+}
+
 /*
  * The largest buffer a direct pass indexes with 32-bit ints: x, y and the
  * padded input, and for the weight gradient by conv_weight_grad dy with its
@@ -129,12 +136,13 @@ static int few_taps(const nncl_conv_geom *g)
  */
 static int64_t direct_largest(const nncl_conv_geom *g, int params)
 {
-    const int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1, wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    int64_t hp, wp;
+    padded_extent(g, &hp, &wp);
     const int64_t ldp = (g->oc / g->groups + CONV_OB - 1) / CONV_OB * CONV_OB;
-    int64_t m = g->n * g->c * g->h * g->w;
-    if (g->n * g->oc * g->oh * g->ow > m) m = g->n * g->oc * g->oh * g->ow;
-    if (g->n * g->c * hp * wp > m) m = g->n * g->c * hp * wp;
-    if (params && !few_taps(g) && g->n * g->oh * g->ow * g->groups * ldp > m) m = g->n * g->oh * g->ow * g->groups * ldp;
+    const int64_t sizes[4] = {g->n * g->c * g->h * g->w, g->n * g->oc * g->oh * g->ow, g->n * g->c * hp * wp,
+                              params && !few_taps(g) ? g->n * g->oh * g->ow * g->groups * ldp : 0};
+    int64_t m = 0;
+    for (int i = 0; i < 4; i++) m = sizes[i] > m ? sizes[i] : m;
     return m;
 }
 
@@ -163,8 +171,7 @@ static nncl_status use_direct(nncl_context *ctx, const nncl_conv_geom *g, int pa
 static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl_conv_geom *g, cl_mem *xp,
                              int64_t *hp, int64_t *wp)
 {
-    *hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
-    *wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    padded_extent(g, hp, wp);
     NNCL_TRY(nncl__cl_scratch(ctx, 1, (size_t)(g->n * g->c * *hp * *wp) * sizeof(float), xp));
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_pad", &k));
@@ -215,12 +222,7 @@ static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_te
     nncl__cl_arg_mem(&a, xp);
     nncl__cl_arg_mem(&a, p);
     nncl__cl_arg_i32(&a, (int32_t)ldp);
-    if (b != NULL) {
-        nncl__cl_arg_tensor(&a, b);
-    } else { /* any valid buffer: the kernel does not read it */
-        nncl__cl_arg_mem(&a, p);
-        nncl__cl_arg_u64(&a, 0);
-    }
+    nncl__cl_arg_tensor(&a, b); /* NULL: (NULL, 0), not read */
     nncl__cl_arg_i32(&a, b != NULL);
     nncl__cl_arg_i32(&a, relu);
     const int64_t v[14] = {g->n,  g->c,  hp,    wp,    g->oc, g->oh, g->ow,
@@ -315,12 +317,7 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_grad_reduce", &k));
     a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dw);
-    if (db != NULL) {
-        nncl__cl_arg_tensor(&a, db);
-    } else { /* any valid buffer: the kernel does not touch it */
-        nncl__cl_arg_mem(&a, part);
-        nncl__cl_arg_u64(&a, 0);
-    }
+    nncl__cl_arg_tensor(&a, db); /* NULL: (NULL, 0), not read */
     nncl__cl_arg_i32(&a, db != NULL);
     nncl__cl_arg_mem(&a, part);
     nncl__cl_arg_i32(&a, (int32_t)g->n);

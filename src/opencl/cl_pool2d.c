@@ -51,11 +51,7 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
     nncl__cl_arg_tensor(&a, dy);
     nncl__cl_arg_tensor(&a, idx);
     arg_geom(&a, g);
-    if (relu_y != NULL) {
-        nncl__cl_arg_tensor(&a, relu_y);
-    } else { /* any valid buffer: the kernel does not read it */
-        nncl__cl_arg_tensor(&a, dy);
-    }
+    nncl__cl_arg_tensor(&a, relu_y); /* NULL: (NULL, 0), not read */
     nncl__cl_arg_i32(&a, relu_y != NULL);
     return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * (disjoint ? g->oh * g->ow : g->h * g->w)));
 }
