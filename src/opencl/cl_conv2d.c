@@ -21,6 +21,7 @@
  * reused by every convolution, grown once to the largest.
  */
 #include <stdint.h>
+#include <stdio.h>
 
 #include "opencl/cl.h"
 
@@ -114,12 +115,12 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
 #define CONV_PB 6  /* output pixels per work-item: CONV_PB in kernels_cl/conv2d.cl */
 #define CONV_OB 16 /* output channels per work-item: CONV_OB in kernels_cl/conv2d.cl */
 
-#define CONV_FEW_TAPS 12 /* CONV_FEW_TAPS in kernels_cl/conv2d.cl */
+#define CONV_FEW_TAPS 11 /* taps kernels_cl/conv2d_few.cl keeps in registers, with the bias */
 
 /* The weight gradient by conv_weight_grad_few (few taps, stride 1 along rows), else by conv_weight_grad. */
 static int few_taps(const nncl_conv_geom *g)
 {
-    return g->sw == 1 && g->c / g->groups * g->kh * g->kw + 1 <= CONV_FEW_TAPS;
+    return g->sw == 1 && g->c / g->groups * g->kh * g->kw <= CONV_FEW_TAPS;
 }
 
 /* The extent of the input the windows reach: the padded input's rows and columns. */
@@ -304,8 +305,11 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
     NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(g->n * g->oc * (rows + 1)) * sizeof(float), &part));
 
+    /* The program is built per tap count (kernels_cl/conv2d_few.cl). */
+    char defines[32];
+    snprintf(defines, sizeof defines, "-DCONV_TAPS=%d", (int)rows);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_weight_grad_few", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d_few", defines, "conv_weight_grad_few", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, part);
     nncl__cl_arg_mem(&a, xp);
@@ -314,7 +318,7 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     for (int i = 0; i < 13; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
     NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)(g->n * g->oc))); /* one per (image, output channel) */
 
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_grad_reduce", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d_few", defines, "conv_grad_reduce", &k));
     a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dw);
     nncl__cl_arg_tensor(&a, db); /* NULL: (NULL, 0), not read */
