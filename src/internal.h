@@ -119,6 +119,13 @@ nncl_status nncl__tensor_check(nncl_context *ctx, const nncl_tensor *t, const ch
 nncl_status nncl__extent_check(nncl_context *ctx, const nncl_tensor *t, uint64_t elems,
                                const char *what, const char *func);
 
+/*
+ * Makes *ws a 1-D tensor of at least n elements (viewed as exactly n),
+ * reallocating only when it must grow: a steady state allocates nothing.
+ * For the scratch that layers and losses keep between calls.
+ */
+nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacity, int64_t n);
+
 /* ---- profiling ------------------------------------------------------------- */
 
 /* Adds one launch of `kernel`, queued under `scope`, that ran from start_ns to end_ns, to the profile and the trace. */

@@ -328,3 +328,16 @@ nncl_status nncl_tensor_view(nncl_context *ctx, const nncl_tensor *base, size_t 
     *out = t;
     return NNCL_OK;
 }
+
+nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacity, int64_t n)
+{
+    if (n > *capacity) {
+        NNCL_TRY(nncl_tensor_destroy(ctx, ws));
+        *capacity = 0;
+        NNCL_TRY(nncl_tensor_create(ctx, 1, &n, ws));
+        *capacity = n;
+    }
+    ws->ndim = 1;
+    ws->shape[0] = n;
+    return NNCL_OK;
+}

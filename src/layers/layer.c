@@ -54,19 +54,6 @@ nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint6
     return st;
 }
 
-nncl_status nncl__layer_workspace(nncl_layer *l, nncl_tensor *ws, int64_t *capacity, int64_t n)
-{
-    if (n > *capacity) {
-        NNCL_TRY(nncl_tensor_destroy(l->ctx, ws));
-        *capacity = 0;
-        NNCL_TRY(nncl_tensor_create(l->ctx, 1, &n, ws));
-        *capacity = n;
-    }
-    ws->ndim = 1;
-    ws->shape[0] = n;
-    return NNCL_OK;
-}
-
 nncl_status nncl__layer_rebind_param(nncl_layer *l, size_t i, const nncl_tensor *value, const nncl_tensor *grad)
 {
     nncl__param *p = &l->params[i];

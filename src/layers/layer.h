@@ -81,12 +81,6 @@ nncl_status nncl__layer_add_param(nncl_layer *l, const char *name, int ndim, con
 nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint64_t seed, uint32_t layer);
 
 /*
- * Makes *ws a 1-D tensor of at least n elements (viewed as exactly n),
- * reallocating only when it must grow: a steady state allocates nothing.
- */
-nncl_status nncl__layer_workspace(nncl_layer *l, nncl_tensor *ws, int64_t *capacity, int64_t n);
-
-/*
  * Moves parameter i into network-owned memory: copies its value into `value`
  * (and zeroes `grad` for a learnable one), releases the layer's own tensors,
  * and makes the views the parameter from now on. grad is ignored for buffers.

@@ -37,8 +37,8 @@ static nncl_status layernorm_forward(nncl_layer *l, nncl_mode mode, const nncl_t
     (void)mode;
     layernorm *s = (layernorm *)l;
     int64_t rows = nncl_tensor_numel(x) / s->cols;
-    NNCL_TRY(nncl__layer_workspace(l, &s->mean, &s->mean_cap, rows));
-    NNCL_TRY(nncl__layer_workspace(l, &s->rstd, &s->rstd_cap, rows));
+    NNCL_TRY(nncl__workspace(l->ctx, &s->mean, &s->mean_cap, rows));
+    NNCL_TRY(nncl__workspace(l->ctx, &s->rstd, &s->rstd_cap, rows));
     const nncl_tensor *gamma = s->affine ? &l->params[0].value : NULL;
     const nncl_tensor *beta = s->affine ? &l->params[1].value : NULL;
     return l->ctx->ops->layernorm_forward(l->ctx, y, &s->mean, &s->rstd, x, gamma, beta, rows, s->cols, 1e-5f);
@@ -53,8 +53,8 @@ static nncl_status layernorm_backward(nncl_layer *l, const nncl_tensor *x, const
     if (s->mean_cap < rows)
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: backward without a forward of this x", l->desc);
     if (dx == NULL) return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: backward needs dx", l->desc);
-    NNCL_TRY(nncl__layer_workspace(l, &s->mean, &s->mean_cap, rows));
-    NNCL_TRY(nncl__layer_workspace(l, &s->rstd, &s->rstd_cap, rows));
+    NNCL_TRY(nncl__workspace(l->ctx, &s->mean, &s->mean_cap, rows));
+    NNCL_TRY(nncl__workspace(l->ctx, &s->rstd, &s->rstd_cap, rows));
     const nncl_tensor *gamma = s->affine ? &l->params[0].value : NULL;
     const nncl_tensor *dgamma = s->affine ? &l->params[0].grad : NULL;
     const nncl_tensor *dbeta = s->affine ? &l->params[1].grad : NULL;

@@ -60,7 +60,7 @@ static nncl_status pool2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *idx = NULL;
     if (s->kind == NNCL_POOL_MAX) {
-        NNCL_TRY(nncl__layer_workspace(l, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
+        NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
         idx = &s->idx;
     }
     return l->ctx->ops->pool2d_forward(l->ctx, y, idx, x, &g);
@@ -78,7 +78,7 @@ static nncl_status backward(nncl_layer *l, const nncl_tensor *x, const nncl_tens
     if (s->kind == NNCL_POOL_MAX) {
         if (s->idx_capacity < nncl_tensor_numel(y))
             return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: backward without a forward of this x", l->desc);
-        NNCL_TRY(nncl__layer_workspace(l, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
+        NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
         idx = &s->idx;
     }
     return l->ctx->ops->pool2d_backward(l->ctx, dx, dy, idx, relu ? y : NULL, &g);

@@ -90,15 +90,8 @@ nncl_status nncl_loss_forward(nncl_loss *loss, const nncl_tensor *input, const n
     NNCL_TRY(nncl__tensor_check(ctx, loss_out, "loss_out", NAMES[loss->kind]));
     if (nncl_tensor_numel(loss_out) != 1)
         return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: loss_out must hold one element", NAMES[loss->kind]);
-    if (n > loss->work_cap) {
-        NNCL_TRY(nncl_tensor_destroy(ctx, &loss->work));
-        loss->work_cap = 0;
-        NNCL_TRY(nncl_tensor_create(ctx, 1, &n, &loss->work));
-        loss->work_cap = n;
-    }
-    nncl_tensor work = loss->work;
-    work.shape[0] = n;
-    return ctx->ops->loss_forward(ctx, loss->kind, loss_out, &work, input, target, n, c, loss->smoothing);
+    NNCL_TRY(nncl__workspace(ctx, &loss->work, &loss->work_cap, n));
+    return ctx->ops->loss_forward(ctx, loss->kind, loss_out, &loss->work, input, target, n, c, loss->smoothing);
 }
 
 nncl_status nncl_loss_backward(nncl_loss *loss, const nncl_tensor *input, const nncl_tensor *target,
