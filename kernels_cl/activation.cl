@@ -10,7 +10,7 @@
 float act_forward(int act, float a, float x)
 {
     switch (act) {
-    case 0: return x > 0.0f ? x : 0.0f;
+    case 0: return nncl_relu(x);
     case 1: return x > 0.0f ? x : a * x;
     case 2: return 1.0f / (1.0f + exp(-x));
     case 3: return tanh(x);

@@ -21,7 +21,7 @@ __kernel void bias_add(__global float *y, ulong y_off, __global const float *b, 
     __global float *row = y + y_off + t * inner;
     for (ulong i = 0; i < inner; i++) {
         const float s = row[i] + v;
-        row[i] = relu && !(s > 0.0f) ? 0.0f : s; /* relu as the activation kernel rounds it: NaN -> 0 */
+        row[i] = relu ? nncl_relu(s) : s;
     }
 }
 

@@ -34,6 +34,12 @@
 #define NNCL_EW 1
 #endif
 
+/* relu as every kernel rounds it, fused or not: x if x > 0, else +0 (NaN and -0 included). */
+float nncl_relu(float x)
+{
+    return x > 0.0f ? x : 0.0f;
+}
+
 /*
  * The register block of nncl's GEMM and direct convolutions (gemm.cl,
  * conv2d.cl): six rows of two vectors, c00 c01 .. c50 c51, which fill

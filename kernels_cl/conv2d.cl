@@ -235,7 +235,7 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
         const float b = has_bias ? bias[bias_off + gi * ocg + o0 + o] : 0.0f;
         for (int i = 0; i < pn; i++) {
             const float v = acc[i][o] + b;
-            y[y0 + (ulong)o * npix + i] = relu && !(v > 0.0f) ? 0.0f : v; /* as the activation kernel: NaN -> 0 */
+            y[y0 + (ulong)o * npix + i] = relu ? nncl_relu(v) : v;
         }
     }
 }

@@ -95,6 +95,12 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
     }
 }
 
+/* Whether output o's gradient passes the folded relu: no relu, or its maximum ry[o] is > 0. */
+int passes(int relu, __global const float *ry, ulong o)
+{
+    return !relu || ry[o] > 0.0f;
+}
+
 __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
                               __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
                               __global const float *ry, ulong ry_off, int relu)
@@ -111,7 +117,7 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
         for (int ox = ox0; ox <= ox1; ox++) {
             const int o = (p * oh + oy) * ow + ox;
             if (is_max) {
-                if ((int)idx[idx_off + o] == r && !(relu && !(ry[ry_off + o] > 0.0f))) acc += dy[dy_off + o];
+                if ((int)idx[idx_off + o] == r && passes(relu, ry, ry_off + o)) acc += dy[dy_off + o];
             } else {
                 acc += dy[dy_off + o] * inv;
             }
@@ -137,7 +143,7 @@ __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __globa
     const float g = dy[dy_off + o];
     if (is_max) {
         const int at = (int)idx[idx_off + o];
-        if (at >= 0) dxp[at] = relu && !(ry[ry_off + o] > 0.0f) ? 0.0f : g;
+        if (at >= 0) dxp[at] = passes(relu, ry, ry_off + o) ? g : 0.0f;
         return;
     }
     const float share = g * inv;

@@ -3,22 +3,30 @@
  */
 #include "opencl/cl.h"
 
-nncl_status nncl__cl_loss_forward(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *out,
-                                  const nncl_tensor *work, const nncl_tensor *input, const nncl_tensor *target,
-                                  int64_t n, int64_t c, float smoothing)
+/* loss_rows or loss_backward: the same arguments, one work-item per row of the input. */
+static nncl_status per_row(nncl_context *ctx, const char *name, const nncl_tensor *dst, const nncl_tensor *input,
+                           const nncl_tensor *target, nncl_loss_kind kind, int64_t n, int64_t c, float smoothing)
 {
-    const nncl__cl_kernel *kr, *km;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", "loss_rows", &kr));
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", "loss_mean", &km));
-    nncl__cl_args a = nncl__cl_args_begin(ctx, kr);
-    nncl__cl_arg_tensor(&a, work);
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", name, &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, input);
     nncl__cl_arg_tensor(&a, target);
     nncl__cl_arg_u64(&a, (uint64_t)n);
     nncl__cl_arg_u64(&a, (uint64_t)c);
     nncl__cl_arg_i32(&a, (int32_t)kind);
     nncl__cl_arg_f32(&a, smoothing);
-    NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)n));
+    return nncl__cl_launch_1d(&a, (size_t)n);
+}
+
+nncl_status nncl__cl_loss_forward(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *out,
+                                  const nncl_tensor *work, const nncl_tensor *input, const nncl_tensor *target,
+                                  int64_t n, int64_t c, float smoothing)
+{
+    NNCL_TRY(per_row(ctx, "loss_rows", work, input, target, kind, n, c, smoothing));
+    const nncl__cl_kernel *km;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", "loss_mean", &km));
 
     int per_element = kind == NNCL_LOSS_MSE || kind == NNCL_LOSS_BCE_WITH_LOGITS;
     size_t one = 1;
@@ -34,15 +42,5 @@ nncl_status nncl__cl_loss_backward(nncl_context *ctx, nncl_loss_kind kind, const
                                    const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
                                    float smoothing)
 {
-    const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", "loss_backward", &k));
-    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
-    nncl__cl_arg_tensor(&a, dinput);
-    nncl__cl_arg_tensor(&a, input);
-    nncl__cl_arg_tensor(&a, target);
-    nncl__cl_arg_u64(&a, (uint64_t)n);
-    nncl__cl_arg_u64(&a, (uint64_t)c);
-    nncl__cl_arg_i32(&a, (int32_t)kind);
-    nncl__cl_arg_f32(&a, smoothing);
-    return nncl__cl_launch_1d(&a, (size_t)n);
+    return per_row(ctx, "loss_backward", dinput, input, target, kind, n, c, smoothing);
 }
