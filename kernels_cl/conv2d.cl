@@ -11,7 +11,7 @@
  *   col2im:          dx[n][c][iy][ix] = sum of dcol over the taps that read it
  *                    (gather, one work-item per row of dx: deterministic, and
  *                    each element sums its taps in (ky, kx) order as before)
- *   cnhw_to_nchw:    Y' (C, N, P) -> y (N, C, P);  nchw_to_cnhw: the inverse
+ *   swap_outer:      Y' (C, N, P) -> y (N, C, P), and the inverse
  *                    (one work-item per row of P elements)
  * Geometry: n c h w oh ow kh kw sh sw ph pw dh dw, as int: index arithmetic
  * is 32-bit (64-bit division is slow on CPUs), and the host refuses
@@ -65,26 +65,16 @@ __kernel void col2im(__global float *dx, ulong dx_off, __global const float *col
     }
 }
 
-/* y[n][c][:] = t[c][n][:]: one work-item per row of p elements. */
-__kernel void cnhw_to_nchw(__global float *y, ulong y_off, __global const float *t, ulong t_off, int n, int c, int p)
+/* dst[i][j][:] = src[j][i][:] for dst (a, b, p) and src (b, a, p): one work-item per row of p elements. */
+__kernel void swap_outer(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, int a, int b,
+                         int p)
 {
-    const int row = (int)get_global_id(0); /* = ni * c + ci */
-    if (row >= n * c) return;
-    const int ni = row / c, ci = row - ni * c;
-    __global float *dst = y + y_off + (ulong)row * p;
-    __global const float *src = t + t_off + ((ulong)ci * n + ni) * p;
-    for (int i = 0; i < p; i++) dst[i] = src[i];
-}
-
-/* t[c][n][:] = y[n][c][:]: one work-item per row of p elements. */
-__kernel void nchw_to_cnhw(__global float *t, ulong t_off, __global const float *y, ulong y_off, int n, int c, int p)
-{
-    const int row = (int)get_global_id(0); /* = ci * n + ni */
-    if (row >= n * c) return;
-    const int ci = row / n, ni = row - ci * n;
-    __global float *dst = t + t_off + (ulong)row * p;
-    __global const float *src = y + y_off + ((ulong)ni * c + ci) * p;
-    for (int i = 0; i < p; i++) dst[i] = src[i];
+    const int row = (int)get_global_id(0); /* = i b + j */
+    if (row >= a * b) return;
+    const int i = row / b, j = row - i * b;
+    __global float *d = dst + dst_off + (ulong)row * p;
+    __global const float *s = src + src_off + ((ulong)j * a + i) * p;
+    for (int e = 0; e < p; e++) d[e] = s[e];
 }
 
 /*

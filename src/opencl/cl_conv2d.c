@@ -100,12 +100,12 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
                            int64_t n, int64_t c, int64_t p)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", to_nchw ? "cnhw_to_nchw" : "nchw_to_cnhw", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "swap_outer", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, src);
-    nncl__cl_arg_i32(&a, (int32_t)n);
-    nncl__cl_arg_i32(&a, (int32_t)c);
+    nncl__cl_arg_i32(&a, (int32_t)(to_nchw ? n : c)); /* dst's outer two dimensions */
+    nncl__cl_arg_i32(&a, (int32_t)(to_nchw ? c : n));
     nncl__cl_arg_i32(&a, (int32_t)p);
     return nncl__cl_launch_1d(&a, (size_t)(n * c)); /* one work-item per row */
 }
