@@ -120,6 +120,14 @@ nncl_status nncl__extent_check(nncl_context *ctx, const nncl_tensor *t, uint64_t
                                const char *what, const char *func);
 
 /*
+ * Room for one more item in a growing array of `size`-byte items that holds
+ * `len` and has room for *cap: when full, it is reallocated to twice *cap
+ * (`first` when empty) and *cap updated. Returns the array, moved or not, or
+ * NULL when out of host memory, leaving the old array and *cap as they were.
+ */
+void *nncl__grow(void *items, size_t len, size_t *cap, size_t size, size_t first);
+
+/*
  * Makes *ws a 1-D tensor of at least n elements (viewed as exactly n),
  * reallocating only when it must grow: a steady state allocates nothing.
  * For the scratch that layers and losses keep between calls.

@@ -127,13 +127,9 @@ void nncl__profile_scope(nncl_context *ctx, const char *fmt, ...)
 nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, const char *scope, uint64_t start_ns,
                               uint64_t end_ns)
 {
-    if (ctx->trace_len == ctx->trace_cap) {
-        size_t cap = ctx->trace_cap ? 2 * ctx->trace_cap : 256;
-        nncl__trace_event *grown = realloc(ctx->trace, cap * sizeof *grown);
-        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profile: out of host memory");
-        ctx->trace = grown;
-        ctx->trace_cap = cap;
-    }
+    nncl__trace_event *trace = nncl__grow(ctx->trace, ctx->trace_len, &ctx->trace_cap, sizeof *trace, 256);
+    if (trace == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profile: out of host memory");
+    ctx->trace = trace;
     nncl__trace_event *t = &ctx->trace[ctx->trace_len++];
     snprintf(t->kernel, sizeof t->kernel, "%s", kernel);
     snprintf(t->scope, sizeof t->scope, "%s", scope);
@@ -148,14 +144,9 @@ nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, const char 
             return NNCL_OK;
         }
     }
-    if (ctx->profile_len == ctx->profile_cap) {
-        size_t cap = ctx->profile_cap ? 2 * ctx->profile_cap : 16;
-        nncl__profile_sum *grown = realloc(ctx->profile, cap * sizeof *grown);
-        if (grown == NULL)
-            return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profile: out of host memory");
-        ctx->profile = grown;
-        ctx->profile_cap = cap;
-    }
+    nncl__profile_sum *sums = nncl__grow(ctx->profile, ctx->profile_len, &ctx->profile_cap, sizeof *sums, 16);
+    if (sums == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profile: out of host memory");
+    ctx->profile = sums;
     nncl__profile_sum *e = &ctx->profile[ctx->profile_len++];
     snprintf(e->kernel, sizeof e->kernel, "%s", kernel);
     e->launches = 1;

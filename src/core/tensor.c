@@ -341,3 +341,12 @@ nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacit
     ws->shape[0] = n;
     return NNCL_OK;
 }
+
+void *nncl__grow(void *items, size_t len, size_t *cap, size_t size, size_t first)
+{
+    if (len < *cap) return items;
+    const size_t want = *cap ? 2 * *cap : first;
+    void *grown = realloc(items, want * size);
+    if (grown != NULL) *cap = want;
+    return grown;
+}

@@ -118,11 +118,10 @@ nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
     else if (layer->ops->forward == NULL)
         st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: %s takes two inputs and has no place in a sequential network",
                         __func__, layer->desc);
-    if (st == NNCL_OK && net->n_layers == net->cap_layers) {
-        size_t cap = net->cap_layers ? 2 * net->cap_layers : 8;
-        nncl_layer **grown = realloc(net->layers, cap * sizeof *grown);
-        if (grown == NULL) st = NNCL_ERROR(net->ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
-        else net->layers = grown, net->cap_layers = cap;
+    if (st == NNCL_OK) {
+        nncl_layer **layers = nncl__grow(net->layers, net->n_layers, &net->cap_layers, sizeof *layers, 8);
+        if (layers == NULL) st = NNCL_ERROR(net->ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
+        else net->layers = layers;
     }
     if (st != NNCL_OK) {
         nncl_layer_destroy(layer);

@@ -133,16 +133,12 @@ static nncl_status cl_finish(nncl_context *ctx)
 nncl_status nncl__cl_profile_event(nncl_context *ctx, cl_event ev, const char *what)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
-    if (cl->n_pending == cl->cap_pending) {
-        size_t cap = cl->cap_pending ? 2 * cl->cap_pending : 64;
-        nncl__cl_pending_event *grown = realloc(cl->pending, cap * sizeof *grown);
-        if (grown == NULL) {
-            clReleaseEvent(ev);
-            return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profiling: out of host memory");
-        }
-        cl->pending = grown;
-        cl->cap_pending = cap;
+    nncl__cl_pending_event *pending = nncl__grow(cl->pending, cl->n_pending, &cl->cap_pending, sizeof *pending, 64);
+    if (pending == NULL) {
+        clReleaseEvent(ev);
+        return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profiling: out of host memory");
     }
+    cl->pending = pending;
     nncl__cl_pending_event *p = &cl->pending[cl->n_pending++];
     p->event = ev;
     snprintf(p->kernel, sizeof p->kernel, "%s", what);

@@ -261,13 +261,10 @@ static int choices_path(const nncl__cl *cl, char *path, size_t size)
 static nncl_status remember(nncl_context *ctx, const nncl__gemm_choice *c)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
-    if (cl->n_gemm_choices == cl->cap_gemm_choices) {
-        size_t cap = cl->cap_gemm_choices ? 2 * cl->cap_gemm_choices : 16;
-        nncl__gemm_choice *grown = realloc(cl->gemm_choices, cap * sizeof *grown);
-        if (grown == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "gemm: out of host memory");
-        cl->gemm_choices = grown;
-        cl->cap_gemm_choices = cap;
-    }
+    nncl__gemm_choice *choices =
+        nncl__grow(cl->gemm_choices, cl->n_gemm_choices, &cl->cap_gemm_choices, sizeof *choices, 16);
+    if (choices == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "gemm: out of host memory");
+    cl->gemm_choices = choices;
     cl->gemm_choices[cl->n_gemm_choices++] = *c;
     return NNCL_OK;
 }

@@ -182,16 +182,12 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
     st = create_kernels(ctx, p);
     if (st != NNCL_OK) goto fail;
 
-    if (cl->n_programs == cl->cap_programs) {
-        size_t cap = cl->cap_programs ? 2 * cl->cap_programs : 16;
-        nncl__cl_program **grown = realloc(cl->programs, cap * sizeof *grown);
-        if (grown == NULL) {
-            st = NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
-            goto fail;
-        }
-        cl->programs = grown;
-        cl->cap_programs = cap;
+    nncl__cl_program **programs = nncl__grow(cl->programs, cl->n_programs, &cl->cap_programs, sizeof *programs, 16);
+    if (programs == NULL) {
+        st = NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
+        goto fail;
     }
+    cl->programs = programs;
     cl->programs[cl->n_programs++] = p;
     *out = p;
     return NNCL_OK;
