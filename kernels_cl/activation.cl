@@ -1,9 +1,11 @@
 /*
  * activation.cl - element-wise activations and their derivatives, NNCL_EW
- * elements per work-item. The program is built once per function, with
- * -DNNCL_ACT=<nncl_activation> (include/nncl/layer.h): the switches below
- * fold away, leaving straight-line kernels that PoCL vectorises across
- * work-items. `a` is leaky_relu's slope or elu's alpha.
+ * elements per work-item. Each function has its own pair of kernels,
+ * activation_forward_<name> and activation_backward_<name>, instantiated at
+ * the end of the file with the function's constant (nncl_activation,
+ * include/nncl/layer.h): the switches below fold away, leaving straight-line
+ * kernels that PoCL vectorises across work-items. `a` is leaky_relu's slope
+ * or elu's alpha.
  *   0 relu  1 leaky_relu  2 sigmoid  3 tanh  4 gelu (erf)  5 silu  6 elu
  */
 
@@ -44,28 +46,48 @@ float act_grad(int act, float a, float x)
     }
 }
 
-__kernel void activation_forward(__global float *y, ulong y_off, __global const float *x, ulong x_off, ulong n,
-                                 float a)
+void activation_forward(int act, __global float *y, __global const float *x, ulong n, float a)
 {
     NNCL_EW_RANGE(n);
     for (ulong i = i0; i < i1; i++) {
-        float v = act_forward(NNCL_ACT, a, x[x_off + i]);
+        float v = act_forward(act, a, x[i]);
 #ifdef NNCL_PERTURB
         if (i == 0) v += 1e-3f; /* the harness self-test: this must make the parity test fail */
 #endif
-        y[y_off + i] = v;
+        y[i] = v;
     }
 }
 
-__kernel void activation_backward(__global float *dx, ulong dx_off, __global const float *x, ulong x_off,
-                                  __global const float *dy, ulong dy_off, ulong n, float a)
+void activation_backward(int act, __global float *dx, __global const float *x, __global const float *dy, ulong n,
+                         float a)
 {
     NNCL_EW_RANGE(n);
     for (ulong i = i0; i < i1; i++) {
-        const float g = dy[dy_off + i], xi = x[x_off + i];
+        const float g = dy[i], xi = x[i];
         /* relu and leaky_relu: select or scale dy directly (exact, like the reference). */
-        if (NNCL_ACT == 0) dx[dx_off + i] = xi > 0.0f ? g : 0.0f;
-        else if (NNCL_ACT == 1) dx[dx_off + i] = xi > 0.0f ? g : a * g;
-        else dx[dx_off + i] = act_grad(NNCL_ACT, a, xi) * g;
+        if (act == 0) dx[i] = xi > 0.0f ? g : 0.0f;
+        else if (act == 1) dx[i] = xi > 0.0f ? g : a * g;
+        else dx[i] = act_grad(act, a, xi) * g;
     }
 }
+
+/* The kernels of one function; PoCL compiles only those that are launched. */
+#define ACTIVATION_KERNELS(name, act)                                                                              \
+    __kernel void activation_forward_##name(__global float *y, ulong y_off, __global const float *x, ulong x_off,  \
+                                            ulong n, float a)                                                      \
+    {                                                                                                              \
+        activation_forward(act, y + y_off, x + x_off, n, a);                                                       \
+    }                                                                                                              \
+    __kernel void activation_backward_##name(__global float *dx, ulong dx_off, __global const float *x,            \
+                                             ulong x_off, __global const float *dy, ulong dy_off, ulong n, float a) \
+    {                                                                                                              \
+        activation_backward(act, dx + dx_off, x + x_off, dy + dy_off, n, a);                                       \
+    }
+
+ACTIVATION_KERNELS(relu, 0)
+ACTIVATION_KERNELS(leaky_relu, 1)
+ACTIVATION_KERNELS(sigmoid, 2)
+ACTIVATION_KERNELS(tanh, 3)
+ACTIVATION_KERNELS(gelu, 4)
+ACTIVATION_KERNELS(silu, 5)
+ACTIVATION_KERNELS(elu, 6)

@@ -313,3 +313,21 @@ __kernel void conv_bias_grad(__global float *db, ulong db_off, __global const fl
     vstore8(s0, 0, s), vstore8(s1, 1, s);
     for (int o = 0; o < min(CONV_OB, ocg - o0); o++) db[db_off + gi * ocg + o0 + o] += s[o];
 }
+
+/*
+ * The second half of conv2d_few.cl's conv_weight_grad_few, which needs no
+ * compile-time value: dw[co][r] += sum over images of part[ni][co][r];
+ * db[co] += the same of the last column (has_bias).
+ */
+__kernel void conv_grad_reduce(__global float *dw, ulong dw_off, __global float *db, ulong db_off, int has_bias,
+                               __global const float *part, int n, int oc, int rows)
+{
+    const int t = (int)get_global_id(0); /* = co (rows + 1) + r */
+    if (t >= oc * (rows + 1)) return;
+    const int co = t / (rows + 1), r = t - co * (rows + 1);
+    if (r == rows && !has_bias) return;
+    float s = 0.0f;
+    for (int ni = 0; ni < n; ni++) s += part[((ulong)ni * oc + co) * (rows + 1) + r];
+    if (r < rows) dw[dw_off + (ulong)co * rows + r] += s;
+    else db[db_off + co] += s;
+}

@@ -15,8 +15,9 @@
  * (the pixels of an output row are contiguous in dy and, for stride 1, in
  * the padded input; a row's last pixels are a last vector whose lanes done
  * already are masked); the bias gradient is one more sum. Partial sums per
- * image go to part[(ni oc + co) (rows + 1) + r]; conv_grad_reduce adds them
- * up over the images in order. rows = CONV_TAPS, at most 11 (registers).
+ * image go to part[(ni oc + co) (rows + 1) + r]; conv_grad_reduce
+ * (conv2d.cl) adds them up over the images in order. rows = CONV_TAPS, at
+ * most 11 (registers).
  */
 
 __kernel void conv_weight_grad_few(__global float *part, __global const float *xp, __global const float *dy,
@@ -67,18 +68,4 @@ __kernel void conv_weight_grad_few(__global float *part, __global const float *x
 #pragma unroll
     for (int r = 0; r < CONV_TAPS; r++) out[r] = CONV_HSUM(acc[r]) + tail[r];
     out[rows] = CONV_HSUM(bias8) + bias1;
-}
-
-/* dw[co][r] += sum over images of part[ni][co][r]; db[co] += the same of the last column (has_bias). */
-__kernel void conv_grad_reduce(__global float *dw, ulong dw_off, __global float *db, ulong db_off, int has_bias,
-                               __global const float *part, int n, int oc, int rows)
-{
-    const int t = (int)get_global_id(0); /* = co (rows + 1) + r */
-    if (t >= oc * (rows + 1)) return;
-    const int co = t / (rows + 1), r = t - co * (rows + 1);
-    if (r == rows && !has_bias) return;
-    float s = 0.0f;
-    for (int ni = 0; ni < n; ni++) s += part[((ulong)ni * oc + co) * (rows + 1) + r];
-    if (r < rows) dw[dw_off + (ulong)co * rows + r] += s;
-    else db[db_off + co] += s;
 }

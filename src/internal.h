@@ -143,7 +143,10 @@ nncl_status nncl__profile_add(nncl_context *ctx, const char *kernel, const char 
 /* Labels the commands queued from now on, when the context profiles (a no-op otherwise). */
 void nncl__profile_scope(nncl_context *ctx, const char *fmt, ...) NNCL_PRINTF(2, 3);
 
-/* ---- losses ---------------------------------------------------------------- */
+/* ---- activations and losses ------------------------------------------------ */
+
+/* The spec and kernel name of an activation ("relu", "leaky_relu", ...), or NULL when act is not one. */
+const char *nncl__activation_name(nncl_activation act);
 
 /* The kind a loss was created with. */
 nncl_loss_kind nncl__loss_kind(const nncl_loss *loss);

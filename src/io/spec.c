@@ -246,9 +246,8 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, int ndim, const int6
         NNCL_TRY(finish_line(ctx, ln, 0));
         return nncl_unflatten_create(ctx, (int)dim, count, sizes, out);
     }
-    static const char *const acts[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "silu", "elu"};
-    for (int a = 0; a < 7; a++) {
-        if (strcmp(n, acts[a]) != 0) continue;
+    for (int a = 0; nncl__activation_name((nncl_activation)a) != NULL; a++) {
+        if (strcmp(n, nncl__activation_name((nncl_activation)a)) != 0) continue;
         float param = a == NNCL_ACT_LEAKY_RELU ? 0.01f : 1.0f;
         if (a == NNCL_ACT_LEAKY_RELU) NNCL_TRY(float_option(ctx, ln, "slope", -1e6, 1e6, &param));
         if (a == NNCL_ACT_ELU) NNCL_TRY(float_option(ctx, ln, "alpha", -1e6, 1e6, &param));

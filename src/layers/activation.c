@@ -37,6 +37,11 @@ static const nncl_layer_ops activation_ops = {
     .backward = activation_backward,
 };
 
+const char *nncl__activation_name(nncl_activation act)
+{
+    return (int)act >= 0 && (int)act < (int)(sizeof NAMES / sizeof NAMES[0]) ? NAMES[act] : NULL;
+}
+
 int nncl__layer_is_relu(const nncl_layer *l)
 {
     return l->ops == &activation_ops && ((const activation *)l)->act == NNCL_ACT_RELU;
@@ -47,7 +52,7 @@ nncl_status nncl_activation_create(nncl_context *ctx, nncl_activation act, float
     NNCL_CHECK_CTX(ctx);
     NNCL_CHECK_ARG(ctx, out);
     *out = NULL;
-    if ((int)act < 0 || (int)act >= (int)(sizeof NAMES / sizeof NAMES[0]))
+    if (nncl__activation_name(act) == NULL)
         return NNCL_LAYER_CONFIG_ERROR(ctx, "activation", "unknown activation %d", (int)act);
     if (!isfinite(param))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: parameter %g is not finite", NAMES[act], (double)param);

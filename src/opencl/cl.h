@@ -34,9 +34,9 @@ typedef struct nncl__cl_kernel {
     char name[64];
 } nncl__cl_kernel;
 
-/* A built program, cached per context by (source name, build options). */
+/* A built program, cached per context by (name, build options). */
 typedef struct nncl__cl_program {
-    char *name;    /* "blas1" for kernels_cl/blas1.cl */
+    char *name;    /* "nncl", the library program; "conv2d_few" for the specialised kernels_cl/conv2d_few.cl */
     char *options; /* the complete build options, "-cl-std=CL1.2 -DX=1 ..." */
     cl_program program;
     nncl__cl_kernel *kernels; /* every kernel of the program, created once */
@@ -142,18 +142,26 @@ nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *
 /* ---- programs ---------------------------------------------------------------- */
 
 /*
- * Returns kernel `kernel` of the embedded program `program` (kernels_cl/<program>.cl)
- * built with `defines` (extra build options such as "-DTILE=8", may be "").
- * The program is built on first use and cached by (program, defines).
+ * Returns kernel `kernel` of the library program, every kernels_cl/ file but
+ * the specialised ones in one program (cl_program.c says why), built on first
+ * use and then cached.
  */
-nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *program, const char *defines,
-                                const char *kernel, const nncl__cl_kernel **out);
+nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nncl__cl_kernel **out);
+
+/*
+ * Returns kernel `kernel` of a specialised file, kernels_cl/<program>.cl,
+ * whose kernels need values at compile time: built alone with `defines`
+ * (such as "-DCONV_TAPS=9") on first use, and cached by (program, defines).
+ */
+nncl_status nncl__cl_kernel_get_specialised(nncl_context *ctx, const char *program, const char *defines,
+                                            const char *kernel, const nncl__cl_kernel **out);
 
 /*
  * Builds `source` (prefixed with kernels_cl/common.h) under the cache name
- * `name`, or returns the cached build. Used by nncl__cl_kernel_get and by the
- * tests that feed a deliberately broken source. On a build failure returns
- * NNCL_ERR_BUILD with the compiler's log in the message; nothing is cached.
+ * `name`, or returns the cached build. Used by nncl__cl_kernel_get_specialised
+ * and by the tests that feed a deliberately broken source. On a build failure
+ * returns NNCL_ERR_BUILD with the compiler's log in the message; nothing is
+ * cached.
  */
 nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
                                    const char *defines, const nncl__cl_program **out);
@@ -172,10 +180,12 @@ nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines);
 void nncl__cl_cache_init(nncl_context *ctx, const char *device_name, const char *driver);
 
 /* A program built from its cached binary, or NULL (no cache, no file, or a file that does not build). */
-cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const parts[3], const char *options);
+cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
+                               const char *options);
 
 /* The cache file a program built from these parts would be saved to (malloc'd), or NULL when the cache is off. */
-char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const parts[3], const char *options);
+char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
+                          const char *options);
 
 /* Saves a built program's binary to path (failures only cost the next start its speed-up). */
 void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path);

@@ -5,12 +5,15 @@
 
 #include "opencl/cl.h"
 
-/* The kernel `name` of the activation program built for `act` (kernels_cl/activation.cl). */
-static nncl_status act_kernel(nncl_context *ctx, nncl_activation act, const char *name, const nncl__cl_kernel **k)
+/* The kernel `<direction>_<function>` of kernels_cl/activation.cl, e.g. activation_forward_relu. */
+static nncl_status act_kernel(nncl_context *ctx, nncl_activation act, const char *direction,
+                              const nncl__cl_kernel **k)
 {
-    char defines[32];
-    snprintf(defines, sizeof defines, "-DNNCL_ACT=%d", (int)act);
-    return nncl__cl_kernel_get(ctx, "activation", defines, name, k);
+    const char *fn = nncl__activation_name(act);
+    if (fn == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown activation %d", (int)act);
+    char name[64];
+    snprintf(name, sizeof name, "%s_%s", direction, fn);
+    return nncl__cl_kernel_get(ctx, name, k);
 }
 
 nncl_status nncl__cl_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,

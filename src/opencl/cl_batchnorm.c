@@ -13,7 +13,7 @@ static nncl_status bn_apply(nncl_context *ctx, const nncl_tensor *y, const nncl_
                             const nncl_bn_geom *g, int invstd_is_var)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_apply", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bn_apply", &k));
     size_t total = (size_t)(g->n * g->c * g->inner);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
@@ -37,7 +37,7 @@ nncl_status nncl__cl_batchnorm_forward_train(nncl_context *ctx, const nncl_tenso
                                              const nncl_bn_geom *g)
 {
     const nncl__cl_kernel *ks;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_stats", &ks));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bn_stats", &ks));
     nncl__cl_args a = nncl__cl_args_begin(ctx, ks);
     nncl__cl_arg_tensor(&a, mean);
     nncl__cl_arg_tensor(&a, invstd);
@@ -68,8 +68,8 @@ nncl_status nncl__cl_batchnorm_backward(nncl_context *ctx, const nncl_tensor *dx
                                         const nncl_bn_geom *g, int train)
 {
     const nncl__cl_kernel *kr, *ka;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_backward_reduce", &kr));
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_backward_apply", &ka));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bn_backward_reduce", &kr));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bn_backward_apply", &ka));
     cl_mem sums;
     NNCL_TRY(nncl__cl_scratch(ctx, 2, (size_t)(2 * g->c) * sizeof(float), &sums));
     nncl__cl_args a = nncl__cl_args_begin(ctx, kr);
@@ -104,7 +104,7 @@ nncl_status nncl__cl_batchnorm_invstd(nncl_context *ctx, const nncl_tensor *invs
                                       float eps)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "batchnorm", "", "bn_invstd", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bn_invstd", &k));
     size_t c = (size_t)nncl_tensor_numel(var);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, invstd);

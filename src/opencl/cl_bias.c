@@ -7,7 +7,7 @@ nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nnc
                               int64_t channels, int64_t inner, int relu)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "bias", "", "bias_add", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "bias_add", &k));
     size_t rows = (size_t)(outer * channels);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
@@ -26,7 +26,7 @@ nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, con
     const int64_t serial_max = 1024;
     const int serial = outer * inner <= serial_max;
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "bias", "", serial ? "bias_backward_serial" : "bias_backward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, serial ? "bias_backward_serial" : "bias_backward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, db);
     nncl__cl_arg_tensor(&a, dy);

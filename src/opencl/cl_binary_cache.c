@@ -48,22 +48,23 @@ static uint64_t fnv1a(uint64_t h, const char *s)
 }
 
 /* The cache file of a program; 0 when the cache is off or the path does not fit. */
-static int cache_path(const nncl__cl *cl, const char *name, const char *const parts[3], const char *options,
-                      char *path, size_t size)
+static int cache_path(const nncl__cl *cl, const char *name, const char *const *parts, size_t n_parts,
+                      const char *options, char *path, size_t size)
 {
     if (cl->cache_dir[0] == '\0') return 0;
     uint64_t h = fnv1a(0xcbf29ce484222325ull, cl->cache_device);
-    for (int i = 0; i < 3; i++) h = fnv1a(h, parts[i]);
+    for (size_t i = 0; i < n_parts; i++) h = fnv1a(h, parts[i]);
     h = fnv1a(h, options);
     int n = snprintf(path, size, "%s/%s-%016llx.bin", cl->cache_dir, name, (unsigned long long)h);
     return n > 0 && (size_t)n < size;
 }
 
-cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const parts[3], const char *options)
+cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
+                               const char *options)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     char path[1024];
-    if (!cache_path(cl, name, parts, options, path, sizeof path)) return NULL;
+    if (!cache_path(cl, name, parts, n_parts, options, path, sizeof path)) return NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL) return NULL;
     unsigned char *bin = NULL;
@@ -107,10 +108,11 @@ static int make_dirs(const char *dir)
     return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const parts[3], const char *options)
+char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
+                          const char *options)
 {
     char path[1024];
-    if (!cache_path(nncl__cl_state(ctx), name, parts, options, path, sizeof path)) return NULL;
+    if (!cache_path(nncl__cl_state(ctx), name, parts, n_parts, options, path, sizeof path)) return NULL;
     char *copy = malloc(strlen(path) + 1);
     if (copy != NULL) strcpy(copy, path);
     return copy; /* out of memory: the program is simply not saved */

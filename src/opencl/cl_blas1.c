@@ -7,7 +7,7 @@
 nncl_status nncl__cl_fill(nncl_context *ctx, const nncl_tensor *x, float value)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "fill", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "fill", &k));
     size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, x->buf, x->offset);
@@ -19,7 +19,7 @@ nncl_status nncl__cl_fill(nncl_context *ctx, const nncl_tensor *x, float value)
 nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "scale", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "scale", &k));
     size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, x->buf, x->offset);
@@ -31,7 +31,7 @@ nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha)
 nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "axpy", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "axpy", &k));
     size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, y->buf, y->offset);
@@ -44,7 +44,7 @@ nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, 
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "blas1", "", "add", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "add", &k));
     size_t n = (size_t)nncl_tensor_numel(y);
     nncl__cl_args args = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&args, y);

@@ -87,7 +87,7 @@ static nncl_tensor slice(const nncl_tensor *t, int64_t off, int64_t n)
 static nncl_status im2col(nncl_context *ctx, const nncl_tensor *col, const nncl_tensor *x, const nncl_conv_geom *g)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "im2col", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "im2col", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, col);
     nncl__cl_arg_tensor(&a, x);
@@ -100,7 +100,7 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
                            int64_t n, int64_t c, int64_t p)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "swap_outer", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "swap_outer", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, src);
@@ -175,7 +175,7 @@ static nncl_status pad_input(nncl_context *ctx, const nncl_tensor *x, const nncl
     padded_extent(g, hp, wp);
     NNCL_TRY(nncl__cl_scratch(ctx, 1, (size_t)(g->n * g->c * *hp * *wp) * sizeof(float), xp));
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_pad", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_pad", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, *xp);
     nncl__cl_arg_tensor(&a, x);
@@ -200,7 +200,7 @@ static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_te
     NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)packed * sizeof(float), &p));
 
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_pack", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_pack", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, p);
     nncl__cl_arg_tensor(&a, w);
@@ -217,7 +217,7 @@ static nncl_status direct(nncl_context *ctx, const nncl_tensor *y, const nncl_te
     cl_mem xp;
     NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
 
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_direct", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_direct", &k));
     a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_mem(&a, xp);
@@ -287,7 +287,7 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
         NNCL_TRY(nncl_gemm(ctx, NNCL_TRANS, NNCL_NO_TRANS, rg, q, ocg, 1.0f, &wg, rg, &yg, q, 0.0f, &cg, q));
     }
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "col2im", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "col2im", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, &wk.col);
@@ -309,7 +309,7 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     char defines[32];
     snprintf(defines, sizeof defines, "-DCONV_TAPS=%d", (int)rows);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d_few", defines, "conv_weight_grad_few", &k));
+    NNCL_TRY(nncl__cl_kernel_get_specialised(ctx, "conv2d_few", defines, "conv_weight_grad_few", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, part);
     nncl__cl_arg_mem(&a, xp);
@@ -318,7 +318,7 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     for (int i = 0; i < 13; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
     NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)(g->n * g->oc))); /* one per (image, output channel) */
 
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d_few", defines, "conv_grad_reduce", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_grad_reduce", &k));
     a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dw);
     nncl__cl_arg_tensor(&a, db); /* NULL: (NULL, 0), not read */
@@ -343,7 +343,7 @@ static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const
     NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(q * g->groups * ldp) * sizeof(float), &dyt));
 
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_channels_last", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_channels_last", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, dyt);
     nncl__cl_arg_tensor(&a, dy);
@@ -351,7 +351,7 @@ static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const
     for (int i = 0; i < 5; i++) nncl__cl_arg_i32(&a, (int32_t)t[i]);
     NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)q)); /* one per pixel of the batch */
 
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_weight_grad", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_weight_grad", &k));
     a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dw);
     nncl__cl_arg_mem(&a, xp);
@@ -365,7 +365,7 @@ static nncl_status direct_params(nncl_context *ctx, const nncl_tensor *dw, const
     NNCL_TRY(nncl__cl_launch(&a, 2, global, local));
     if (db == NULL) return NNCL_OK;
 
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv2d", "", "conv_bias_grad", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "conv_bias_grad", &k));
     a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, db);
     nncl__cl_arg_mem(&a, dyt);

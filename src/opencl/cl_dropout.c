@@ -7,7 +7,7 @@ nncl_status nncl__cl_dropout(nncl_context *ctx, const nncl_tensor *y, const nncl
                              nncl_rng_key key)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "dropout", "", "dropout", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "dropout", &k));
     size_t n = (size_t)nncl_tensor_numel(x);
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);

@@ -131,7 +131,7 @@ static nncl_status transpose_to_scratch(nncl_context *ctx, int slot, const nncl_
                                         size_t rows, size_t cols, cl_mem *out)
 {
     const nncl__cl_kernel *kt;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_transpose", &kt));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm_transpose", &kt));
     NNCL_TRY(nncl__cl_scratch(ctx, slot, rows * cols * sizeof(float), out));
     nncl__cl_args t = nncl__cl_args_begin(ctx, kt);
     nncl__cl_arg_mem(&t, *out);
@@ -178,7 +178,7 @@ static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
         ldb = s.n;
     }
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm", "", "gemm_block", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm_block", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_view(&a, g->c, g->c_off);
     nncl__cl_arg_u64(&a, g->ldc);

@@ -8,7 +8,7 @@ nncl_status nncl__cl_layernorm_forward(nncl_context *ctx, const nncl_tensor *y, 
                                        const nncl_tensor *beta, int64_t rows, int64_t cols, float eps)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm", "", "layernorm_forward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm_forward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, mean);
@@ -29,7 +29,7 @@ nncl_status nncl__cl_layernorm_backward(nncl_context *ctx, const nncl_tensor *dx
                                         int64_t rows, int64_t cols)
 {
     const nncl__cl_kernel *kd, *kp;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm", "", "layernorm_backward_data", &kd));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm_backward_data", &kd));
     nncl__cl_args a = nncl__cl_args_begin(ctx, kd);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, dy);
@@ -43,7 +43,7 @@ nncl_status nncl__cl_layernorm_backward(nncl_context *ctx, const nncl_tensor *dx
     NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)rows * NNCL_CL_WG)); /* one work-group per row */
     if (dgamma == NULL) return NNCL_OK;
 
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm", "", "layernorm_backward_params", &kp));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "layernorm_backward_params", &kp));
     nncl__cl_args b = nncl__cl_args_begin(ctx, kp);
     nncl__cl_arg_tensor(&b, dgamma);
     nncl__cl_arg_tensor(&b, dbeta);

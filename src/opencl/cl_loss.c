@@ -8,7 +8,7 @@ static nncl_status per_row(nncl_context *ctx, const char *name, const nncl_tenso
                            const nncl_tensor *target, nncl_loss_kind kind, int64_t n, int64_t c, float smoothing)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", name, &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, name, &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, input);
@@ -26,7 +26,7 @@ nncl_status nncl__cl_loss_forward(nncl_context *ctx, nncl_loss_kind kind, const 
 {
     NNCL_TRY(per_row(ctx, "loss_rows", work, input, target, kind, n, c, smoothing));
     const nncl__cl_kernel *km;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss", "", "loss_mean", &km));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "loss_mean", &km));
 
     int per_element = kind == NNCL_LOSS_MSE || kind == NNCL_LOSS_BCE_WITH_LOGITS;
     size_t one = 1;

@@ -7,7 +7,7 @@ nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, con
                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "optim", "", "optimizer_step", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "optimizer_step", &k));
     size_t n = (size_t)nncl_tensor_numel(p);
     nncl__cl_args args = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&args, p);

@@ -27,7 +27,7 @@ nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, con
 {
     NNCL_TRY(check_size(ctx, g));
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", "pool2d_forward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d_forward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, idx);
@@ -45,7 +45,7 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
     const int disjoint = g->sh >= g->kh && g->sw >= g->kw;
     if (disjoint) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d", "", disjoint ? "pool2d_backward_disjoint" : "pool2d_backward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, disjoint ? "pool2d_backward_disjoint" : "pool2d_backward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, dy);

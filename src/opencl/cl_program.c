@@ -1,13 +1,23 @@
 /*
- * cl_program.c - building programs from the embedded kernels_cl/ sources, and
- * caching them per context by (source name, build options).
+ * cl_program.c - building the programs of the embedded kernels_cl/ sources,
+ * and caching them per context by (name, build options).
  *
- * A program's source is kernels_cl/common.h followed by kernels_cl/<name>.cl,
- * with a #line directive between them so that the compiler's messages point
- * at the right line of the .cl file. Build options are always
- * "-cl-std=CL1.2" and -DNNCL_EW for the device, plus the caller's defines;
- * never fast-math. Built programs are also kept on disk (cl_binary_cache.c)
- * for the next process.
+ * Every kernels_cl/<file>.cl goes into one program, "nncl": common.h, then
+ * each file after a #line directive, so that the compiler's messages point at
+ * the right line of the right file. One program rather than one per file,
+ * because a driver's fixed cost per program is most of what small programs
+ * take to build: PoCL 3.1 spends about 150 ms on each, however small, and
+ * builds the whole library in about the time of three files. It compiles a
+ * kernel to machine code only when it is first launched, so the kernels a
+ * network does not use cost little more than their parsing.
+ *
+ * The exception is a file whose kernels need a value at compile time
+ * (SPECIALISED below: conv2d_few.cl takes -DCONV_TAPS): it is a program of
+ * its own, built once per value.
+ *
+ * Build options are always "-cl-std=CL1.2" and -DNNCL_EW for the device, plus
+ * the caller's defines; never fast-math. Built programs are also kept on
+ * disk (cl_binary_cache.c) for the next process.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +26,12 @@
 #include "opencl/cl.h"
 
 #define BASE_OPTIONS "-cl-std=CL1.2"
+
+/* The name of the program of every unspecialised file. */
+#define LIBRARY "nncl"
+
+/* The files built alone, once per set of defines (nncl__cl_kernel_get_specialised). */
+static const char *const SPECIALISED[] = {"conv2d_few"};
 
 static const nncl__kernel_source *find_source(const char *name)
 {
@@ -125,8 +141,12 @@ static nncl__cl_program *cache_find(nncl__cl *cl, const char *name, const char *
     return NULL;
 }
 
-nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
-                                   const char *defines, const nncl__cl_program **out)
+/*
+ * Builds the program of the source texts parts[0 .. n_parts) under the name
+ * `name` with `defines`, or returns the cached build.
+ */
+static nncl_status build(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
+                         const char *defines, const nncl__cl_program **out)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     char options[1024];
@@ -141,12 +161,6 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
         return NNCL_OK;
     }
 
-    const nncl__kernel_source *common = find_source("common");
-    if (common == NULL) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/common.h is not embedded");
-    char line[256];
-    snprintf(line, sizeof line, "\n#line 1 \"%s.cl\"\n", name);
-    const char *parts[3] = {common->text, line, source};
-
     nncl_status st = NNCL_OK;
     p = calloc(1, sizeof *p);
     if (p == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -157,10 +171,10 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
         goto fail;
     }
     cl_int err = CL_SUCCESS;
-    p->program = nncl__cl_cache_load(ctx, name, parts, options);
+    p->program = nncl__cl_cache_load(ctx, name, parts, n_parts, options);
     int from_source = p->program == NULL;
     if (from_source) {
-        p->program = clCreateProgramWithSource(cl->context, 3, parts, NULL, &err);
+        p->program = clCreateProgramWithSource(cl->context, (cl_uint)n_parts, (const char **)parts, NULL, &err);
         if (err != CL_SUCCESS) {
             p->program = NULL;
             st = NNCL_CL_FAIL(ctx, err, "clCreateProgramWithSource(%s)", name);
@@ -178,7 +192,7 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
         }
         goto fail;
     }
-    if (from_source) p->cache_file = nncl__cl_cache_file(ctx, name, parts, options); /* saved at release */
+    if (from_source) p->cache_file = nncl__cl_cache_file(ctx, name, parts, n_parts, options); /* saved at release */
     st = create_kernels(ctx, p);
     if (st != NNCL_OK) goto fail;
 
@@ -197,6 +211,62 @@ fail:
     return st;
 }
 
+/* The #line directive that starts file `name` (stored in line[size]). */
+static const char *line_directive(char *line, size_t size, const char *name)
+{
+    snprintf(line, size, "\n#line 1 \"%s.cl\"\n", name);
+    return line;
+}
+
+nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
+                                   const char *defines, const nncl__cl_program **out)
+{
+    const nncl__kernel_source *common = find_source("common");
+    if (common == NULL) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/common.h is not embedded");
+    char line[256];
+    const char *parts[3] = {common->text, line_directive(line, sizeof line, name), source};
+    return build(ctx, name, parts, 3, defines, out);
+}
+
+static int is_specialised(const char *name)
+{
+    for (size_t i = 0; i < sizeof SPECIALISED / sizeof SPECIALISED[0]; i++)
+        if (strcmp(SPECIALISED[i], name) == 0) return 1;
+    return 0;
+}
+
+/* Builds (or finds) the program of every unspecialised file. */
+static nncl_status build_library(nncl_context *ctx, const nncl__cl_program **out)
+{
+    enum { MAX_FILES = 32 };
+    const nncl__kernel_source *common = find_source("common");
+    if (common == NULL) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/common.h is not embedded");
+    const char *parts[1 + 2 * MAX_FILES] = {common->text};
+    char lines[MAX_FILES][64];
+    size_t n_parts = 1, n_files = 0;
+    for (size_t i = 0; i < nncl__kernel_source_count; i++) {
+        const nncl__kernel_source *src = &nncl__kernel_sources[i];
+        if (src == common || is_specialised(src->name)) continue;
+        if (n_files == MAX_FILES) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "more than %d kernel files", MAX_FILES);
+        parts[n_parts++] = line_directive(lines[n_files++], sizeof lines[0], src->name);
+        parts[n_parts++] = src->text;
+    }
+    return build(ctx, LIBRARY, parts, n_parts, "", out);
+}
+
+/* Kernel `kernel` of the built program p; an error naming `where` when p has none. */
+static nncl_status find_kernel(nncl_context *ctx, const nncl__cl_program *p, const char *where, const char *kernel,
+                               const nncl__cl_kernel **out)
+{
+    for (size_t i = 0; i < p->n_kernels; i++) {
+        if (strcmp(p->kernels[i].name, kernel) == 0) {
+            *out = &p->kernels[i];
+            return NNCL_OK;
+        }
+    }
+    return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "%s has no kernel named %s", where, kernel);
+}
+
 nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
@@ -208,18 +278,22 @@ nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines)
     return NNCL_OK;
 }
 
-nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *program, const char *defines,
-                                const char *kernel, const nncl__cl_kernel **out)
+nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nncl__cl_kernel **out)
+{
+    const nncl__cl_program *p;
+    NNCL_TRY(build_library(ctx, &p));
+    return find_kernel(ctx, p, "kernels_cl/", kernel, out);
+}
+
+nncl_status nncl__cl_kernel_get_specialised(nncl_context *ctx, const char *program, const char *defines,
+                                            const char *kernel, const nncl__cl_kernel **out)
 {
     const nncl__kernel_source *src = find_source(program);
-    if (src == NULL) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "no embedded kernel source kernels_cl/%s.cl", program);
+    if (src == NULL || !is_specialised(program))
+        return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "no specialised kernel file kernels_cl/%s.cl", program);
     const nncl__cl_program *p;
     NNCL_TRY(nncl__cl_program_build(ctx, program, src->text, defines, &p));
-    for (size_t i = 0; i < p->n_kernels; i++) {
-        if (strcmp(p->kernels[i].name, kernel) == 0) {
-            *out = &p->kernels[i];
-            return NNCL_OK;
-        }
-    }
-    return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/%s.cl has no kernel named %s", program, kernel);
+    char where[64];
+    snprintf(where, sizeof where, "kernels_cl/%s.cl", program);
+    return find_kernel(ctx, p, where, kernel, out);
 }

@@ -12,8 +12,8 @@ static nncl_status reduce(nncl_context *ctx, const nncl_tensor *out, const nncl_
         NNCL_TRY(nncl__cl_alloc(ctx, NNCL_CL_PARTIALS * sizeof(float), &cl->partials));
 
     const nncl__cl_kernel *k_partials, *k_finish;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "reduce", "", "sum_partials", &k_partials));
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "reduce", "", "sum_finish", &k_finish));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "sum_partials", &k_partials));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "sum_finish", &k_finish));
 
     size_t parts = NNCL_CL_PARTIALS, local = NNCL_CL_WG;
     nncl__cl_args a = nncl__cl_args_begin(ctx, k_partials);
@@ -46,7 +46,7 @@ nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, co
                                    const nncl_tensor *labels, int64_t rows, int64_t cols)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "reduce", "", "count_correct", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "count_correct", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, out);
     nncl__cl_arg_tensor(&a, logits);

@@ -7,7 +7,7 @@ nncl_status nncl__cl_softmax_forward(nncl_context *ctx, const nncl_tensor *y, co
                                      int64_t cols, int log)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "softmax", "", "softmax_forward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "softmax_forward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, x);
@@ -21,7 +21,7 @@ nncl_status nncl__cl_softmax_backward(nncl_context *ctx, const nncl_tensor *dx, 
                                       const nncl_tensor *dy, int64_t rows, int64_t cols, int log)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "softmax", "", "softmax_backward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "softmax_backward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, y);
