@@ -36,7 +36,7 @@ typedef struct nncl__cl_kernel {
 
 /* A built program, cached per context by (name, build options). */
 typedef struct nncl__cl_program {
-    char *name;    /* "nncl", the library program; "conv2d_few" for the specialised kernels_cl/conv2d_few.cl */
+    char *name;    /* "nncl" for the library program */
     char *options; /* the complete build options, "-cl-std=CL1.2 -DX=1 ..." */
     cl_program program;
     nncl__cl_kernel *kernels; /* every kernel of the program, created once */
@@ -142,26 +142,17 @@ nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *
 /* ---- programs ---------------------------------------------------------------- */
 
 /*
- * Returns kernel `kernel` of the library program, every kernels_cl/ file but
- * the specialised ones in one program (cl_program.c says why), built on first
- * use and then cached.
+ * Returns kernel `kernel` of the library program, all of kernels_cl/ in one
+ * program (cl_program.c says why), built on first use and then cached.
  */
 nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nncl__cl_kernel **out);
 
 /*
- * Returns kernel `kernel` of a specialised file, kernels_cl/<program>.cl,
- * whose kernels need values at compile time: built alone with `defines`
- * (such as "-DCONV_TAPS=9") on first use, and cached by (program, defines).
- */
-nncl_status nncl__cl_kernel_get_specialised(nncl_context *ctx, const char *program, const char *defines,
-                                            const char *kernel, const nncl__cl_kernel **out);
-
-/*
  * Builds `source` (prefixed with kernels_cl/common.h) under the cache name
- * `name`, or returns the cached build. Used by nncl__cl_kernel_get_specialised
- * and by the tests that feed a deliberately broken source. On a build failure
- * returns NNCL_ERR_BUILD with the compiler's log in the message; nothing is
- * cached.
+ * `name` with `defines`, or returns the cached build: the library program's
+ * path, open to the tests that feed a deliberately broken source. On a build
+ * failure returns NNCL_ERR_BUILD with the compiler's log in the message;
+ * nothing is cached.
  */
 nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
                                    const char *defines, const nncl__cl_program **out);

@@ -115,7 +115,7 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
 #define CONV_PB 6  /* output pixels per work-item: CONV_PB in kernels_cl/conv2d.cl */
 #define CONV_OB 16 /* output channels per work-item: CONV_OB in kernels_cl/conv2d.cl */
 
-#define CONV_FEW_TAPS 11 /* taps kernels_cl/conv2d_few.cl keeps in registers, with the bias */
+#define CONV_FEW_TAPS 11 /* taps conv_weight_grad_few keeps in registers: CONV_FEW_ROWS in kernels_cl/conv2d.cl */
 
 /* The weight gradient by conv_weight_grad_few (few taps, stride 1 along rows), else by conv_weight_grad. */
 static int few_taps(const nncl_conv_geom *g)
@@ -305,11 +305,11 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
     NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(g->n * g->oc * (rows + 1)) * sizeof(float), &part));
 
-    /* The program is built per tap count (kernels_cl/conv2d_few.cl). */
-    char defines[32];
-    snprintf(defines, sizeof defines, "-DCONV_TAPS=%d", (int)rows);
+    /* One kernel per row count, whose loops over the rows unroll (kernels_cl/conv2d.cl). */
+    char name[48];
+    snprintf(name, sizeof name, "conv_weight_grad_few_%d", (int)rows);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get_specialised(ctx, "conv2d_few", defines, "conv_weight_grad_few", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, name, &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, part);
     nncl__cl_arg_mem(&a, xp);

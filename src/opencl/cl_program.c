@@ -9,11 +9,10 @@
  * take to build: PoCL 3.1 spends about 150 ms on each, however small, and
  * builds the whole library in about the time of three files. It compiles a
  * kernel to machine code only when it is first launched, so the kernels a
- * network does not use cost little more than their parsing.
- *
- * The exception is a file whose kernels need a value at compile time
- * (SPECIALISED below: conv2d_few.cl takes -DCONV_TAPS): it is a program of
- * its own, built once per value.
+ * network does not use cost little more than their parsing. So a kernel
+ * that wants a value fixed at compile time is instantiated in its file for
+ * each value it can take (activation_forward_relu, conv_weight_grad_few_9)
+ * rather than built per value with a -D option.
  *
  * Build options are always "-cl-std=CL1.2" and -DNNCL_EW for the device, plus
  * the caller's defines; never fast-math. Built programs are also kept on
@@ -29,9 +28,6 @@
 
 /* The name of the program of every unspecialised file. */
 #define LIBRARY "nncl"
-
-/* The files built alone, once per set of defines (nncl__cl_kernel_get_specialised). */
-static const char *const SPECIALISED[] = {"conv2d_few"};
 
 static const nncl__kernel_source *find_source(const char *name)
 {
@@ -228,14 +224,7 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
     return build(ctx, name, parts, 3, defines, out);
 }
 
-static int is_specialised(const char *name)
-{
-    for (size_t i = 0; i < sizeof SPECIALISED / sizeof SPECIALISED[0]; i++)
-        if (strcmp(SPECIALISED[i], name) == 0) return 1;
-    return 0;
-}
-
-/* Builds (or finds) the program of every unspecialised file. */
+/* Builds (or finds) the library program. */
 static nncl_status build_library(nncl_context *ctx, const nncl__cl_program **out)
 {
     enum { MAX_FILES = 32 };
@@ -246,25 +235,12 @@ static nncl_status build_library(nncl_context *ctx, const nncl__cl_program **out
     size_t n_parts = 1, n_files = 0;
     for (size_t i = 0; i < nncl__kernel_source_count; i++) {
         const nncl__kernel_source *src = &nncl__kernel_sources[i];
-        if (src == common || is_specialised(src->name)) continue;
+        if (src == common) continue;
         if (n_files == MAX_FILES) return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "more than %d kernel files", MAX_FILES);
         parts[n_parts++] = line_directive(lines[n_files++], sizeof lines[0], src->name);
         parts[n_parts++] = src->text;
     }
     return build(ctx, LIBRARY, parts, n_parts, "", out);
-}
-
-/* Kernel `kernel` of the built program p; an error naming `where` when p has none. */
-static nncl_status find_kernel(nncl_context *ctx, const nncl__cl_program *p, const char *where, const char *kernel,
-                               const nncl__cl_kernel **out)
-{
-    for (size_t i = 0; i < p->n_kernels; i++) {
-        if (strcmp(p->kernels[i].name, kernel) == 0) {
-            *out = &p->kernels[i];
-            return NNCL_OK;
-        }
-    }
-    return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "%s has no kernel named %s", where, kernel);
 }
 
 nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines)
@@ -282,18 +258,11 @@ nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nnc
 {
     const nncl__cl_program *p;
     NNCL_TRY(build_library(ctx, &p));
-    return find_kernel(ctx, p, "kernels_cl/", kernel, out);
-}
-
-nncl_status nncl__cl_kernel_get_specialised(nncl_context *ctx, const char *program, const char *defines,
-                                            const char *kernel, const nncl__cl_kernel **out)
-{
-    const nncl__kernel_source *src = find_source(program);
-    if (src == NULL || !is_specialised(program))
-        return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "no specialised kernel file kernels_cl/%s.cl", program);
-    const nncl__cl_program *p;
-    NNCL_TRY(nncl__cl_program_build(ctx, program, src->text, defines, &p));
-    char where[64];
-    snprintf(where, sizeof where, "kernels_cl/%s.cl", program);
-    return find_kernel(ctx, p, where, kernel, out);
+    for (size_t i = 0; i < p->n_kernels; i++) {
+        if (strcmp(p->kernels[i].name, kernel) == 0) {
+            *out = &p->kernels[i];
+            return NNCL_OK;
+        }
+    }
+    return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/ has no kernel named %s", kernel);
 }
