@@ -172,6 +172,12 @@ static void test_binary_cache(void **state)
     char dir[] = "/tmp/nncl_cache_XXXXXX";
     assert_non_null(mkdtemp(dir));
     setenv("NNCL_CACHE_DIR", dir, 1);
+    /* By default binaries are stored everywhere but on PoCL, which caches its kernels itself. */
+    char desc[640];
+    TEST_OK(ctx, nncl_context_describe(ctx, desc, sizeof desc));
+    const int pocl = strstr(desc, "Portable Computing Language") != NULL;
+    assert_int_equal(nncl__cl_state(ctx)->cache_store, !pocl);
+    setenv("NNCL_CACHE_BINARIES", "1", 1);
     const char *src = "__kernel void cached(__global float *x) { x[get_global_id(0)] = 1.0f; }\n";
     uint64_t hits[3], stores[3];
     for (int run = 0; run < 3; run++) {
@@ -202,6 +208,22 @@ static void test_binary_cache(void **state)
     assert_int_equal(stores[1], 0);
     assert_int_equal(hits[2], 0); /* third: the corrupt file is ignored and replaced */
     assert_int_equal(stores[2], 1);
+    /* NNCL_CACHE_BINARIES=0: loaded when there, never stored. */
+    setenv("NNCL_CACHE_BINARIES", "0", 1);
+    for (int run = 0; run < 2; run++) {
+        nncl_context *c;
+        TEST_OK(NULL, nncl_context_create(NULL, &c));
+        const nncl__cl_program *p;
+        TEST_OK(c, nncl__cl_program_build(c, "cached", src, run == 0 ? "" : "-DNEW=1", &p));
+        nncl_context_destroy(c); /* flushes */
+        TEST_OK(NULL, nncl_context_create(NULL, &c));
+        TEST_OK(c, nncl__cl_program_build(c, "cached", src, run == 0 ? "" : "-DNEW=1", &p));
+        assert_int_equal(nncl__cl_state(c)->cache_hits, run == 0); /* the file of the runs above; no new one */
+        nncl__cl_cache_flush(c);
+        assert_int_equal(nncl__cl_state(c)->cache_stores, 0);
+        nncl_context_destroy(c);
+    }
+    unsetenv("NNCL_CACHE_BINARIES");
     /* The per-shape GEMM choice is measured once per device and driver, then read back (NNCL_GEMM=measure:
        by default CPU devices measure nothing, checked below). */
     const char *gemm_env = getenv("NNCL_GEMM");

@@ -85,6 +85,7 @@ typedef struct nncl__cl {
 
     char extra_defines[128]; /* appended to every build (tests: NNCL_PERTURB) */
     char cache_dir[512];     /* the on-disk binary cache; "" when off */
+    int cache_store;         /* store binaries at release (not on PoCL by default: cl_binary_cache.c) */
     char cache_device[320];  /* "device name|driver version", part of every cache key */
     uint64_t cache_hits, cache_stores;
 
@@ -167,14 +168,15 @@ nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines);
 
 /* ---- the on-disk binary cache (cl_binary_cache.c) ---- */
 
-/* Chooses the cache folder from NNCL_CACHE_DIR, XDG_CACHE_HOME or HOME. */
-void nncl__cl_cache_init(nncl_context *ctx, const char *device_name, const char *driver);
+/* Chooses the cache folder from NNCL_CACHE_DIR, XDG_CACHE_HOME or HOME, and whether to store binaries. */
+void nncl__cl_cache_init(nncl_context *ctx, const nncl_device_info *device);
 
 /* A program built from its cached binary, or NULL (no cache, no file, or a file that does not build). */
 cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
                                const char *options);
 
-/* The cache file a program built from these parts would be saved to (malloc'd), or NULL when the cache is off. */
+/* The cache file a program built from these parts would be saved to (malloc'd), or NULL when the cache is
+   off or does not store binaries. */
 char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
                           const char *options);
 

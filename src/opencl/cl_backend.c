@@ -242,7 +242,7 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     nncl_device_info info;
     NNCL_TRY(nncl__cl_describe_device(ctx, cl->platform, cl->device, pi, di, &info));
     cl->max_work_group_size = info.max_work_group_size;
-    nncl__cl_cache_init(ctx, info.name, info.driver_version);
+    nncl__cl_cache_init(ctx, &info);
     snprintf(ctx->description, sizeof ctx->description, "OpenCL %d:%d %s (%s, %s, driver %s)", pi, di, info.name,
              info.platform_name, info.version, info.driver_version);
 
