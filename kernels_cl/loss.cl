@@ -1,9 +1,11 @@
 /*
  * loss.cl - losses with PyTorch's reduction='mean'; input viewed as (n, c).
- *   loss_rows:     one work-item per row: work[r] = the row's summed loss
- *   loss_mean:     one work-item: out = sum(work) / denom, in order
- *   loss_backward: one work-item per row: the gradient of the mean loss
- * kind: 0 mse, 1 cross_entropy (label smoothing s), 2 bce_with_logits, 3 nll.
+ *   loss_rows_<kind>:     one work-item per row: work[r] = the row's summed loss
+ *   loss_mean:            one work-item: out = sum(work) / denom, in order
+ *   loss_backward_<kind>: one work-item per row: the gradient of the mean loss
+ * kind (nncl_loss_kind): 0 mse, 1 cross_entropy (label smoothing s),
+ * 2 bce_with_logits, 3 nll. Each kind has its own kernels, instantiated at
+ * the end of the file, so that a network compiles only its loss's code.
  * A class index outside [0, c) gives NaN for its row, never an access out of bounds.
  */
 
@@ -27,13 +29,12 @@ float row_log_sum(__global const float *x, ulong c, float *m_out)
     return log(s);
 }
 
-__kernel void loss_rows(__global float *work, ulong work_off, __global const float *input, ulong input_off,
-                        __global const float *target, ulong target_off, ulong n, ulong c, int kind, float smoothing)
+void loss_rows(const int kind, __global float *work, __global const float *input, __global const float *t, ulong n,
+               ulong c, float smoothing)
 {
     size_t r = get_global_id(0);
     if (r >= n) return;
-    __global const float *x = input + input_off + r * c;
-    __global const float *t = target + target_off;
+    __global const float *x = input + r * c;
     float row = 0.0f;
     if (kind == 0) {
         for (ulong j = 0; j < c; j++) row += (x[j] - t[r * c + j]) * (x[j] - t[r * c + j]);
@@ -50,7 +51,7 @@ __kernel void loss_rows(__global float *work, ulong work_off, __global const flo
     } else {
         row = -x[(ulong)t[r]];
     }
-    work[work_off + r] = row;
+    work[r] = row;
 }
 
 __kernel void loss_mean(__global float *out, ulong out_off, __global const float *work, ulong work_off, ulong n,
@@ -62,15 +63,13 @@ __kernel void loss_mean(__global float *out, ulong out_off, __global const float
     out[out_off] = s / denom;
 }
 
-__kernel void loss_backward(__global float *dinput, ulong dinput_off, __global const float *input, ulong input_off,
-                            __global const float *target, ulong target_off, ulong n, ulong c, int kind,
-                            float smoothing)
+void loss_backward(const int kind, __global float *dinput, __global const float *input, __global const float *t,
+                   ulong n, ulong c, float smoothing)
 {
     size_t r = get_global_id(0);
     if (r >= n) return;
-    __global const float *x = input + input_off + r * c;
-    __global const float *t = target + target_off;
-    __global float *dx = dinput + dinput_off + r * c;
+    __global const float *x = input + r * c;
+    __global float *dx = dinput + r * c;
     const float all = (float)(n * c), rows = (float)n;
     if (kind == 0) {
         for (ulong j = 0; j < c; j++) dx[j] = 2.0f * (x[j] - t[r * c + j]) / all;
@@ -89,3 +88,22 @@ __kernel void loss_backward(__global float *dinput, ulong dinput_off, __global c
         for (ulong j = 0; j < c; j++) dx[j] = j == k ? -1.0f / rows : 0.0f;
     }
 }
+
+/* The kernels of one kind; dst is work (loss_rows) or the input's gradient (loss_backward). */
+#define LOSS_KERNELS(name, kind)                                                                                   \
+    __kernel void loss_rows_##name(__global float *dst, ulong dst_off, __global const float *input, ulong input_off, \
+                                   __global const float *target, ulong target_off, ulong n, ulong c, float s)      \
+    {                                                                                                              \
+        loss_rows(kind, dst + dst_off, input + input_off, target + target_off, n, c, s);                           \
+    }                                                                                                              \
+    __kernel void loss_backward_##name(__global float *dst, ulong dst_off, __global const float *input,            \
+                                       ulong input_off, __global const float *target, ulong target_off, ulong n,   \
+                                       ulong c, float s)                                                           \
+    {                                                                                                              \
+        loss_backward(kind, dst + dst_off, input + input_off, target + target_off, n, c, s);                       \
+    }
+
+LOSS_KERNELS(mse, 0)
+LOSS_KERNELS(cross_entropy, 1)
+LOSS_KERNELS(bce_with_logits, 2)
+LOSS_KERNELS(nll, 3)

@@ -8,14 +8,18 @@
  *   kind 1, Adam:  g += wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
  *                  p -= step_size m / (sqrt(v) / bc2_sqrt + eps)
  *   kind 2, AdamW: p *= 1 - lr wd, then Adam without g += wd p
- * s1 is the momentum buffer (SGD) or m; s2 is v.
+ * s1 is the momentum buffer (SGD) or m; s2 is v. Each kind has its kernel,
+ * optimizer_step_<sgd|adam|adamw>, instantiated at the end of the file.
  */
 
-__kernel void optimizer_step(__global float *p, ulong p_off, __global const float *g, ulong g_off,
-                             __global float *s1, ulong s1_off, __global float *s2, ulong s2_off, ulong n, int kind,
-                             float lr, float momentum, float dampening, float wd, int nesterov, int first,
-                             float beta1, float beta2, float eps, float step_size, float bc2_sqrt, float max_norm,
-                             __global const float *sumsq, ulong sumsq_off)
+/* The arguments of every kind's kernel, after (p, p_off); the helper below takes them with the offsets applied. */
+#define OPTIMIZER_ARGS                                                                                             \
+    __global const float *g, ulong g_off, __global float *s1, ulong s1_off, __global float *s2, ulong s2_off,       \
+        ulong n, float lr, float momentum, float dampening, float wd, int nesterov, int first, float beta1,        \
+        float beta2, float eps, float step_size, float bc2_sqrt, float max_norm, __global const float *sumsq,      \
+        ulong sumsq_off
+
+void optimizer_step(const int kind, __global float *p, ulong p_off, OPTIMIZER_ARGS)
 {
     NNCL_EW_RANGE(n);
     /* The clipping factor, once (multiplying by 1 when not clipping is exact). Each update has a loop of its
@@ -48,3 +52,14 @@ __kernel void optimizer_step(__global float *p, ulong p_off, __global const floa
         }
     }
 }
+
+#define OPTIMIZER_KERNEL(name, kind)                                                                               \
+    __kernel void optimizer_step_##name(__global float *p, ulong p_off, OPTIMIZER_ARGS)                            \
+    {                                                                                                              \
+        optimizer_step(kind, p, p_off, g, g_off, s1, s1_off, s2, s2_off, n, lr, momentum, dampening, wd, nesterov, \
+                       first, beta1, beta2, eps, step_size, bc2_sqrt, max_norm, sumsq, sumsq_off);                 \
+    }
+
+OPTIMIZER_KERNEL(sgd, 0)
+OPTIMIZER_KERNEL(adam, 1)
+OPTIMIZER_KERNEL(adamw, 2)

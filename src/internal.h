@@ -151,6 +151,9 @@ const char *nncl__activation_name(nncl_activation act);
 /* The kind a loss was created with. */
 nncl_loss_kind nncl__loss_kind(const nncl_loss *loss);
 
+/* The spec and kernel name of a loss kind ("mse", "cross_entropy", ...), or NULL when kind is not one. */
+const char *nncl__loss_name(nncl_loss_kind kind);
+
 /* ---- backends -------------------------------------------------------------- */
 
 nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt);

@@ -284,12 +284,11 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, int ndim, const int6
 
 static nncl_status build_loss(nncl_context *ctx, line *ln, nncl_loss **out)
 {
-    static const char *const names[] = {"mse", "cross_entropy", "bce_with_logits", "nll"};
     if (ln->n_pos < 1) return SPEC_ERROR(ln, "needs a loss name (cross_entropy, mse, bce_with_logits, nll)");
     const char *kind = ln->pos[0];
     ln->pos[0] = ln->pos[--ln->n_pos];
-    for (int k = 0; k < 4; k++) {
-        if (strcmp(kind, names[k]) != 0) continue;
+    for (int k = 0; nncl__loss_name((nncl_loss_kind)k) != NULL; k++) {
+        if (strcmp(kind, nncl__loss_name((nncl_loss_kind)k)) != 0) continue;
         float smoothing = 0.0f;
         if (k == NNCL_LOSS_CROSS_ENTROPY) NNCL_TRY(float_option(ctx, ln, "smoothing", 0.0, 1.0, &smoothing));
         NNCL_TRY(finish_line(ctx, ln, 0));

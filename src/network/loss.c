@@ -45,6 +45,11 @@ nncl_loss_kind nncl__loss_kind(const nncl_loss *loss)
     return loss->kind;
 }
 
+const char *nncl__loss_name(nncl_loss_kind kind)
+{
+    return (int)kind >= 0 && (int)kind < (int)(sizeof NAMES / sizeof NAMES[0]) ? NAMES[kind] : NULL;
+}
+
 nncl_status nncl_loss_destroy(nncl_loss *loss)
 {
     if (loss == NULL) return NNCL_OK;

@@ -1,12 +1,18 @@
 /*
  * cl_loss.c - host side of kernels_cl/loss.cl.
  */
+#include <stdio.h>
+
 #include "opencl/cl.h"
 
-/* loss_rows or loss_backward: the same arguments, one work-item per row of the input. */
-static nncl_status per_row(nncl_context *ctx, const char *name, const nncl_tensor *dst, const nncl_tensor *input,
+/* loss_rows_<kind> or loss_backward_<kind>: the same arguments, one work-item per row of the input. */
+static nncl_status per_row(nncl_context *ctx, const char *direction, const nncl_tensor *dst, const nncl_tensor *input,
                            const nncl_tensor *target, nncl_loss_kind kind, int64_t n, int64_t c, float smoothing)
 {
+    const char *kind_name = nncl__loss_name(kind);
+    if (kind_name == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown loss kind %d", (int)kind);
+    char name[64];
+    snprintf(name, sizeof name, "%s_%s", direction, kind_name);
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, name, &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
@@ -15,7 +21,6 @@ static nncl_status per_row(nncl_context *ctx, const char *name, const nncl_tenso
     nncl__cl_arg_tensor(&a, target);
     nncl__cl_arg_u64(&a, (uint64_t)n);
     nncl__cl_arg_u64(&a, (uint64_t)c);
-    nncl__cl_arg_i32(&a, (int32_t)kind);
     nncl__cl_arg_f32(&a, smoothing);
     return nncl__cl_launch_1d(&a, (size_t)n);
 }

@@ -6,8 +6,11 @@
 nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a)
 {
+    static const char *const kernels[] = {"optimizer_step_sgd", "optimizer_step_adam", "optimizer_step_adamw"};
+    if ((int)a->kind < 0 || (int)a->kind >= (int)(sizeof kernels / sizeof kernels[0]))
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown optimizer kind %d", (int)a->kind);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "optimizer_step", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, kernels[a->kind], &k));
     size_t n = (size_t)nncl_tensor_numel(p);
     nncl__cl_args args = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&args, p);
@@ -15,7 +18,6 @@ nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, con
     nncl__cl_arg_tensor(&args, s1);
     nncl__cl_arg_tensor(&args, s2);
     nncl__cl_arg_u64(&args, n);
-    nncl__cl_arg_i32(&args, (int32_t)a->kind);
     nncl__cl_arg_f32(&args, a->lr);
     nncl__cl_arg_f32(&args, a->momentum);
     nncl__cl_arg_f32(&args, a->dampening);
