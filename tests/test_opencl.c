@@ -271,6 +271,111 @@ static void test_binary_cache(void **state)
     rmdir(dir);
 }
 
+/* Sets env var `name` (value NULL: unsets it) and returns its earlier value in saved[size] ("" with *had = 0 if unset). */
+static void swap_env(const char *name, const char *value, char *saved, size_t size, int *had)
+{
+    const char *old = getenv(name);
+    *had = old != NULL;
+    snprintf(saved, size, "%s", old ? old : "");
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+}
+
+/*
+ * Planning a network makes the backend's per-shape choices: under
+ * NNCL_GEMM=measure and NNCL_CONV=measure it measures every GEMM shape and
+ * convolution geometry of the network's steps, a step then measures nothing,
+ * the gradients the measurement added to are still zero, and a second process
+ * (context) reads every choice back from the cache folder. By default a CPU
+ * device measures nothing at all.
+ */
+static void test_choices_made_at_plan(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nncl_choices_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char saved_dir[512], saved_gemm[64], saved_conv[64];
+    int had_dir, had_gemm, had_conv;
+    swap_env("NNCL_CACHE_DIR", dir, saved_dir, sizeof saved_dir, &had_dir);
+    swap_env("NNCL_GEMM", NULL, saved_gemm, sizeof saved_gemm, &had_gemm);
+    swap_env("NNCL_CONV", NULL, saved_conv, sizeof saved_conv, &had_conv);
+    const char *text = "input 1 8 8\nconv2d 4 kernel=3 padding=1\nrelu\nmaxpool2d 2\nconv2d 6 kernel=3 padding=1\n"
+                       "relu\nflatten\nlinear 12\nrelu\nlinear 10\nloss cross_entropy\n";
+    enum { B = 8 };
+    float x[B * 64];
+    int64_t y[B];
+    for (int i = 0; i < B * 64; i++) x[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
+    for (int i = 0; i < B; i++) y[i] = i % 10;
+    for (int run = 0; run < 3; run++) { /* 0: measure; 1: measure, all known; 2: the default policy */
+        if (run < 2) {
+            setenv("NNCL_GEMM", "measure", 1);
+            setenv("NNCL_CONV", "measure", 1);
+        } else {
+            unsetenv("NNCL_GEMM");
+            unsetenv("NNCL_CONV");
+        }
+        nncl_context *c;
+        TEST_OK(NULL, nncl_context_create(NULL, &c));
+        const nncl__cl *cl = nncl__cl_state(c);
+        nncl_spec spec;
+        TEST_OK(c, nncl_spec_parse(c, text, "choices.spec", &spec));
+        TEST_OK(c, nncl_network_plan(spec.net, spec.ndim, spec.shape, B));
+        const uint64_t gemms = cl->gemm_measured, convs = cl->conv_measured;
+        if (run == 0) {
+            assert_int_equal(convs, 2); /* both convolutions */
+            assert_true(gemms >= 6);    /* both linear layers' three GEMMs, and the convolutions' im2col GEMMs */
+        } else if (run == 1 || cl->cpu_device) {
+            assert_int_equal(convs, 0);
+            assert_int_equal(gemms, 0);
+        }
+        /* The measurement left the gradients zero. */
+        size_t n_layers;
+        TEST_OK(c, nncl_network_layer_count(spec.net, &n_layers));
+        for (size_t i = 0; i < n_layers; i++) {
+            nncl_layer *l;
+            size_t np;
+            TEST_OK(c, nncl_network_layer(spec.net, i, &l));
+            TEST_OK(c, nncl_layer_param_count(l, &np));
+            for (size_t p = 0; p < np; p++) {
+                nncl_tensor v, g;
+                TEST_OK(c, nncl_layer_param(l, p, NULL, &v, &g));
+                if (g.buf == NULL) continue;
+                const size_t n = (size_t)nncl_tensor_numel(&g);
+                float *vals = malloc(n * sizeof *vals);
+                TEST_OK(c, nncl_tensor_read(c, &g, vals, n));
+                for (size_t e = 0; e < n; e++) assert_true(vals[e] == 0.0f);
+                free(vals);
+            }
+        }
+        /* A step measures nothing more. */
+        TEST_OK(c, nncl_network_init(spec.net, 1));
+        nncl_optimizer_options o = nncl_optimizer_options_default(NNCL_OPT_SGD);
+        TEST_OK(c, nncl_network_set_optimizer(spec.net, &o));
+        TEST_OK(c, nncl_network_set_batch(spec.net, x, y, NULL, B));
+        TEST_OK(c, nncl_network_train_step(spec.net));
+        float loss;
+        TEST_OK(c, nncl_network_metrics(spec.net, &loss, NULL));
+        assert_true(loss > 1.0f && loss < 4.0f);
+        assert_int_equal(cl->gemm_measured, gemms);
+        assert_int_equal(cl->conv_measured, convs);
+        nncl_network_destroy(spec.net);
+        nncl_context_destroy(c);
+    }
+    if (had_dir) setenv("NNCL_CACHE_DIR", saved_dir, 1);
+    else unsetenv("NNCL_CACHE_DIR");
+    if (had_gemm) setenv("NNCL_GEMM", saved_gemm, 1);
+    if (had_conv) setenv("NNCL_CONV", saved_conv, 1);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
 static void test_profiling(void **state)
 {
     (void)state;
@@ -309,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_launch_rounds_global_size),
         cmocka_unit_test(test_profiling),
         cmocka_unit_test(test_binary_cache),
+        cmocka_unit_test(test_choices_made_at_plan),
     };
     int failed = cmocka_run_group_tests_name("opencl", tests, NULL, NULL);
     nncl_context_destroy(ctx);

@@ -131,6 +131,12 @@ typedef struct nncl_backend_ops {
     nncl_status (*sumsq)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
     /* See nncl_gemm_args. */
     nncl_status (*gemm)(nncl_context *ctx, const nncl_gemm_args *args);
+    /*
+     * Optional: makes the choice of implementation the backend would make
+     * for a GEMM of this shape (by measuring, on backends that measure),
+     * without computing it. C is not written; A and B are only read.
+     */
+    nncl_status (*gemm_prepare)(nncl_context *ctx, const nncl_gemm_args *args);
     /* y = a + b, element-wise; all three have the same element count. */
     nncl_status (*add)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 
@@ -154,6 +160,16 @@ typedef struct nncl_backend_ops {
     /* dw += correlation of dy with x; db (oc) += dy summed over batch and pixels, when db is not NULL. */
     nncl_status (*conv2d_backward_params)(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
                                           const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g);
+    /*
+     * Optional: chooses how convolutions of this geometry run (by measuring,
+     * on backends that measure), running the three entries above on these
+     * tensors: y and dx are overwritten and dw, db accumulated into (dx, b
+     * and db may be NULL).
+     */
+    nncl_status (*conv2d_prepare)(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                  const nncl_tensor *w, const nncl_tensor *b, const nncl_tensor *dy,
+                                  const nncl_tensor *dx, const nncl_tensor *dw, const nncl_tensor *db,
+                                  const nncl_conv_geom *g);
 
     /* y = pool(x). For max pooling, idx (same shape as y) receives the
        position h * w_in + w of each maximum within its (n, c) plane; for
@@ -236,5 +252,14 @@ typedef struct nncl_backend_ops {
     nncl_status (*count_correct)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
                                  const nncl_tensor *labels, int64_t rows, int64_t cols);
 } nncl_backend_ops;
+
+/*
+ * nncl_gemm's checks, then the backend's gemm_prepare (when it has one):
+ * the choice of implementation for the shape, made ahead of the first call.
+ * Layers call it, with the arguments of their own GEMMs, from their prepare.
+ */
+nncl_status nncl__gemm_prepare(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
+                               int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
+                               const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc);
 
 #endif /* NNCL_BACKEND_H */

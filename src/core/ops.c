@@ -44,13 +44,11 @@ static nncl_status check_matrix(nncl_context *ctx, const nncl_tensor *t, const c
     return NNCL_OK;
 }
 
-nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b,
-                      int64_t m, int64_t n, int64_t k, float alpha,
-                      const nncl_tensor *a, int64_t lda,
-                      const nncl_tensor *b, int64_t ldb, float beta,
-                      const nncl_tensor *c, int64_t ldc)
+/* Checks nncl_gemm's arguments and gathers them for the backend. */
+static nncl_status gemm_args(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m, int64_t n,
+                             int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
+                             int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, nncl_gemm_args *g)
 {
-    NNCL_CHECK_CTX(ctx);
     if ((trans_a != NNCL_NO_TRANS && trans_a != NNCL_TRANS) ||
         (trans_b != NNCL_NO_TRANS && trans_b != NNCL_TRANS))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: bad transpose flag (%d, %d)",
@@ -73,7 +71,7 @@ nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose 
         overlaps(c->buf, c->offset, c_n, b->buf, b->offset, matrix_extent(b_rows, b_cols, ldb)))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: C overlaps A or B");
 
-    nncl_gemm_args g = {
+    *g = (nncl_gemm_args){
         .trans_a = trans_a, .trans_b = trans_b,
         .m = (size_t)m, .n = (size_t)n, .k = (size_t)k,
         .alpha = alpha, .beta = beta,
@@ -81,7 +79,29 @@ nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose 
         .b = b->buf, .b_off = b->offset, .ldb = (size_t)ldb,
         .c = c->buf, .c_off = c->offset, .ldc = (size_t)ldc,
     };
+    return NNCL_OK;
+}
+
+nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b,
+                      int64_t m, int64_t n, int64_t k, float alpha,
+                      const nncl_tensor *a, int64_t lda,
+                      const nncl_tensor *b, int64_t ldb, float beta,
+                      const nncl_tensor *c, int64_t ldc)
+{
+    NNCL_CHECK_CTX(ctx);
+    nncl_gemm_args g;
+    NNCL_TRY(gemm_args(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, &g));
     return ctx->ops->gemm(ctx, &g);
+}
+
+nncl_status nncl__gemm_prepare(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
+                               int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
+                               const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc)
+{
+    NNCL_CHECK_CTX(ctx);
+    nncl_gemm_args g;
+    NNCL_TRY(gemm_args(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, &g));
+    return ctx->ops->gemm_prepare ? ctx->ops->gemm_prepare(ctx, &g) : NNCL_OK;
 }
 
 nncl_status nncl_axpy(nncl_context *ctx, float alpha, const nncl_tensor *x, const nncl_tensor *y)

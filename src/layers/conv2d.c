@@ -100,6 +100,19 @@ static nncl_status conv2d_backward(nncl_layer *l, const nncl_tensor *x, const nn
     return ctx->ops->conv2d_backward_params(ctx, &l->params[0].grad, db, dy, x, &g);
 }
 
+/* The backend's choice of path for this geometry (by measuring, where it measures). */
+static nncl_status conv2d_prepare(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                  nncl_tensor *dx)
+{
+    nncl_context *ctx = l->ctx;
+    if (ctx->ops->conv2d_prepare == NULL) return NNCL_OK;
+    nncl_conv_geom g = {0};
+    NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
+    const int bias = ((conv2d *)l)->opt.bias;
+    return ctx->ops->conv2d_prepare(ctx, y, x, &l->params[0].value, bias ? &l->params[1].value : NULL, dy, dx,
+                                    &l->params[0].grad, bias ? &l->params[1].grad : NULL, &g);
+}
+
 /* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(fan_in)) for b; both bounds are 1/sqrt(fan_in). */
 static nncl_status conv2d_reset(nncl_layer *l, uint64_t seed, uint32_t layer)
 {
@@ -116,6 +129,7 @@ static const nncl_layer_ops conv2d_ops = {
     .forward = conv2d_forward,
     .forward_relu = conv2d_forward_relu,
     .backward = conv2d_backward,
+    .prepare = conv2d_prepare,
 };
 
 nncl_status nncl_conv2d_create(nncl_context *ctx, const nncl_conv2d_options *opt, nncl_layer **out)

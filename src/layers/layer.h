@@ -47,6 +47,15 @@ typedef struct nncl_layer_ops {
      */
     nncl_status (*backward_relu)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
                                  nncl_tensor *dx);
+    /*
+     * Has the backend make its choices for this layer's operations on these
+     * shapes, ahead of the first step (optional: layers whose backend calls
+     * measure per shape, linear and conv2d). Called by nncl_network_plan with
+     * the planned tensors, as backward would be (dx may be NULL); y and dx
+     * may be overwritten and the parameter gradients accumulated into.
+     */
+    nncl_status (*prepare)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                           nncl_tensor *dx);
     /* Releases what the layer owns besides its parameters (optional). */
     void (*destroy)(nncl_layer *l);
     /* Sets the parameters to PyTorch's initial values, drawing from (seed, layer) (optional). */

@@ -33,15 +33,40 @@ static nncl_status linear_shape(const nncl_layer *l, int ndim, const int64_t *in
     return NNCL_OK;
 }
 
+/* nncl_gemm, or nncl__gemm_prepare: the layer's GEMMs are written once, for both. */
+typedef nncl_status (*gemm_fn)(nncl_context *ctx, nncl_transpose ta, nncl_transpose tb, int64_t m, int64_t n,
+                               int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
+                               int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc);
+
+/* y = x W^T */
+static nncl_status gemm_forward(const nncl_layer *l, gemm_fn gemm, const nncl_tensor *x, const nncl_tensor *y)
+{
+    const linear *s = (const linear *)l;
+    const int64_t rows = nncl_tensor_numel(x) / s->in;
+    return gemm(l->ctx, NNCL_NO_TRANS, NNCL_TRANS, rows, s->out, s->in, 1.0f, x, s->in, &l->params[0].value, s->in,
+                0.0f, y, s->out);
+}
+
+/* dx = dy W (when dx is not NULL), dW += dy^T x */
+static nncl_status gemm_backward(const nncl_layer *l, gemm_fn gemm, const nncl_tensor *x, const nncl_tensor *dy,
+                                 const nncl_tensor *dx)
+{
+    const linear *s = (const linear *)l;
+    const int64_t rows = nncl_tensor_numel(x) / s->in;
+    if (dx != NULL)
+        NNCL_TRY(gemm(l->ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, rows, s->in, s->out, 1.0f, dy, s->out, &l->params[0].value,
+                      s->in, 0.0f, dx, s->in));
+    return gemm(l->ctx, NNCL_TRANS, NNCL_NO_TRANS, s->out, s->in, rows, 1.0f, dy, s->out, x, s->in, 1.0f,
+                &l->params[0].grad, s->in);
+}
+
 /* y = x W^T + b, then relu when asked: with a bias, the bias kernel applies it as it adds. */
 static nncl_status forward(nncl_layer *l, const nncl_tensor *x, nncl_tensor *y, int relu)
 {
     const linear *s = (const linear *)l;
     nncl_context *ctx = l->ctx;
     int64_t rows = nncl_tensor_numel(x) / s->in;
-    const nncl_tensor *w = &l->params[0].value;
-    NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_TRANS, rows, s->out, s->in, 1.0f, x, s->in, w, s->in, 0.0f, y,
-                       s->out));
+    NNCL_TRY(gemm_forward(l, nncl_gemm, x, y));
     if (s->bias) return ctx->ops->bias_add(ctx, y, &l->params[1].value, rows, s->out, 1, relu);
     return relu ? ctx->ops->activation_forward(ctx, y, y, NNCL_ACT_RELU, 0.0f) : NNCL_OK;
 }
@@ -65,14 +90,17 @@ static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nn
     const linear *s = (const linear *)l;
     nncl_context *ctx = l->ctx;
     int64_t rows = nncl_tensor_numel(x) / s->in;
-    const nncl_tensor *w = &l->params[0].value, *dw = &l->params[0].grad;
-    if (dx != NULL)
-        NNCL_TRY(nncl_gemm(ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, rows, s->in, s->out, 1.0f, dy, s->out, w, s->in, 0.0f,
-                           dx, s->in));
-    NNCL_TRY(nncl_gemm(ctx, NNCL_TRANS, NNCL_NO_TRANS, s->out, s->in, rows, 1.0f, dy, s->out, x, s->in, 1.0f, dw,
-                       s->in));
+    NNCL_TRY(gemm_backward(l, nncl_gemm, x, dy, dx));
     if (s->bias) NNCL_TRY(ctx->ops->bias_backward(ctx, &l->params[1].grad, dy, rows, s->out, 1));
     return NNCL_OK;
+}
+
+/* The backend's choice of implementation for each of the three GEMMs' shapes. */
+static nncl_status linear_prepare(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
+                                  nncl_tensor *dx)
+{
+    NNCL_TRY(gemm_forward(l, nncl__gemm_prepare, x, y));
+    return gemm_backward(l, nncl__gemm_prepare, x, dy, dx);
 }
 
 /* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(in)) for b: both bounds are 1/sqrt(in). */
@@ -90,6 +118,7 @@ static const nncl_layer_ops linear_ops = {
     .forward = linear_forward,
     .forward_relu = linear_forward_relu,
     .backward = linear_backward,
+    .prepare = linear_prepare,
 };
 
 nncl_status nncl_linear_create(nncl_context *ctx, int64_t in_features, int64_t out_features, int bias,

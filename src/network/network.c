@@ -209,6 +209,8 @@ static int shares_input(const nncl_network *net, size_t i)
     return net->layers[i]->ops->is_alias || net->fused[i];
 }
 
+static nncl_status prepare_layers(nncl_network *net);
+
 static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch, int *moved)
 {
     nncl_context *ctx = net->ctx;
@@ -316,7 +318,36 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
         NNCL_TRY(carve(ctx, &net->act_arena, &ao, shape.ndim, shape.shape, &net->act[i]));
         NNCL_TRY(carve(ctx, &net->dact_arena, &at, shape.ndim, shape.shape, &net->dact[i]));
     }
+    NNCL_TRY(prepare_layers(net));
     net->planned = 1;
+    return NNCL_OK;
+}
+
+/* The first layer whose input gradient is computed: the first that is not an alias (see backward). */
+static size_t first_with_dx(const nncl_network *net)
+{
+    size_t first = 0;
+    while (first < net->n_layers && net->layers[first]->ops->is_alias) first++;
+    return first;
+}
+
+/*
+ * The backend's choices for the shapes of every layer (GEMM implementations,
+ * convolution paths), made while planning rather than in the first step: by
+ * measuring, on devices where the backend measures, on the network's own
+ * arenas. Measuring may leave values in the activations, which every step
+ * overwrites; the gradients it adds to stay zero, since every dy is still
+ * the zeroed gradient arena.
+ */
+static nncl_status prepare_layers(nncl_network *net)
+{
+    const size_t first = first_with_dx(net);
+    for (size_t i = first; i < net->n_layers; i++) {
+        nncl_layer *l = net->layers[i];
+        if (l->ops->prepare == NULL) continue;
+        nncl_tensor *dx = i == first && !l->ops->needs_dx ? NULL : &net->dact[i];
+        NNCL_TRY(l->ops->prepare(l, &net->act[i], &net->act[i + 1], &net->dact[i + 1], dx));
+    }
     return NNCL_OK;
 }
 
@@ -574,8 +605,7 @@ nncl_status nncl_network_backward(nncl_network *net)
     NNCL_TRY(nncl_loss_backward(net->loss, &out, &target, &dout));
     /* The network's input needs no gradient: neither does the input of the first layer that is not an alias
        (flatten before the first linear layer, say), nor the aliases before it, which are skipped. */
-    size_t first = 0;
-    while (first < n && net->layers[first]->ops->is_alias) first++;
+    const size_t first = first_with_dx(net);
     for (size_t i = n; i-- > 0;) {
         nncl_layer *l = net->layers[i];
         if (i < first) break;

@@ -67,7 +67,13 @@ typedef struct nncl__cl {
     int ew;           /* NNCL_EW: NNCL_CL_EW_CPU on CPU devices; 1 elsewhere, where neighbouring
                          work-items must touch neighbouring elements to coalesce */
     int gemm_policy;  /* NNCL_GEMM: 0 auto, 1 always CLBlast, 2 always nncl's kernel, 3 measure per shape */
-    int conv_policy;  /* NNCL_CONV: 0 direct on CPU devices, im2col + GEMM elsewhere; 1 im2col; 2 direct */
+    int conv_policy;  /* NNCL_CONV: 0 auto (direct on CPU devices, measured elsewhere); 1 im2col; 2 direct;
+                         3 measure per geometry */
+    int conv_force;   /* while a geometry is measured: 1 im2col, 2 direct; else 0 */
+    struct nncl__conv_choice *conv_choices; /* (n_conv_choices) measured geometries and their path */
+    size_t n_conv_choices, cap_conv_choices;
+    int conv_choices_loaded;
+    uint64_t conv_measured;   /* geometries measured by this context */
     struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
     size_t n_gemm_choices, cap_gemm_choices;
     int gemm_choices_loaded;  /* the choices saved by earlier processes have been read */
@@ -180,6 +186,9 @@ cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *
 char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
                           const char *options);
 
+/* The file "<cache folder>/<prefix>-<device key hash>.txt" of per-device choices; 0 when the cache is off. */
+int nncl__cl_choices_path(const nncl__cl *cl, const char *prefix, char *path, size_t size);
+
 /* Saves a built program's binary to path (failures only cost the next start its speed-up). */
 void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path);
 
@@ -248,6 +257,7 @@ nncl_status nncl__cl_scale(nncl_context *ctx, const nncl_tensor *x, float alpha)
 nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);
 nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g);
+nncl_status nncl__cl_gemm_prepare(nncl_context *ctx, const nncl_gemm_args *g);
 nncl_status nncl__cl_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
@@ -264,6 +274,10 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
                                           const nncl_tensor *w, const nncl_conv_geom *g);
 nncl_status nncl__cl_conv2d_backward_params(nncl_context *ctx, const nncl_tensor *dw, const nncl_tensor *db,
                                             const nncl_tensor *dy, const nncl_tensor *x, const nncl_conv_geom *g);
+nncl_status nncl__cl_conv2d_prepare(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,
+                                    const nncl_tensor *w, const nncl_tensor *b, const nncl_tensor *dy,
+                                    const nncl_tensor *dx, const nncl_tensor *dw, const nncl_tensor *db,
+                                    const nncl_conv_geom *g);
 nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                     const nncl_tensor *x, const nncl_pool_geom *g);
 nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, const nncl_tensor *dy,

@@ -180,6 +180,7 @@ static void cl_destroy(nncl_context *ctx)
     }
     nncl__cl_programs_release(ctx);
     free(cl->gemm_choices);
+    free(cl->conv_choices);
     nncl__cl_free(ctx, &cl->gemm_temp, cl->gemm_temp_bytes);
     nncl__cl_free(ctx, &cl->partials, NNCL_CL_PARTIALS * sizeof(float));
     for (int i = 0; i < NNCL_CL_SCRATCH_SLOTS; i++) nncl__cl_free(ctx, &cl->scratch[i], cl->scratch_bytes[i]);
@@ -204,10 +205,12 @@ static const nncl_backend_ops cl_ops = {
     .axpy = nncl__cl_axpy,
     .sum = nncl__cl_sum,
     .gemm = nncl__cl_gemm,
+    .gemm_prepare = nncl__cl_gemm_prepare,
     .add = nncl__cl_add,
     .bias_add = nncl__cl_bias_add,
     .bias_backward = nncl__cl_bias_backward,
     .conv2d_forward = nncl__cl_conv2d_forward,
+    .conv2d_prepare = nncl__cl_conv2d_prepare,
     .conv2d_backward_data = nncl__cl_conv2d_backward_data,
     .conv2d_backward_params = nncl__cl_conv2d_backward_params,
     .pool2d_forward = nncl__cl_pool2d_forward,
@@ -254,12 +257,14 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     if (cl->gemm_policy < 0)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, measure, clblast or nncl",
                           policy);
-    /* NNCL_CONV=direct|im2col forces a convolution path; auto: direct on CPU devices. */
+    /* NNCL_CONV=direct|im2col forces a convolution path; measure times both per geometry on every device;
+       auto: direct on CPU devices and a measurement elsewhere. */
     policy = getenv("NNCL_CONV");
     cl->conv_policy = policy == NULL || strcmp(policy, "auto") == 0 ? 0 : strcmp(policy, "im2col") == 0 ? 1
-                    : strcmp(policy, "direct") == 0 ? 2 : -1;
+                    : strcmp(policy, "direct") == 0 ? 2 : strcmp(policy, "measure") == 0 ? 3 : -1;
     if (cl->conv_policy < 0)
-        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_CONV=\"%s\" is not auto, direct or im2col", policy);
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_CONV=\"%s\" is not auto, measure, direct or im2col",
+                          policy);
     cl_device_type type;
     cl_int type_err = clGetDeviceInfo(cl->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     if (type_err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, type_err, "clGetDeviceInfo(CL_DEVICE_TYPE)");

@@ -5,10 +5,13 @@
  * On CPU devices nncl's kernel serves every shape: CLBlast's kernels are not
  * built for them (5 to 15 times slower on PoCL, bench/bench_gemm), and even
  * measuring them costs seconds of compilation at startup. On other devices,
- * the first GEMM of each shape (m, n, k, transpositions) runs both into a
+ * each shape (m, n, k, transpositions) is measured once: both run into a
  * scratch output, twice each, timed around a finish, and the faster one is
- * kept for that shape from then on (NNCL_GEMM=clblast or nncl forces one;
- * NNCL_GEMM=measure measures on CPU devices too).
+ * kept for that shape from then on. A network measures its shapes when it is
+ * planned (nncl__cl_gemm_prepare, called through the layers' prepare); a
+ * shape met for the first time later (a direct nncl_gemm call, a smaller last
+ * batch) is measured at its first call. NNCL_GEMM=clblast or nncl forces
+ * one; NNCL_GEMM=measure measures on CPU devices too.
  * The choices are also appended to gemm-<device key>.txt in the binary
  * cache's folder, so later processes on the same device and driver skip
  * the measurement (and, on PoCL, CLBlast's compilation). On PoCL nncl's
@@ -248,16 +251,6 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_
     return NNCL_OK;
 }
 
-/* The file of saved choices for this device and driver, or 0 when the cache is off. */
-static int choices_path(const nncl__cl *cl, char *path, size_t size)
-{
-    if (cl->cache_dir[0] == '\0') return 0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *p = cl->cache_device; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    int n = snprintf(path, size, "%s/gemm-%016llx.txt", cl->cache_dir, (unsigned long long)h);
-    return n > 0 && (size_t)n < size;
-}
-
 static nncl_status remember(nncl_context *ctx, const nncl__gemm_choice *c)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
@@ -275,7 +268,7 @@ static nncl_status load_choices(nncl_context *ctx)
     nncl__cl *cl = nncl__cl_state(ctx);
     cl->gemm_choices_loaded = 1;
     char path[1024];
-    if (!choices_path(cl, path, sizeof path)) return NNCL_OK;
+    if (!nncl__cl_choices_path(cl, "gemm", path, sizeof path)) return NNCL_OK;
     FILE *f = fopen(path, "r");
     if (f == NULL) return NNCL_OK;
     unsigned long long m, n, k;
@@ -295,33 +288,57 @@ static nncl_status load_choices(nncl_context *ctx)
 static void save_choice(nncl_context *ctx, const nncl__gemm_choice *c)
 {
     char path[1024];
-    if (!choices_path(nncl__cl_state(ctx), path, sizeof path)) return;
+    if (!nncl__cl_choices_path(nncl__cl_state(ctx), "gemm", path, sizeof path)) return;
     FILE *f = fopen(path, "a");
     if (f == NULL) return;
     fprintf(f, "%zu %zu %zu %d %d %d\n", c->m, c->n, c->k, c->trans_a, c->trans_b, c->use_nncl);
     fclose(f);
 }
 
-nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
+/*
+ * The implementation for g's shape (1: nncl's kernel, 0: CLBlast): forced by
+ * NNCL_GEMM, the CPU devices' default, a choice remembered from this or an
+ * earlier process, or else measured now and remembered.
+ */
+static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *use_nncl)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
-    if (cl->gemm_policy == 1) return gemm_clblast(ctx, g);
-    if (cl->gemm_policy == 2) return gemm_nncl(ctx, g);
+    if (cl->gemm_policy == 1 || cl->gemm_policy == 2) {
+        *use_nncl = cl->gemm_policy == 2;
+        return NNCL_OK;
+    }
     /* On CPU devices CLBlast lost every shape measured, by 5 to 15 times, and timing it costs its
        compilation (seconds per kernel on PoCL): nncl's kernel serves them without a measurement. */
-    if (cl->gemm_policy == 0 && cl->cpu_device) return gemm_nncl(ctx, g);
+    if (cl->gemm_policy == 0 && cl->cpu_device) {
+        *use_nncl = 1;
+        return NNCL_OK;
+    }
     if (!cl->gemm_choices_loaded) NNCL_TRY(load_choices(ctx));
     for (size_t i = 0; i < cl->n_gemm_choices; i++) {
         const nncl__gemm_choice *c = &cl->gemm_choices[i];
         if (c->m == g->m && c->n == g->n && c->k == g->k && c->trans_a == (int)g->trans_a &&
-            c->trans_b == (int)g->trans_b)
-            return c->use_nncl ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
+            c->trans_b == (int)g->trans_b) {
+            *use_nncl = c->use_nncl;
+            return NNCL_OK;
+        }
     }
-    int use_nncl;
-    NNCL_TRY(measure(ctx, g, &use_nncl));
+    NNCL_TRY(measure(ctx, g, use_nncl));
     cl->gemm_measured++;
-    const nncl__gemm_choice c = {g->m, g->n, g->k, (int)g->trans_a, (int)g->trans_b, use_nncl};
+    const nncl__gemm_choice c = {g->m, g->n, g->k, (int)g->trans_a, (int)g->trans_b, *use_nncl};
     NNCL_TRY(remember(ctx, &c));
     save_choice(ctx, &c);
+    return NNCL_OK;
+}
+
+nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    int use_nncl;
+    NNCL_TRY(choose(ctx, g, &use_nncl));
     return use_nncl ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
+}
+
+nncl_status nncl__cl_gemm_prepare(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    int use_nncl;
+    return choose(ctx, g, &use_nncl);
 }
