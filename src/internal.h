@@ -84,6 +84,9 @@ void nncl__error_detach(const nncl_context *ctx);
 /* The reverse: makes the thread slot's status and message ctx's last error. */
 void nncl__error_attach(nncl_context *ctx);
 
+/* Makes status and a message recorded elsewhere (another thread's slot, say) ctx's last error, as they are. */
+void nncl__error_set(nncl_context *ctx, nncl_status status, const char *message);
+
 #define NNCL_ERROR(ctx, status, ...) nncl__error((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Propagates a failure that has already been recorded. */

@@ -102,9 +102,14 @@ void nncl__error_detach(const nncl_context *ctx)
 
 void nncl__error_attach(nncl_context *ctx)
 {
-    ctx->last_status = tls_status;
+    nncl__error_set(ctx, tls_status, tls_message);
+}
+
+void nncl__error_set(nncl_context *ctx, nncl_status status, const char *message)
+{
+    ctx->last_status = status;
     if (ctx->message) ctx->message[0] = '\0';
-    append(ctx, "%s", tls_message);
+    append(ctx, "%s", message);
 }
 
 const char *nncl_context_last_error(const nncl_context *ctx)

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -238,6 +239,45 @@ static nncl_status load_sets(const options *o, dataset *train, dataset *test)
     return NNCL_OK;
 }
 
+/*
+ * The data sets, loaded on a second thread while the main one sets up the
+ * device and plans the network: neither needs the other, and on a first run
+ * the device's side (PoCL compiling the kernels) takes longer than reading
+ * and decompressing the files, which it then hides.
+ */
+typedef struct loader {
+    const options *o;
+    dataset *train, *test;
+    thrd_t thread;
+    int threaded;
+    nncl_status st;
+    char message[2048]; /* the loading thread's error message */
+} loader;
+
+static int load_main(void *arg)
+{
+    loader *l = arg;
+    l->st = load_sets(l->o, l->train, l->test);
+    if (l->st != NNCL_OK) snprintf(l->message, sizeof l->message, "%s", nncl_context_last_error(NULL));
+    return 0;
+}
+
+static void loader_start(loader *l, const options *o, dataset *train, dataset *test)
+{
+    *l = (loader){.o = o, .train = train, .test = test};
+    l->threaded = thrd_create(&l->thread, load_main, l) == thrd_success;
+    if (!l->threaded) load_main(l); /* no thread to be had: load now */
+}
+
+/* Waits for the data; a loading error becomes ctx's (ctx NULL: it is only waited for). */
+static nncl_status loader_join(loader *l, nncl_context *ctx)
+{
+    if (l->threaded) thrd_join(l->thread, NULL);
+    l->threaded = 0;
+    if (l->st != NNCL_OK && ctx != NULL) nncl__error_set(ctx, l->st, l->message);
+    return l->st;
+}
+
 /* Test loss and accuracy over a whole set, in evaluation mode. */
 static nncl_status evaluate(nncl_network *net, const dataset *d, int64_t batch, float *loss, double *accuracy)
 {
@@ -292,9 +332,12 @@ int cmd_train(int argc, char **argv)
     float *x = NULL;
     FILE *csv = NULL, *step_log = NULL;
     int rc = 1;
+    loader data;
+    loader_start(&data, &o, &train, &test);
     nncl_status st = session_begin(&o, &s);
+    nncl_status loaded = loader_join(&data, st == NNCL_OK ? s.ctx : NULL);
+    if (st == NNCL_OK) st = loaded;
     nncl_network *net = s.spec.net;
-    if (st == NNCL_OK) st = on_ctx(s.ctx, load_sets(&o, &train, &test));
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &train, "training");
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &test, "test");
     if (st == NNCL_OK && o.normalize) {
@@ -465,8 +508,11 @@ int cmd_eval(int argc, char **argv)
     if (o.weights == NULL) return usage_error("%s", "eval needs --weights FILE");
     session s;
     dataset test = {0};
+    loader data;
+    loader_start(&data, &o, NULL, &test);
     nncl_status st = session_begin(&o, &s);
-    if (st == NNCL_OK) st = on_ctx(s.ctx, load_sets(&o, NULL, &test));
+    nncl_status loaded = loader_join(&data, st == NNCL_OK ? s.ctx : NULL);
+    if (st == NNCL_OK) st = loaded;
     if (st == NNCL_OK) st = check_data(s.ctx, &s, &test, "test");
     if (st == NNCL_OK) st = nncl_network_load_weights(s.spec.net, o.weights);
     float loss = 0.0f;
