@@ -260,15 +260,7 @@ static void test_binary_cache(void **state)
     assert_int_equal(nncl__cl_state(c)->cache_stores, 0);
     nncl_context_destroy(c);
     unsetenv("NNCL_CACHE_DIR");
-    DIR *d = opendir(dir);
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    assert_int_equal(test_remove_dir(dir), 0);
 }
 
 /* Sets env var `name` (value NULL: unsets it) and returns its earlier value in saved[size] ("" with *had = 0 if unset). */
@@ -365,15 +357,7 @@ static void test_choices_made_at_plan(void **state)
     else unsetenv("NNCL_CACHE_DIR");
     if (had_gemm) setenv("NNCL_GEMM", saved_gemm, 1);
     if (had_conv) setenv("NNCL_CONV", saved_conv, 1);
-    DIR *d = opendir(dir);
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    assert_int_equal(test_remove_dir(dir), 0);
 }
 
 static void test_profiling(void **state)

@@ -3,6 +3,9 @@
  */
 #include "test_util.h"
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +64,20 @@ void test_write_file(const char *path, const void *bytes, size_t n)
     assert_non_null(f);
     if (n > 0) assert_int_equal(fwrite(bytes, 1, n, f), n);
     assert_int_equal(fclose(f), 0);
+}
+
+int test_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (remove(path) != 0) rmdir(path);
+    }
+    closedir(d);
+    return rmdir(dir);
 }
 
 unsigned char *test_read_file(const char *path, size_t *n)

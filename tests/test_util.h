@@ -47,6 +47,9 @@ void test_write_file(const char *path, const void *bytes, size_t n);
 /* Reads a whole file into a malloc'd buffer (one spare byte); *n receives its size. */
 unsigned char *test_read_file(const char *path, size_t *n);
 
+/* Removes a temporary folder: the files (and empty folders) in it, then itself; rmdir's result. */
+int test_remove_dir(const char *dir);
+
 /* ---- random data (xorshift-based, fixed seed, identical everywhere) ---- */
 
 typedef struct test_rng {
