@@ -156,6 +156,11 @@ static void gen_pool(parity_case *c, test_rng *r, nncl_pool_kind kind, int globa
         else h = w = pick(i) < 4 ? 4 : pick(i);
         if (i % 5 == 4) w = pick(i + 2) < 3 ? 3 : pick(i + 2);
         int64_t k = 2 + test_rng_below(r, 2), s = 1 + test_rng_below(r, 3), p = test_rng_below(r, k / 2 + 1);
+        if (i % 4 == 1) { /* windows that tile the input exactly, as in the reference CNN */
+            s = k, p = 0;
+            h -= h % k;
+            w -= w % k;
+        }
         c[i].cfg = (layer_config){.pool = kind, .k = k, .s = s, .p = p, .flag = global, .mode = NNCL_TRAIN};
         c[i].ndim = 4;
         c[i].shape[0] = n, c[i].shape[1] = ch, c[i].shape[2] = h, c[i].shape[3] = w;
