@@ -657,6 +657,6 @@ int main(int argc, char **argv)
     };
     int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);
     nncl_context_destroy(ctx);
-    rmdir(tmpdir);
+    test_remove_dir(tmpdir);
     return failed;
 }

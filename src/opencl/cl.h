@@ -10,6 +10,7 @@
 #define NNCL_CL_H
 
 #include <CL/cl.h>
+#include <stdio.h>
 
 #include "backend/backend.h"
 #include "opencl/cl_sources.h"
@@ -44,6 +45,20 @@ typedef struct nncl__cl_program {
     char *cache_file; /* built from source and not saved yet: the binary cache file to save it to */
 } nncl__cl_program;
 
+/*
+ * Choices measured once per device and remembered (cl_choices.c): integer
+ * keys and a value, also kept in the cache folder for later processes.
+ */
+#define NNCL_CL_CHOICE_KEYS 16
+typedef struct nncl__cl_choices {
+    const char *kind;  /* "gemm", "conv": the file's prefix */
+    int n_keys;        /* integers per key, at most NNCL_CL_CHOICE_KEYS */
+    int64_t (*rows)[NNCL_CL_CHOICE_KEYS + 1]; /* (n) the keys, then the value */
+    size_t n, cap;
+    int loaded;        /* the file of earlier processes has been read */
+    uint64_t measured; /* choices measured (not read) by this context */
+} nncl__cl_choices;
+
 /* A profiled command whose event has not been read yet. */
 typedef struct nncl__cl_pending_event {
     cl_event event;
@@ -60,6 +75,7 @@ typedef struct nncl__cl {
 
     nncl__cl_program **programs; /* (n_programs) built so far */
     size_t n_programs, cap_programs;
+    const nncl__cl_program *library; /* the library program (all of kernels_cl/), once built; in programs */
 
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
@@ -70,14 +86,8 @@ typedef struct nncl__cl {
     int conv_policy;  /* NNCL_CONV: 0 auto (direct on CPU devices, measured elsewhere); 1 im2col; 2 direct;
                          3 measure per geometry */
     int conv_force;   /* while a geometry is measured: 1 im2col, 2 direct; else 0 */
-    struct nncl__conv_choice *conv_choices; /* (n_conv_choices) measured geometries and their path */
-    size_t n_conv_choices, cap_conv_choices;
-    int conv_choices_loaded;
-    uint64_t conv_measured;   /* geometries measured by this context */
-    struct nncl__gemm_choice *gemm_choices; /* (n_gemm_choices) measured shapes and their winner */
-    size_t n_gemm_choices, cap_gemm_choices;
-    int gemm_choices_loaded;  /* the choices saved by earlier processes have been read */
-    uint64_t gemm_measured;   /* shapes measured by this context */
+    nncl__cl_choices gemm_choices; /* per shape (m n k trans_a trans_b): 1 nncl's kernel, 0 CLBlast */
+    nncl__cl_choices conv_choices; /* per geometry (n excluded): 1 direct, 0 im2col + GEMM */
     cl_mem partials;  /* per-work-item partial sums of reductions */
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
     size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];
@@ -156,10 +166,10 @@ nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nnc
 
 /*
  * Builds `source` (prefixed with kernels_cl/common.h) under the cache name
- * `name` with `defines`, or returns the cached build: the library program's
- * path, open to the tests that feed a deliberately broken source. On a build
- * failure returns NNCL_ERR_BUILD with the compiler's log in the message;
- * nothing is cached.
+ * `name` with `defines`, or returns the cached build, as the library program
+ * is built: for the tests, which feed it deliberately broken sources and
+ * programs of their own. On a build failure returns NNCL_ERR_BUILD with the
+ * compiler's log in the message; nothing is cached.
  */
 nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const char *source,
                                    const char *defines, const nncl__cl_program **out);
@@ -171,6 +181,21 @@ nncl_status nncl__cl_program_build(nncl_context *ctx, const char *name, const ch
  * catch.
  */
 nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines);
+
+/* ---- choices measured per device (cl_choices.c) ---- */
+
+/* Sets up an empty table (nothing is read before the first find). */
+void nncl__cl_choices_init(nncl__cl_choices *c, const char *kind, int n_keys);
+void nncl__cl_choices_free(nncl__cl_choices *c);
+
+/* *value = the value chosen for key, or -1 when there is none yet (the cache folder's file is read first). */
+nncl_status nncl__cl_choice_find(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int *value);
+
+/* Records a value just measured for key, in the table and in the cache folder's file. */
+nncl_status nncl__cl_choice_add(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int value);
+
+/* Seconds on a monotonic clock, for measurements. */
+double nncl__cl_now(void);
 
 /* ---- the on-disk binary cache (cl_binary_cache.c) ---- */
 
@@ -186,8 +211,9 @@ cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *
 char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
                           const char *options);
 
-/* The file "<cache folder>/<prefix>-<device key hash>.txt" of per-device choices; 0 when the cache is off. */
-int nncl__cl_choices_path(const nncl__cl *cl, const char *prefix, char *path, size_t size);
+/* Opens "<cache folder>/<prefix>-<device key hash>.txt" (writing: creating the folder); NULL when the cache
+   is off or the file cannot be opened. */
+FILE *nncl__cl_cache_open(const nncl__cl *cl, const char *prefix, const char *mode);
 
 /* Saves a built program's binary to path (failures only cost the next start its speed-up). */
 void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path);

@@ -179,8 +179,8 @@ static void cl_destroy(nncl_context *ctx)
         free(cl->staging[i].host);
     }
     nncl__cl_programs_release(ctx);
-    free(cl->gemm_choices);
-    free(cl->conv_choices);
+    nncl__cl_choices_free(&cl->gemm_choices);
+    nncl__cl_choices_free(&cl->conv_choices);
     nncl__cl_free(ctx, &cl->gemm_temp, cl->gemm_temp_bytes);
     nncl__cl_free(ctx, &cl->partials, NNCL_CL_PARTIALS * sizeof(float));
     for (int i = 0; i < NNCL_CL_SCRATCH_SLOTS; i++) nncl__cl_free(ctx, &cl->scratch[i], cl->scratch_bytes[i]);
@@ -239,6 +239,8 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     if (cl == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
     ctx->ops = &cl_ops;
     ctx->impl = cl;
+    nncl__cl_choices_init(&cl->gemm_choices, "gemm", 5);
+    nncl__cl_choices_init(&cl->conv_choices, "conv", 13);
 
     int pi = 0, di = 0;
     NNCL_TRY(nncl__cl_choose_device(ctx, opt, &cl->platform, &cl->device, &pi, &di));

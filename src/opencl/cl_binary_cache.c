@@ -59,14 +59,6 @@ static uint64_t fnv1a(uint64_t h, const char *s)
     return (h ^ 0xff) * 0x100000001b3ull; /* a separator, so ("ab", "c") differs from ("a", "bc") */
 }
 
-int nncl__cl_choices_path(const nncl__cl *cl, const char *prefix, char *path, size_t size)
-{
-    if (cl->cache_dir[0] == '\0') return 0;
-    int n = snprintf(path, size, "%s/%s-%016llx.txt", cl->cache_dir, prefix,
-                     (unsigned long long)fnv1a(0xcbf29ce484222325ull, cl->cache_device));
-    return n > 0 && (size_t)n < size;
-}
-
 /* The cache file of a program; 0 when the cache is off or the path does not fit. */
 static int cache_path(const nncl__cl *cl, const char *name, const char *const *parts, size_t n_parts,
                       const char *options, char *path, size_t size)
@@ -126,6 +118,17 @@ static int make_dirs(const char *dir)
         *p = '/';
     }
     return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+FILE *nncl__cl_cache_open(const nncl__cl *cl, const char *prefix, const char *mode)
+{
+    if (cl->cache_dir[0] == '\0') return NULL;
+    char path[1024];
+    int n = snprintf(path, sizeof path, "%s/%s-%016llx.txt", cl->cache_dir, prefix,
+                     (unsigned long long)fnv1a(0xcbf29ce484222325ull, cl->cache_device));
+    if (n <= 0 || (size_t)n >= sizeof path) return NULL;
+    if (mode[0] != 'r' && make_dirs(cl->cache_dir) != 0) return NULL;
+    return fopen(path, mode);
 }
 
 char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,

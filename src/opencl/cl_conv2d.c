@@ -23,12 +23,12 @@
  * Which path: on devices other than CPUs (and on any under NNCL_CONV=measure)
  * the layer's geometry is timed on both when a network is planned
  * (nncl__cl_conv2d_prepare), and the faster is kept, also for later
- * processes (conv-<device>.txt in the cache folder); unmeasured geometries
- * take im2col there, and CPU devices take the direct kernels.
+ * processes (cl_choices.c); unmeasured geometries take im2col there, and
+ * CPU devices take the direct kernels.
  */
 #include <stdint.h>
 #include <stdio.h>
-#include <time.h>
+#include <string.h>
 
 #include "opencl/cl.h"
 
@@ -156,87 +156,11 @@ static int64_t direct_largest(const nncl_conv_geom *g, int params)
 
 /* ---- choosing the path ---------------------------------------------------------------- */
 
-/* A geometry measured on this device, and whether the direct path won. */
-typedef struct nncl__conv_choice {
-    nncl_conv_geom g;
-    int direct;
-} nncl__conv_choice;
-
-#define GEOM_FIELDS 14 /* n c h w oc kh kw sh sw ph pw dh dw groups, as saved */
-
-static void geom_fields(const nncl_conv_geom *g, int64_t v[GEOM_FIELDS])
+/* The key of a geometry's choice: all of it but the batch size, which a last batch may change. */
+static void choice_key(const nncl_conv_geom *g, int64_t key[13])
 {
-    const int64_t f[GEOM_FIELDS] = {g->n, g->c, g->h, g->w, g->oc, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh,
-                                    g->dw, g->groups};
-    for (int i = 0; i < GEOM_FIELDS; i++) v[i] = f[i];
-}
-
-static int same_geom(const nncl_conv_geom *a, const nncl_conv_geom *b)
-{
-    int64_t u[GEOM_FIELDS], v[GEOM_FIELDS];
-    geom_fields(a, u);
-    geom_fields(b, v);
-    for (int i = 0; i < GEOM_FIELDS; i++)
-        if (u[i] != v[i]) return 0;
-    return 1;
-}
-
-static nncl_status remember(nncl_context *ctx, const nncl__conv_choice *c)
-{
-    nncl__cl *cl = nncl__cl_state(ctx);
-    nncl__conv_choice *choices =
-        nncl__grow(cl->conv_choices, cl->n_conv_choices, &cl->cap_conv_choices, sizeof *choices, 8);
-    if (choices == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "conv2d: out of host memory");
-    cl->conv_choices = choices;
-    cl->conv_choices[cl->n_conv_choices++] = *c;
-    return NNCL_OK;
-}
-
-/* Reads the choices earlier processes saved in the cache folder; lines that do not parse are skipped. */
-static nncl_status load_choices(nncl_context *ctx)
-{
-    nncl__cl *cl = nncl__cl_state(ctx);
-    cl->conv_choices_loaded = 1;
-    char path[1024], line[320];
-    if (!nncl__cl_choices_path(cl, "conv", path, sizeof path)) return NNCL_OK;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return NNCL_OK;
-    nncl_status st = NNCL_OK;
-    while (st == NNCL_OK && fgets(line, sizeof line, f) != NULL) {
-        long long v[GEOM_FIELDS + 1];
-        int got = sscanf(line, "%lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld", &v[0],
-                         &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12],
-                         &v[13], &v[14]);
-        if (got != GEOM_FIELDS + 1) continue;
-        nncl__conv_choice c = {.g = {.n = v[0], .c = v[1], .h = v[2], .w = v[3], .oc = v[4], .kh = v[5], .kw = v[6],
-                                     .sh = v[7], .sw = v[8], .ph = v[9], .pw = v[10], .dh = v[11], .dw = v[12],
-                                     .groups = v[13]},
-                               .direct = v[14] != 0};
-        st = remember(ctx, &c);
-    }
-    fclose(f);
-    return st;
-}
-
-/* Appends a new choice for later processes (a file that cannot be written only costs a measurement). */
-static void save_choice(const nncl__cl *cl, const nncl__conv_choice *c)
-{
-    char path[1024];
-    if (!nncl__cl_choices_path(cl, "conv", path, sizeof path)) return;
-    FILE *f = fopen(path, "a");
-    if (f == NULL) return;
-    int64_t v[GEOM_FIELDS];
-    geom_fields(&c->g, v);
-    for (int i = 0; i < GEOM_FIELDS; i++) fprintf(f, "%lld ", (long long)v[i]);
-    fprintf(f, "%d\n", c->direct);
-    fclose(f);
-}
-
-static const nncl__conv_choice *find_choice(const nncl__cl *cl, const nncl_conv_geom *g)
-{
-    for (size_t i = 0; i < cl->n_conv_choices; i++)
-        if (same_geom(&cl->conv_choices[i].g, g)) return &cl->conv_choices[i];
-    return NULL;
+    const int64_t k[13] = {g->c, g->h, g->w, g->oc, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups};
+    memcpy(key, k, sizeof k);
 }
 
 /*
@@ -244,14 +168,15 @@ static const nncl__conv_choice *find_choice(const nncl__cl *cl, const nncl_conv_
  * pass being of geometry g (the layer's, or for the input gradient the
  * flipped one) and params != 0 for the weight gradient: forced by
  * NNCL_CONV=direct or im2col (or by a measurement under way), else the path
- * measured for the layer's geometry, else the device's default, direct on
- * CPU devices. Only passes whose buffers stay below 2^31 elements can run
+ * measured for the layer's geometry (any batch size), else the device's
+ * default, direct on CPU devices. Only passes whose buffers stay below 2^31 elements can run
  * direct; a default or a measured choice falls back to im2col for the others.
  */
 static nncl_status use_direct(nncl_context *ctx, const nncl_conv_geom *layer, const nncl_conv_geom *g, int params,
                               int *direct)
 {
-    const nncl__cl *cl = nncl__cl_state(ctx);
+    nncl__cl *cl = nncl__cl_state(ctx);
+    *direct = 0;
     const int by_policy = cl->conv_policy == 1 || cl->conv_policy == 2 ? cl->conv_policy : 0;
     const int forced = cl->conv_force ? cl->conv_force : by_policy;
     const int64_t largest = direct_largest(g, params);
@@ -264,8 +189,13 @@ static nncl_status use_direct(nncl_context *ctx, const nncl_conv_geom *layer, co
         *direct = forced == 2;
         return NNCL_OK;
     }
-    const nncl__conv_choice *c = find_choice(cl, layer);
-    *direct = (c ? c->direct : cl->cpu_device) && largest <= INT32_MAX;
+    int chosen = -1;
+    if (!cl->cpu_device || cl->conv_policy == 3) { /* only measured there (nncl__cl_conv2d_prepare) */
+        int64_t key[13];
+        choice_key(layer, key);
+        NNCL_TRY(nncl__cl_choice_find(ctx, &cl->conv_choices, key, &chosen));
+    }
+    *direct = (chosen >= 0 ? chosen : cl->cpu_device) && largest <= INT32_MAX;
     return NNCL_OK;
 }
 
@@ -507,30 +437,35 @@ static nncl_status time_passes(nncl_context *ctx, const nncl_tensor *y, const nn
                                double *seconds)
 {
     NNCL_TRY(ctx->ops->finish(ctx));
-    struct timespec t0, t1;
-    timespec_get(&t0, TIME_UTC);
+    const double t0 = nncl__cl_now();
     for (int r = 0; r < reps; r++) {
         NNCL_TRY(nncl__cl_conv2d_forward(ctx, y, x, w, b, 0, g));
         if (dx != NULL) NNCL_TRY(nncl__cl_conv2d_backward_data(ctx, dx, dy, w, g));
         NNCL_TRY(nncl__cl_conv2d_backward_params(ctx, dw, db, dy, x, g));
     }
     NNCL_TRY(ctx->ops->finish(ctx));
-    timespec_get(&t1, TIME_UTC);
-    *seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    *seconds = nncl__cl_now() - t0;
     return NNCL_OK;
 }
 
-/* The passes on one path (force: 1 im2col, 2 direct): a first run (compilation, GEMM choices), then two timed. */
+/*
+ * The passes on one path (force: 1 im2col, 2 direct): a first run (compiling,
+ * and making the im2col path's GEMM choices), then two timed. The work is
+ * not counted in the context's statistics: it is not the caller's.
+ */
 static nncl_status time_path(nncl_context *ctx, int force, const nncl_tensor *y, const nncl_tensor *x,
                              const nncl_tensor *w, const nncl_tensor *b, const nncl_tensor *dy, const nncl_tensor *dx,
                              const nncl_tensor *dw, const nncl_tensor *db, const nncl_conv_geom *g, double *seconds)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
+    const uint64_t launches = ctx->stats.kernel_launches, gemms = ctx->stats.gemm_calls;
     double warm;
     cl->conv_force = force;
     nncl_status st = time_passes(ctx, y, x, w, b, dy, dx, dw, db, g, 1, &warm);
     if (st == NNCL_OK) st = time_passes(ctx, y, x, w, b, dy, dx, dw, db, g, 2, seconds);
     cl->conv_force = 0;
+    ctx->stats.kernel_launches = launches;
+    ctx->stats.gemm_calls = gemms;
     return st;
 }
 
@@ -543,23 +478,20 @@ nncl_status nncl__cl_conv2d_prepare(nncl_context *ctx, const nncl_tensor *y, con
     /* Measured under NNCL_CONV=measure, and by default on devices other than CPUs, where the direct
        kernels (register-blocked for CPU vector units) may or may not beat CLBlast's GEMM. */
     if (!(cl->conv_policy == 3 || (cl->conv_policy == 0 && !cl->cpu_device))) return NNCL_OK;
-    if (!cl->conv_choices_loaded) NNCL_TRY(load_choices(ctx));
-    if (find_choice(cl, g) != NULL) return NNCL_OK;
-    nncl__conv_choice c = {.g = *g, .direct = 0};
+    int64_t key[13];
+    choice_key(g, key);
+    int chosen;
+    NNCL_TRY(nncl__cl_choice_find(ctx, &cl->conv_choices, key, &chosen));
+    if (chosen >= 0) return NNCL_OK;
+    /* Passes too large for the direct kernels' indices take im2col whatever is chosen (use_direct). */
     const nncl_conv_geom t = input_gradient_geom(g);
-    const int direct_fits = direct_largest(g, 0) <= INT32_MAX && direct_largest(g, 1) <= INT32_MAX &&
-                            (dx == NULL || g->sh != 1 || g->sw != 1 || direct_largest(&t, 0) <= INT32_MAX);
-    if (direct_fits) {
-        const uint64_t launches = ctx->stats.kernel_launches, gemms = ctx->stats.gemm_calls;
-        double t_direct, t_im2col;
-        NNCL_TRY(time_path(ctx, 2, y, x, w, b, dy, dx, dw, db, g, &t_direct));
-        NNCL_TRY(time_path(ctx, 1, y, x, w, b, dy, dx, dw, db, g, &t_im2col));
-        ctx->stats.kernel_launches = launches; /* the measurement's work is not the caller's */
-        ctx->stats.gemm_calls = gemms;
-        c.direct = t_direct < t_im2col;
-    }
-    cl->conv_measured++;
-    NNCL_TRY(remember(ctx, &c));
-    save_choice(cl, &c);
-    return NNCL_OK;
+    if (direct_largest(g, 0) > INT32_MAX || direct_largest(g, 1) > INT32_MAX ||
+        (dx != NULL && g->sh == 1 && g->sw == 1 && direct_largest(&t, 0) > INT32_MAX))
+        return NNCL_OK;
+    double t_direct = 0.0, t_im2col;
+    /* A device that cannot run the direct kernels (their scratch, their work-group shape) keeps im2col. */
+    int direct_ok = time_path(ctx, 2, y, x, w, b, dy, dx, dw, db, g, &t_direct) == NNCL_OK;
+    if (!direct_ok) NNCL_TRY(ctx->ops->finish(ctx));
+    NNCL_TRY(time_path(ctx, 1, y, x, w, b, dy, dx, dw, db, g, &t_im2col));
+    return nncl__cl_choice_add(ctx, &cl->conv_choices, key, direct_ok && t_direct < t_im2col);
 }

@@ -12,10 +12,10 @@
  * shape met for the first time later (a direct nncl_gemm call, a smaller last
  * batch) is measured at its first call. NNCL_GEMM=clblast or nncl forces
  * one; NNCL_GEMM=measure measures on CPU devices too.
- * The choices are also appended to gemm-<device key>.txt in the binary
- * cache's folder, so later processes on the same device and driver skip
- * the measurement (and, on PoCL, CLBlast's compilation). On PoCL nncl's
- * kernel wins by far; on GPUs CLBlast's tuned kernels do.
+ * The choices are also kept in the cache folder (cl_choices.c), so later
+ * processes on the same device and driver skip the measurement (and, on
+ * PoCL, CLBlast's compilation). On PoCL nncl's kernel wins by far; on GPUs
+ * CLBlast's tuned kernels should.
  *
  * Buffers go to CLBlast as (cl_mem, element offset) pairs, as they do to our
  * own kernels. CLBlast's indirect GEMM needs temporary matrices; we hand it a
@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 #include <threads.h>
 
 #include "opencl/cl.h"
@@ -207,23 +206,15 @@ static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
 
 /* ---- choosing per shape ------------------------------------------------------------------ */
 
-typedef struct nncl__gemm_choice {
-    size_t m, n, k;
-    int trans_a, trans_b;
-    int use_nncl;
-} nncl__gemm_choice;
-
 /* Seconds for `reps` runs of one implementation into the scratch output `probe`. */
 static nncl_status time_gemm(nncl_context *ctx, nncl_status (*impl)(nncl_context *, const nncl_gemm_args *),
                              const nncl_gemm_args *probe, int reps, double *seconds)
 {
     NNCL_TRY(ctx->ops->finish(ctx));
-    struct timespec t0, t1;
-    timespec_get(&t0, TIME_UTC);
+    const double t0 = nncl__cl_now();
     for (int r = 0; r < reps; r++) NNCL_TRY(impl(ctx, probe));
     NNCL_TRY(ctx->ops->finish(ctx));
-    timespec_get(&t1, TIME_UTC);
-    *seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    *seconds = nncl__cl_now() - t0;
     return NNCL_OK;
 }
 
@@ -251,50 +242,6 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_
     return NNCL_OK;
 }
 
-static nncl_status remember(nncl_context *ctx, const nncl__gemm_choice *c)
-{
-    nncl__cl *cl = nncl__cl_state(ctx);
-    nncl__gemm_choice *choices =
-        nncl__grow(cl->gemm_choices, cl->n_gemm_choices, &cl->cap_gemm_choices, sizeof *choices, 16);
-    if (choices == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "gemm: out of host memory");
-    cl->gemm_choices = choices;
-    cl->gemm_choices[cl->n_gemm_choices++] = *c;
-    return NNCL_OK;
-}
-
-/* Reads the choices earlier processes saved; lines that do not parse are skipped. */
-static nncl_status load_choices(nncl_context *ctx)
-{
-    nncl__cl *cl = nncl__cl_state(ctx);
-    cl->gemm_choices_loaded = 1;
-    char path[1024];
-    if (!nncl__cl_choices_path(cl, "gemm", path, sizeof path)) return NNCL_OK;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return NNCL_OK;
-    unsigned long long m, n, k;
-    int ta, tb, use;
-    nncl_status st = NNCL_OK;
-    char line[160];
-    while (st == NNCL_OK && fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "%llu %llu %llu %d %d %d", &m, &n, &k, &ta, &tb, &use) != 6) continue;
-        nncl__gemm_choice c = {(size_t)m, (size_t)n, (size_t)k, ta != 0, tb != 0, use != 0};
-        st = remember(ctx, &c);
-    }
-    fclose(f);
-    return st;
-}
-
-/* Appends a new choice for later processes (a file that cannot be written only costs a measurement). */
-static void save_choice(nncl_context *ctx, const nncl__gemm_choice *c)
-{
-    char path[1024];
-    if (!nncl__cl_choices_path(nncl__cl_state(ctx), "gemm", path, sizeof path)) return;
-    FILE *f = fopen(path, "a");
-    if (f == NULL) return;
-    fprintf(f, "%zu %zu %zu %d %d %d\n", c->m, c->n, c->k, c->trans_a, c->trans_b, c->use_nncl);
-    fclose(f);
-}
-
 /*
  * The implementation for g's shape (1: nncl's kernel, 0: CLBlast): forced by
  * NNCL_GEMM, the CPU devices' default, a choice remembered from this or an
@@ -313,21 +260,11 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *use_n
         *use_nncl = 1;
         return NNCL_OK;
     }
-    if (!cl->gemm_choices_loaded) NNCL_TRY(load_choices(ctx));
-    for (size_t i = 0; i < cl->n_gemm_choices; i++) {
-        const nncl__gemm_choice *c = &cl->gemm_choices[i];
-        if (c->m == g->m && c->n == g->n && c->k == g->k && c->trans_a == (int)g->trans_a &&
-            c->trans_b == (int)g->trans_b) {
-            *use_nncl = c->use_nncl;
-            return NNCL_OK;
-        }
-    }
+    const int64_t key[5] = {(int64_t)g->m, (int64_t)g->n, (int64_t)g->k, g->trans_a, g->trans_b};
+    NNCL_TRY(nncl__cl_choice_find(ctx, &cl->gemm_choices, key, use_nncl));
+    if (*use_nncl >= 0) return NNCL_OK;
     NNCL_TRY(measure(ctx, g, use_nncl));
-    cl->gemm_measured++;
-    const nncl__gemm_choice c = {g->m, g->n, g->k, (int)g->trans_a, (int)g->trans_b, *use_nncl};
-    NNCL_TRY(remember(ctx, &c));
-    save_choice(ctx, &c);
-    return NNCL_OK;
+    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *use_nncl);
 }
 
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)

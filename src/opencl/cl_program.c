@@ -26,7 +26,7 @@
 
 #define BASE_OPTIONS "-cl-std=CL1.2"
 
-/* The name of the program of every unspecialised file. */
+/* The name of the library program, all of kernels_cl/. */
 #define LIBRARY "nncl"
 
 static const nncl__kernel_source *find_source(const char *name)
@@ -76,6 +76,7 @@ void nncl__cl_programs_release(nncl_context *ctx)
     for (size_t i = 0; i < cl->n_programs; i++) program_free(cl->programs[i]);
     free(cl->programs);
     cl->programs = NULL;
+    cl->library = NULL;
     cl->n_programs = cl->cap_programs = 0;
 }
 
@@ -256,8 +257,9 @@ nncl_status nncl__cl_set_extra_defines(nncl_context *ctx, const char *defines)
 
 nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nncl__cl_kernel **out)
 {
-    const nncl__cl_program *p;
-    NNCL_TRY(build_library(ctx, &p));
+    nncl__cl *cl = nncl__cl_state(ctx);
+    if (cl->library == NULL) NNCL_TRY(build_library(ctx, &cl->library)); /* once: every launch comes here */
+    const nncl__cl_program *p = cl->library;
     for (size_t i = 0; i < p->n_kernels; i++) {
         if (strcmp(p->kernels[i].name, kernel) == 0) {
             *out = &p->kernels[i];
