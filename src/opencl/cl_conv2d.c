@@ -169,8 +169,9 @@ static void choice_key(const nncl_conv_geom *g, int64_t key[13])
  * flipped one) and params != 0 for the weight gradient: forced by
  * NNCL_CONV=direct or im2col (or by a measurement under way), else the path
  * measured for the layer's geometry (any batch size), else the device's
- * default, direct on CPU devices. Only passes whose buffers stay below 2^31 elements can run
- * direct; a default or a measured choice falls back to im2col for the others.
+ * default, direct on CPU devices. Only passes whose buffers stay below 2^31
+ * elements can run direct; a default or a measured choice falls back to
+ * im2col for the others.
  */
 static nncl_status use_direct(nncl_context *ctx, const nncl_conv_geom *layer, const nncl_conv_geom *g, int params,
                               int *direct)
