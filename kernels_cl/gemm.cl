@@ -81,12 +81,10 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
             const floatV a3 = (floatV)(a3p[p * ca]), a4 = (floatV)(a4p[p * ca]), a5 = (floatV)(a5p[p * ca]);
             NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1);
         }
-        if (i0 + 0 < m) STORE_ROW(0, c00, c01);
-        if (i0 + 1 < m) STORE_ROW(1, c10, c11);
-        if (i0 + 2 < m) STORE_ROW(2, c20, c21);
-        if (i0 + 3 < m) STORE_ROW(3, c30, c31);
-        if (i0 + 4 < m) STORE_ROW(4, c40, c41);
-        if (i0 + 5 < m) STORE_ROW(5, c50, c51);
+        /* One store loop over the rows, not six copies of it: the stores are a sliver of the time, and
+           one copy compiles in half the time. */
+        const floatV block[2 * GEMM_MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+        for (int r = 0; r < GEMM_MR && i0 + r < m; r++) STORE_ROW(r, block[2 * r], block[2 * r + 1]);
         return;
     }
     /* A block at the right edge: one dot product per element, in the same order. */
