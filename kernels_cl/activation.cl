@@ -46,7 +46,7 @@ float act_grad(int act, float a, float x)
     }
 }
 
-void activation_forward(int act, __global float *y, __global const float *x, ulong n, float a)
+NNCL_INSTANTIATED void activation_forward(int act, __global float *y, __global const float *x, ulong n, float a)
 {
     NNCL_EW_RANGE(n);
     for (ulong i = i0; i < i1; i++) {
@@ -58,8 +58,8 @@ void activation_forward(int act, __global float *y, __global const float *x, ulo
     }
 }
 
-void activation_backward(int act, __global float *dx, __global const float *x, __global const float *dy, ulong n,
-                         float a)
+NNCL_INSTANTIATED void activation_backward(int act, __global float *dx, __global const float *x,
+                                           __global const float *dy, ulong n, float a)
 {
     NNCL_EW_RANGE(n);
     for (ulong i = i0; i < i1; i++) {

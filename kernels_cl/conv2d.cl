@@ -331,9 +331,9 @@ __kernel void conv_bias_grad(__global float *db, ulong db_off, __global const fl
  * most CONV_FEW_ROWS (registers).
  */
 
-void conv_weight_grad_few(const int rows, __global float *part, __global const float *xp, __global const float *dy,
-                          int n, int c, int hp, int wp, int oc, int oh, int ow, int kh, int kw, int sh, int dh,
-                          int dw_, int groups)
+NNCL_INSTANTIATED void conv_weight_grad_few(const int rows, __global float *part, __global const float *xp,
+                                            __global const float *dy, int n, int c, int hp, int wp, int oc, int oh,
+                                            int ow, int kh, int kw, int sh, int dh, int dw_, int groups)
 {
     const int t = (int)get_global_id(0); /* = ni oc + co */
     if (t >= n * oc) return;

@@ -29,8 +29,8 @@ float row_log_sum(__global const float *x, ulong c, float *m_out)
     return log(s);
 }
 
-void loss_rows(const int kind, __global float *work, __global const float *input, __global const float *t, ulong n,
-               ulong c, float smoothing)
+NNCL_INSTANTIATED void loss_rows(const int kind, __global float *work, __global const float *input,
+                                 __global const float *t, ulong n, ulong c, float smoothing)
 {
     size_t r = get_global_id(0);
     if (r >= n) return;
@@ -63,8 +63,8 @@ __kernel void loss_mean(__global float *out, ulong out_off, __global const float
     out[out_off] = s / denom;
 }
 
-void loss_backward(const int kind, __global float *dinput, __global const float *input, __global const float *t,
-                   ulong n, ulong c, float smoothing)
+NNCL_INSTANTIATED void loss_backward(const int kind, __global float *dinput, __global const float *input,
+                                     __global const float *t, ulong n, ulong c, float smoothing)
 {
     size_t r = get_global_id(0);
     if (r >= n) return;

@@ -19,7 +19,7 @@
         float beta2, float eps, float step_size, float bc2_sqrt, float max_norm, __global const float *sumsq,      \
         ulong sumsq_off
 
-void optimizer_step(const int kind, __global float *p, ulong p_off, OPTIMIZER_ARGS)
+NNCL_INSTANTIATED void optimizer_step(const int kind, __global float *p, ulong p_off, OPTIMIZER_ARGS)
 {
     NNCL_EW_RANGE(n);
     /* The clipping factor, once (multiplying by 1 when not clipping is exact). Each update has a loop of its
