@@ -79,6 +79,14 @@ static void test_program_cache(void **state)
     TEST_OK(ctx, nncl__cl_kernel_get(ctx, "axpy", &k2));
     assert_ptr_equal(k1, k2); /* built once, then cached */
     assert_string_equal(k1->name, "axpy");
+    /* The library builds without a single compiler warning. */
+    size_t len = 0;
+    assert_int_equal(clGetProgramBuildInfo(cl->library->program, cl->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len), 0);
+    char *log = malloc(len + 1);
+    assert_int_equal(clGetProgramBuildInfo(cl->library->program, cl->device, CL_PROGRAM_BUILD_LOG, len, log, NULL), 0);
+    log[len] = '\0';
+    if (strstr(log, "warning") != NULL) fail_msg("kernels_cl/ builds with warnings:\n%s", log);
+    free(log);
     /* All of kernels_cl/ is one program: kernels of three files, and instantiations, add none. */
     const size_t programs = cl->n_programs;
     TEST_OK(ctx, nncl__cl_kernel_get(ctx, "gemm_block", &k2));
