@@ -128,11 +128,9 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
 
 /*
  * Backward when the windows do not overlap (stride >= kernel): every input
- * gets at most one term, so each output writes its own window of dx: its
- * gradient at its maximum (max) or its share everywhere (average), and 0
- * elsewhere in the window. Inputs outside every window are zeroed first by
- * the host, unless the windows tile dx. The result equals pool2d_backward's
- * bit for bit, at a fraction of the index arithmetic.
+ * gets at most one term, so each output scatters into its own window of dx,
+ * which was zeroed first. The result equals pool2d_backward's bit for bit
+ * (0 + t is exactly t), at a fraction of the index arithmetic.
  */
 __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
                                        __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
@@ -143,15 +141,18 @@ __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __globa
     const int p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
     __global float *dxp = dx + dx_off + (ulong)p * h * w;
     const float g = dy[dy_off + o];
-    /* max: g at the maximum (0 where the folded relu stopped it); average: the share everywhere */
-    const int at = is_max ? (int)idx[idx_off + o] : -1;
-    const float v = is_max ? (passes(relu, ry, ry_off + o) ? g : 0.0f) : g * inv;
+    if (is_max) {
+        const int at = (int)idx[idx_off + o];
+        if (at >= 0) dxp[at] = passes(relu, ry, ry_off + o) ? g : 0.0f;
+        return;
+    }
+    const float share = g * inv;
     for (int ky = 0; ky < kh; ky++) {
         const int iy = oy * sh - ph + ky;
         if (iy < 0 || iy >= h) continue;
         for (int kx = 0; kx < kw; kx++) {
             const int ix = ox * sw - pw + kx;
-            if (ix >= 0 && ix < w) dxp[iy * w + ix] = !is_max || iy * w + ix == at ? v : 0.0f;
+            if (ix >= 0 && ix < w) dxp[iy * w + ix] = share;
         }
     }
 }

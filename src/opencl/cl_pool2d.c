@@ -40,13 +40,10 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
                                      const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g)
 {
     NNCL_TRY(check_size(ctx, g));
-    /* Disjoint windows: one work-item per output writes its window, after dx is zeroed where no window
-       reaches (no need when they tile it: stride = kernel, no padding, no rows or columns left over).
+    /* Disjoint windows: zero dx, then scatter one work-item per output.
        Overlapping ones: gather one work-item per input. */
     const int disjoint = g->sh >= g->kh && g->sw >= g->kw;
-    const int tiles = g->sh == g->kh && g->sw == g->kw && g->ph == 0 && g->pw == 0 && g->oh * g->kh == g->h &&
-                      g->ow * g->kw == g->w;
-    if (disjoint && !tiles) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
+    if (disjoint) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
     const nncl__cl_kernel *k;
     NNCL_TRY(nncl__cl_kernel_get(ctx, disjoint ? "pool2d_backward_disjoint" : "pool2d_backward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
