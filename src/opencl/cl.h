@@ -164,6 +164,10 @@ nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *
  */
 nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nncl__cl_kernel **out);
 
+/* nncl__cl_kernel_get of the kernel named by a format: an instantiation such as "loss_rows_%s". */
+nncl_status nncl__cl_kernel_getf(nncl_context *ctx, const nncl__cl_kernel **out, const char *fmt, ...)
+    NNCL_PRINTF(3, 4);
+
 /*
  * Builds `source` (prefixed with kernels_cl/common.h) under the cache name
  * `name` with `defines`, or returns the cached build, as the library program

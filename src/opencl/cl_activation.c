@@ -1,8 +1,6 @@
 /*
  * cl_activation.c - host side of kernels_cl/activation.cl.
  */
-#include <stdio.h>
-
 #include "opencl/cl.h"
 
 /* The kernel `<direction>_<function>` of kernels_cl/activation.cl, e.g. activation_forward_relu. */
@@ -11,9 +9,7 @@ static nncl_status act_kernel(nncl_context *ctx, nncl_activation act, const char
 {
     const char *fn = nncl__activation_name(act);
     if (fn == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown activation %d", (int)act);
-    char name[64];
-    snprintf(name, sizeof name, "%s_%s", direction, fn);
-    return nncl__cl_kernel_get(ctx, name, k);
+    return nncl__cl_kernel_getf(ctx, k, "%s_%s", direction, fn);
 }
 
 nncl_status nncl__cl_activation_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *x,

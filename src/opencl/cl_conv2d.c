@@ -341,10 +341,8 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(g->n * g->oc * (rows + 1)) * sizeof(float), &part));
 
     /* One kernel per row count, whose loops over the rows unroll (kernels_cl/conv2d.cl). */
-    char name[48];
-    snprintf(name, sizeof name, "conv_weight_grad_few_%d", (int)rows);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, name, &k));
+    NNCL_TRY(nncl__cl_kernel_getf(ctx, &k, "conv_weight_grad_few_%d", (int)rows));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, part);
     nncl__cl_arg_mem(&a, xp);

@@ -1,8 +1,6 @@
 /*
  * cl_loss.c - host side of kernels_cl/loss.cl.
  */
-#include <stdio.h>
-
 #include "opencl/cl.h"
 
 /* loss_rows_<kind> or loss_backward_<kind>: the same arguments, one work-item per row of the input. */
@@ -11,10 +9,8 @@ static nncl_status per_row(nncl_context *ctx, const char *direction, const nncl_
 {
     const char *kind_name = nncl__loss_name(kind);
     if (kind_name == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown loss kind %d", (int)kind);
-    char name[64];
-    snprintf(name, sizeof name, "%s_%s", direction, kind_name);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, name, &k));
+    NNCL_TRY(nncl__cl_kernel_getf(ctx, &k, "%s_%s", direction, kind_name));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, input);

@@ -18,6 +18,7 @@
  * the caller's defines; never fast-math. Built programs are also kept on
  * disk (cl_binary_cache.c) for the next process.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,4 +268,16 @@ nncl_status nncl__cl_kernel_get(nncl_context *ctx, const char *kernel, const nnc
         }
     }
     return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/ has no kernel named %s", kernel);
+}
+
+nncl_status nncl__cl_kernel_getf(nncl_context *ctx, const nncl__cl_kernel **out, const char *fmt, ...)
+{
+    char name[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof name)
+        return NNCL_ERROR(ctx, NNCL_ERR_BUILD, "kernels_cl/ has no kernel named %s...", name);
+    return nncl__cl_kernel_get(ctx, name, out);
 }
