@@ -47,3 +47,12 @@ __kernel void count_correct(__global float *out, ulong out_off, __global const f
     }
     out[out_off] = (float)correct;
 }
+
+/* sum[0] += samples * metrics[0] (a batch's mean loss), sum[1] += metrics[1] (its correct count). */
+__kernel void accumulate_metrics(__global float *sum, ulong sum_off, __global const float *metrics, ulong metrics_off,
+                                 float samples)
+{
+    if (get_global_id(0) != 0) return;
+    sum[sum_off] = fma(samples, metrics[metrics_off], sum[sum_off]);
+    sum[sum_off + 1] += metrics[metrics_off + 1];
+}

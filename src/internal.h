@@ -87,6 +87,20 @@ void nncl__error_attach(nncl_context *ctx);
 /* Makes status and a message recorded elsewhere (another thread's slot, say) ctx's last error, as they are. */
 void nncl__error_set(nncl_context *ctx, nncl_status status, const char *message);
 
+/*
+ * ctx's last error, kept across a trial that may fail and whose failure the
+ * library handles itself (a GEMM or convolution path it then does not
+ * choose): restoring the mark forgets the trial's error, so that a call that
+ * succeeds leaves no failure behind.
+ */
+typedef struct nncl__error_mark {
+    nncl_status status;
+    char *message; /* a copy; NULL when there was none or no memory for it */
+} nncl__error_mark;
+
+nncl__error_mark nncl__error_mark_save(const nncl_context *ctx);
+void nncl__error_mark_restore(nncl_context *ctx, nncl__error_mark *mark); /* also releases the mark */
+
 #define NNCL_ERROR(ctx, status, ...) nncl__error((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Propagates a failure that has already been recorded. */
@@ -110,6 +124,15 @@ void nncl__error_set(nncl_context *ctx, nncl_status status, const char *message)
     } while (0)
 
 /* ---- tensors --------------------------------------------------------------- */
+
+/*
+ * The most elements a planned tensor may have, 2^40: more than any device
+ * holds, and small enough that sums of such sizes cannot overflow.
+ */
+#define NNCL_MAX_ELEMENTS ((int64_t)1 << 40)
+
+/* The product of shape[0 .. ndim), or -1 when a size is < 1 or the product exceeds NNCL_MAX_ELEMENTS. */
+int64_t nncl__shape_elements(int ndim, const int64_t *shape);
 
 /*
  * Checks that t is a well-formed descriptor of `ctx` whose elements lie inside
@@ -153,6 +176,10 @@ const char *nncl__activation_name(nncl_activation act);
 
 /* The kind a loss was created with. */
 nncl_loss_kind nncl__loss_kind(const nncl_loss *loss);
+
+/* Marks the loss as a network's (NNCL_ERR_INVALID_ARG when it already is one's); the network frees it. */
+nncl_status nncl__loss_adopt(nncl_loss *loss);
+void nncl__loss_free(nncl_loss *loss);
 
 /* The spec and kernel name of a loss kind ("mse", "cross_entropy", ...), or NULL when kind is not one. */
 const char *nncl__loss_name(nncl_loss_kind kind);

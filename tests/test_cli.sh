@@ -6,7 +6,8 @@
 #   resume: the same seed gives bitwise-identical weights run to run, and a
 #           run stopped at step 25 and resumed from its checkpoint ends with
 #           bitwise the same weights as one never interrupted (shuffling and
-#           dropout included, across an epoch boundary).
+#           dropout included, across an epoch boundary); also when both start
+#           from the same --init weights.
 #   errors: bad input gets exit code 1 and a message, never a crash.
 set -u
 nncl=$1 repo=$2 work=$3 mode=$4
@@ -41,7 +42,13 @@ resume)
   cmp a.safetensors c.safetensors || fail "the resumed run differs from the uninterrupted one"
   "$nncl" "${common[@]}" --seed 6 --max-steps 60 --save d.safetensors > d.log || fail "run d"
   cmp -s a.safetensors d.safetensors && fail "another seed gave the same weights"
-  echo "PASS: identical run to run, and after a resume at step 25 of 60" ;;
+  # From initial weights: the seed still keys the dropout masks, as the resumed run expects.
+  "$nncl" "${common[@]}" --init d.safetensors --max-steps 60 --save e.safetensors > e.log || fail "run e"
+  "$nncl" "${common[@]}" --init d.safetensors --max-steps 25 --checkpoint state2.safetensors > f1.log || fail "run f, first part"
+  "$nncl" "${common[@]}" --init d.safetensors --resume state2.safetensors --max-steps 60 --save f.safetensors > f2.log \
+    || fail "run f, resumed"
+  cmp e.safetensors f.safetensors || fail "from --init weights, the resumed run differs from the uninterrupted one"
+  echo "PASS: identical run to run, and after a resume at step 25 of 60 (also from --init weights)" ;;
 errors)
   spec=$repo/examples/fashion_mlp.spec
   "$nncl" train --spec "$spec" --epochs 1 --limit 256 --test-limit 64 --save good.safetensors --checkpoint good.state > /dev/null \
@@ -69,6 +76,13 @@ errors)
   expect "weights as a training state" "not an nncl training state" "$nncl" train --spec "$spec" --resume good.safetensors
   expect "missing data folder" "/nonexistent" "$nncl" train --spec "$spec" --data /nonexistent
   expect "unknown device" "does not exist" "$nncl" train --spec "$spec" --device 7:7
+  expect "images without labels" "--train-x and --train-y go together" "$nncl" train --spec "$spec" --train-x junk.idx
+  expect "an infinite momentum" "momentum = inf must be finite" "$nncl" train --spec "$spec" --momentum inf --limit 64
+  expect "matrices too large to check" "matrices up to 2^26" "$nncl" check --size 4294967296,4294967296,4294967296
+  # The optimizer's defaults are what the other options change, in any order.
+  "$nncl" train --spec "$spec" --schedule cosine --lr 0.05 --optimizer adam --max-steps 1 --limit 64 --test-limit 64 \
+    > order.txt || fail "options before --optimizer"
+  grep -q "Adam lr 0.05 cosine" order.txt || fail "options before --optimizer were lost: $(grep model: order.txt)"
   "$nncl" eval --spec "$spec" --weights good.safetensors --test-limit 64 > /dev/null || fail "eval of good weights"
   "$nncl" resume 2> /dev/null; [ $? -eq 1 ] || fail "unknown command"
   echo "PASS" ;;

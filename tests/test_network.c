@@ -14,13 +14,20 @@
  *     with every fusion (conv-relu-maxpool, linear-relu last, flatten first)
  *     gives the parameter gradients of the layers run apart, bit for bit;
  *   - the profiling trace has a span per layer phase;
- *   - malformed model specs are refused with their line number.
+ *   - malformed model specs are refused with their line number;
+ *   - misuse (a second plan, a layer or loss given twice, non-finite
+ *     optimizer settings, checkpoints of an empty network) is refused with a
+ *     message, and leaves the network working;
+ *   - the running mean loss weighs each batch by its samples;
+ *   - two dropout layers of a spec draw independent masks without an init.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include "test_util.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +59,7 @@ void *__wrap_realloc(void *p, size_t n)
 }
 
 static nncl_context *ctx;
+static const char *backend_name;
 static char tmpdir[] = "/tmp/nncl_network_XXXXXX";
 
 static const char *SPEC = "# a small CNN with every kind of state\n"
@@ -337,14 +345,10 @@ static void test_bad_checkpoints(void **state)
     path_in_tmp(bad, sizeof bad, "bad.safetensors");
     nncl_network *net = make_net(NNCL_OPT_SGD, 3);
     TEST_OK(ctx, nncl_network_save_weights(net, wpath));
-    FILE *f = fopen(wpath, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *bytes = malloc((size_t)size);
-    assert_int_equal(fread(bytes, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
+    size_t file_size;
+    unsigned char *bytes = test_read_file(wpath, &file_size);
+    const long size = (long)file_size;
+    FILE *f;
     /* A different network (other weights) that must stay as it is. */
     nncl_network *target = make_net(NNCL_OPT_SGD, 4);
     size_t n0;
@@ -618,6 +622,10 @@ static void test_bad_specs(void **state)
         {"input 1 28 28\n", "bad.spec: no layers"},
         {"input 0 28 28\nflatten\n", "bad.spec:1: input: size '0' is not an integer in 1.."},
         {"input 1 28 28\nflatten\nloss mse\nrelu\n", "bad.spec:4: relu: layers must come before the loss"},
+        {"input 2147483647 2147483647 2147483647\nflatten\nlinear 10\n",
+         "bad.spec:1: input: a sample of more than 2^40 elements"},
+        {"input 1 1 1\nconv2d 1 kernel=1 padding=2147483647\nrelu\n",
+         "bad.spec:2: conv2d: gives a sample of more than 2^40 elements"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         nncl_spec spec;
@@ -626,7 +634,12 @@ static void test_bad_specs(void **state)
         if (strstr(nncl_context_last_error(ctx), cases[i].expect) == NULL)
             fail_msg("spec %zu: message \"%s\" lacks \"%s\"", i, nncl_context_last_error(ctx), cases[i].expect);
     }
+    /* An over-long line is named by its number alone, not by the layer of the line before. */
+    char long_spec[2048] = "input 1 28 28\nflatten\n";
+    memset(long_spec + strlen(long_spec), 'x', 1500);
     nncl_spec spec;
+    assert_int_equal(nncl_spec_parse(ctx, long_spec, "long.spec", &spec), NNCL_ERR_FORMAT);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "long.spec:3: line longer than"));
     assert_int_equal(nncl_spec_load(ctx, "/nonexistent/x.spec", &spec), NNCL_ERR_IO);
     /* A plan for the wrong input fails cleanly, and the same network then plans for the right one. */
     TEST_OK(ctx, nncl_spec_parse(ctx, SPEC, "test.spec", &spec));
@@ -638,9 +651,223 @@ static void test_bad_specs(void **state)
     test_assert_context_works(ctx);
 }
 
+/* Expects status `want` and a message that contains `fragment`. */
+static void expect_error(nncl_status got, nncl_status want, const char *fragment)
+{
+    if (got != want)
+        fail_msg("%s instead of %s: %s", nncl_status_name(got), nncl_status_name(want), nncl_context_last_error(ctx));
+    if (strstr(nncl_context_last_error(ctx), fragment) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", nncl_context_last_error(ctx), fragment);
+}
+
+/* Trains one step and returns its loss, which must be finite. */
+static float one_step(nncl_network *net, uint64_t seed)
+{
+    float x[BATCH * SAMPLE], loss;
+    int64_t y[BATCH];
+    make_batch(seed, x, y);
+    TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+    TEST_OK(ctx, nncl_network_train_step(net));
+    TEST_OK(ctx, nncl_network_metrics(net, &loss, NULL));
+    assert_true(isfinite(loss));
+    return loss;
+}
+
+static void test_misuse(void **state)
+{
+    (void)state;
+    nncl_network *net = make_net(NNCL_OPT_SGD, 21);
+    /* A second plan is refused, and the first one stays. */
+    const int64_t sample[3] = {1, 8, 8};
+    expect_error(nncl_network_plan(net, 3, sample, BATCH), NNCL_ERR_INVALID_ARG, "already planned");
+    one_step(net, 700);
+    /* A layer or a loss the network owns: refused, never freed twice (ASan watches). */
+    nncl_layer *first;
+    TEST_OK(ctx, nncl_network_layer(net, 0, &first));
+    expect_error(nncl_network_add(net, first), NNCL_ERR_INVALID_ARG, "already belongs to a network");
+    expect_error(nncl_layer_destroy(first), NNCL_ERR_INVALID_ARG, "belongs to a network");
+    nncl_network *other;
+    TEST_OK(ctx, nncl_network_create(ctx, &other));
+    expect_error(nncl_network_add(other, first), NNCL_ERR_INVALID_ARG, "already belongs to a network");
+    nncl_loss *loss;
+    TEST_OK(ctx, nncl_loss_create(ctx, NNCL_LOSS_MSE, 0.0f, &loss));
+    TEST_OK(ctx, nncl_network_set_loss(other, loss));
+    expect_error(nncl_network_set_loss(other, loss), NNCL_ERR_INVALID_ARG, "already belongs to a network");
+    expect_error(nncl_loss_destroy(loss), NNCL_ERR_INVALID_ARG, "belongs to a network");
+    /* Checkpoints of a network without layers or an optimizer. */
+    char path[256];
+    path_in_tmp(path, sizeof path, "empty.safetensors");
+    TEST_OK(ctx, nncl_network_save_weights(other, path)); /* an empty state_dict, as torch writes one */
+    TEST_OK(ctx, nncl_network_load_weights(other, path));
+    expect_error(nncl_network_save_weights(other, "/nonexistent/w.safetensors"), NNCL_ERR_IO, "/nonexistent");
+    expect_error(nncl_network_load_weights(other, "/nonexistent/w.safetensors"), NNCL_ERR_IO, "/nonexistent");
+    nncl_train_position pos = {0};
+    expect_error(nncl_network_save_state(other, path, &pos), NNCL_ERR_INVALID_ARG, "no optimizer");
+    nncl_network_destroy(other);
+    /* Optimizer settings must be finite: each one named. */
+    static const struct {
+        const char *name;
+        size_t offset;
+    } fields[] = {
+        {"momentum", offsetof(nncl_optimizer_options, momentum)},   {"weight_decay", offsetof(nncl_optimizer_options, weight_decay)},
+        {"eps", offsetof(nncl_optimizer_options, eps)},             {"clip_norm", offsetof(nncl_optimizer_options, clip_norm)},
+        {"gamma", offsetof(nncl_optimizer_options, gamma)},         {"lr", offsetof(nncl_optimizer_options, lr)},
+    };
+    const float bad[2] = {INFINITY, NAN};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        for (int b = 0; b < 2; b++) {
+            nncl_optimizer_options o = nncl_optimizer_options_default(NNCL_OPT_ADAM);
+            memcpy((char *)&o + fields[i].offset, &bad[b], sizeof(float));
+            expect_error(nncl_network_set_optimizer(net, &o), NNCL_ERR_INVALID_ARG, fields[i].name);
+        }
+    }
+    one_step(net, 701); /* the SGD optimizer of make_net is still the network's */
+    /* A sample too large to plan, refused before any size can overflow. */
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 4\nflatten\nrelu\n", "relu.spec", &spec));
+    const int64_t huge[3] = {2147483647, 2147483647, 2};
+    expect_error(nncl_network_plan(spec.net, 3, huge, BATCH), NNCL_ERR_SHAPE, "more than 2^40 elements");
+    nncl_network_destroy(spec.net);
+    test_assert_context_works(ctx);
+    nncl_network_destroy(net);
+}
+
+/*
+ * Rewrites the string metadata `key` of safetensors file src into dst (the
+ * header's length changes; the data, addressed from the header's end, does not).
+ */
+static void rewrite_meta(const char *src, const char *dst, const char *key, const char *value)
+{
+    size_t size;
+    unsigned char *in = test_read_file(src, &size);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | in[i];
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    char *header = calloc(n + 1, 1);
+    memcpy(header, in + 8, n);
+    char *at = strstr(header, pattern);
+    assert_non_null(at);
+    at += strlen(pattern);
+    char *end = strchr(at, '"');
+    assert_non_null(end);
+    size_t m = (size_t)(at - header) + strlen(value) + strlen(end);
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)(m >> (8 * i));
+    fwrite(len, 1, 8, f);
+    fwrite(header, 1, (size_t)(at - header), f);
+    fputs(value, f);
+    fputs(end, f);
+    fwrite(in + 8 + n, 1, size - 8 - n, f);
+    fclose(f);
+    free(header);
+    free(in);
+}
+
+static void test_bad_state_metadata(void **state)
+{
+    (void)state;
+    char wpath[256], spath[256], bad[256];
+    path_in_tmp(wpath, sizeof wpath, "meta_w.safetensors");
+    path_in_tmp(spath, sizeof spath, "meta_s.safetensors");
+    path_in_tmp(bad, sizeof bad, "meta_bad.safetensors");
+    /* On a context of its own: a successful save leaves no error behind. */
+    nncl_context *shared = ctx;
+    ctx = test_context(backend_name);
+    nncl_network *adam = make_net(NNCL_OPT_ADAM, 31);
+    one_step(adam, 800);
+    nncl_train_position pos = {.seed = 31};
+    TEST_OK(ctx, nncl_network_save_weights(adam, wpath));
+    TEST_OK(ctx, nncl_network_save_state(adam, spath, &pos));
+    assert_int_equal(nncl_context_last_status(ctx), NNCL_OK);
+    assert_string_equal(nncl_context_last_error(ctx), "");
+    /* Adam's state into AdamW: the same tensors, told apart by the metadata. */
+    nncl_network *adamw = make_net(NNCL_OPT_ADAMW, 32);
+    expect_error(nncl_network_load_state(adamw, spath, &pos), NNCL_ERR_FORMAT,
+                 "the state is of optimizer adam, the network's is adamw");
+    nncl_network *adam2 = make_net(NNCL_OPT_ADAM, 33);
+    TEST_OK(ctx, nncl_network_load_state(adam2, spath, &pos));
+    /* Normalisation a double holds but a float does not: refused before any weight changes. */
+    size_t n0, n1;
+    float *before = all_weights(adamw, &n0);
+    static const char *const stds[] = {"1e-50", "1e39", "0", "nan"};
+    for (size_t i = 0; i < sizeof stds / sizeof stds[0]; i++) {
+        rewrite_meta(wpath, bad, "input.std", stds[i]);
+        expect_error(nncl_network_load_weights(adamw, bad), NNCL_ERR_FORMAT, "bad input normalisation metadata");
+    }
+    rewrite_meta(wpath, bad, "input.mean", "1e39");
+    expect_error(nncl_network_load_weights(adamw, bad), NNCL_ERR_FORMAT, "bad input normalisation metadata");
+    float *after = all_weights(adamw, &n1);
+    test_assert_bitwise(after, before, n0, "weights after refused normalisation metadata");
+    rewrite_meta(wpath, bad, "input.std", "0.5"); /* the same edit, valid: it loads */
+    TEST_OK(ctx, nncl_network_load_weights(adamw, bad));
+    float m, s;
+    TEST_OK(ctx, nncl_network_get_normalization(adamw, &m, &s));
+    assert_true(s == 0.5f);
+    free(before), free(after);
+    nncl_network_destroy(adam);
+    nncl_network_destroy(adamw);
+    nncl_network_destroy(adam2);
+    nncl_context_destroy(ctx);
+    ctx = shared;
+    unlink(wpath), unlink(spath), unlink(bad);
+}
+
+/* The running mean loss over a full batch and a smaller one weighs each by its samples. */
+static void test_metrics_sum_weights_samples(void **state)
+{
+    (void)state;
+    nncl_network *net = make_net(NNCL_OPT_SGD, 41);
+    float x[BATCH * SAMPLE], l1, l2, mean;
+    int64_t y[BATCH], c1, c2, correct, samples;
+    const int64_t small = 5;
+    make_batch(900, x, y);
+    TEST_OK(ctx, nncl_network_reset_metrics_sum(net));
+    TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+    TEST_OK(ctx, nncl_network_forward(net, NNCL_EVAL));
+    TEST_OK(ctx, nncl_network_metrics(net, &l1, &c1));
+    TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, small));
+    TEST_OK(ctx, nncl_network_forward(net, NNCL_EVAL));
+    TEST_OK(ctx, nncl_network_metrics(net, &l2, &c2));
+    TEST_OK(ctx, nncl_network_metrics_sum(net, &mean, &correct, &samples));
+    const double want = ((double)l1 * BATCH + (double)l2 * small) / (double)(BATCH + small);
+    print_message("batch losses %.6f (16 samples), %.6f (5): mean %.6f, expected %.6f\n", (double)l1, (double)l2,
+                  (double)mean, want);
+    assert_true(fabs(mean - want) <= 1e-5 * fabs(want)); /* float sums of two terms */
+    assert_true(l1 != l2); /* else the weighting would not show */
+    assert_int_equal(correct, c1 + c2);
+    assert_int_equal(samples, BATCH + small);
+    nncl_network_destroy(net);
+}
+
+/* Two p = 0.5 dropout layers keep about a quarter of the elements: their masks are independent. */
+static void test_spec_dropout_keys(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 20000\ndropout p=0.5\ndropout p=0.5\nloss mse\n", "drop.spec", &spec));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, 1)); /* and no nncl_network_init */
+    float *ones = malloc(sizeof(float) * N), *out = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) ones[i] = 1.0f;
+    TEST_OK(ctx, nncl_network_set_batch(spec.net, ones, NULL, ones, 1));
+    TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_TRAIN));
+    TEST_OK(ctx, nncl_network_output(spec.net, out, N));
+    int kept = 0;
+    for (int i = 0; i < N; i++) kept += out[i] != 0.0f;
+    print_message("two dropouts with p = 0.5 kept %d of %d elements\n", kept, N);
+    /* Independent: 5,000 +- 61 (sd); one shared mask would keep 10,000. */
+    assert_true(kept > 4500 && kept < 5500);
+    free(ones), free(out);
+    nncl_network_destroy(spec.net);
+}
+
 int main(int argc, char **argv)
 {
     const char *backend = test_backend_arg(argc, argv);
+    backend_name = backend;
     ctx = test_context(backend);
     if (mkdtemp(tmpdir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
@@ -654,6 +881,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fused_backward),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_misuse),
+        cmocka_unit_test(test_bad_state_metadata),
+        cmocka_unit_test(test_metrics_sum_weights_samples),
+        cmocka_unit_test(test_spec_dropout_keys),
     };
     int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);
     nncl_context_destroy(ctx);

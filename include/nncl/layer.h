@@ -128,7 +128,7 @@ nncl_status nncl_add_create(nncl_context *ctx, nncl_layer **out);
 
 /* ---- using a layer ----------------------------------------------------------------- */
 
-/* Destroys the layer and the parameters it owns. Accepts NULL. */
+/* Destroys the layer and the parameters it owns. Accepts NULL; refuses a layer a network owns. */
 nncl_status nncl_layer_destroy(nncl_layer *layer);
 
 /* OUT: the layer's name and configuration, e.g. "conv2d(3->8, kernel=3x3, stride=1x1, ...)". */

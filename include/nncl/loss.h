@@ -36,7 +36,7 @@ typedef enum nncl_loss_kind {
  */
 nncl_status nncl_loss_create(nncl_context *ctx, nncl_loss_kind kind, float label_smoothing, nncl_loss **out);
 
-/* Accepts NULL. */
+/* Accepts NULL; refuses a loss a network owns. */
 nncl_status nncl_loss_destroy(nncl_loss *loss);
 
 /* loss_out[0] = mean loss. loss_out holds one element. Queued. */

@@ -77,10 +77,15 @@ nncl_status nncl_network_create(nncl_context *ctx, nncl_network **out);
 /* Destroys the network, its layers, its loss and its memory. Accepts NULL. */
 nncl_status nncl_network_destroy(nncl_network *net);
 
-/* Appends a layer (add layers are not sequential and are refused). The network owns it from now on, even on failure. */
+/*
+ * Appends a layer (add layers are not sequential and are refused). The
+ * network owns it from now on, even on failure; nncl_layer_destroy then
+ * refuses it. A layer that already belongs to a network is refused and left
+ * to that network.
+ */
 nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer);
 
-/* Sets the loss; the network owns it from now on, even on failure. */
+/* Sets the loss; the network owns it from now on, even on failure (as nncl_network_add does its layers). */
 nncl_status nncl_network_set_loss(nncl_network *net, nncl_loss *loss);
 
 /*
@@ -139,8 +144,9 @@ nncl_status nncl_network_metrics(nncl_network *net, float *loss, int64_t *correc
 /*
  * Every forward with labels or targets also adds its loss and correct count
  * to running sums on the device (one more launch, no wait). This reads them:
- * the mean of the batch losses, the total correct, and the samples seen since
- * the last reset (one host wait, none if no batch was seen).
+ * the mean loss over the samples (each batch's loss weighted by its size, so
+ * that it does not depend on the batch size), the total correct, and the
+ * samples seen since the last reset (one host wait, none if no batch was seen).
  */
 nncl_status nncl_network_metrics_sum(nncl_network *net, float *mean_loss, int64_t *correct, int64_t *samples);
 nncl_status nncl_network_reset_metrics_sum(nncl_network *net);
@@ -152,6 +158,12 @@ nncl_status nncl_network_output(nncl_network *net, float *out, size_t count);
 nncl_status nncl_network_output_size(const nncl_network *net, int64_t *size);
 nncl_status nncl_network_layer_count(const nncl_network *net, size_t *count);
 nncl_status nncl_network_layer(const nncl_network *net, size_t i, nncl_layer **layer);
+
+/* OUT: the context the network was created on. */
+nncl_status nncl_network_get_context(const nncl_network *net, nncl_context **ctx);
+
+/* OUT: the options of nncl_network_set_optimizer; NNCL_ERR_INVALID_ARG when none was set. */
+nncl_status nncl_network_get_optimizer(const nncl_network *net, nncl_optimizer_options *opt);
 
 /* The optimizer's step count t, and setting it (restoring a checkpoint). */
 nncl_status nncl_network_get_step(const nncl_network *net, int64_t *t);

@@ -115,6 +115,8 @@ typedef struct nncl_backend_ops {
                         const nncl_buffer *src, size_t src_byte_off, size_t bytes);
     /* Blocks until all queued work has finished; a host wait. */
     nncl_status (*finish)(nncl_context *ctx);
+    /* Submits the queued work to the device without waiting (a driver may hold it until then). */
+    nncl_status (*flush)(nncl_context *ctx);
 
     /* ---- ops (all queued) ---- */
 
@@ -251,6 +253,9 @@ typedef struct nncl_backend_ops {
        entry is at the column labels[row]. */
     nncl_status (*count_correct)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
                                  const nncl_tensor *labels, int64_t rows, int64_t cols);
+    /* sum[0] += samples * metrics[0] (a batch's mean loss); sum[1] += metrics[1] (its correct count). */
+    nncl_status (*accumulate_metrics)(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
+                                      int64_t samples);
 } nncl_backend_ops;
 
 /*

@@ -112,6 +112,24 @@ void nncl__error_set(nncl_context *ctx, nncl_status status, const char *message)
     append(ctx, "%s", message);
 }
 
+nncl__error_mark nncl__error_mark_save(const nncl_context *ctx)
+{
+    nncl__error_mark m = {.status = ctx->last_status, .message = NULL};
+    if (ctx->message != NULL && ctx->message[0] != '\0') {
+        size_t n = strlen(ctx->message) + 1;
+        m.message = malloc(n);
+        if (m.message) memcpy(m.message, ctx->message, n);
+    }
+    return m;
+}
+
+void nncl__error_mark_restore(nncl_context *ctx, nncl__error_mark *mark)
+{
+    nncl__error_set(ctx, mark->status, mark->message ? mark->message : "");
+    free(mark->message);
+    mark->message = NULL;
+}
+
 const char *nncl_context_last_error(const nncl_context *ctx)
 {
     if (ctx == NULL) return tls_message;

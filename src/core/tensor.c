@@ -22,6 +22,16 @@ int64_t nncl_tensor_numel(const nncl_tensor *t)
     return n;
 }
 
+int64_t nncl__shape_elements(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || shape[i] > NNCL_MAX_ELEMENTS / n) return -1; /* checked before it can overflow */
+        n *= shape[i];
+    }
+    return n;
+}
+
 const char *nncl_shape_format(int ndim, const int64_t *shape, char *buf, size_t size)
 {
     if (buf == NULL || size == 0) return "";

@@ -58,6 +58,8 @@ nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, co
                                      const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
 nncl_status nncl__cpu_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
                                     const nncl_tensor *labels, int64_t rows, int64_t cols);
+nncl_status nncl__cpu_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
+                                         int64_t samples);
 nncl_status nncl__cpu_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 
 nncl_status nncl__cpu_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,

@@ -138,6 +138,12 @@ static nncl_status cpu_finish(nncl_context *ctx)
     return NNCL_OK;
 }
 
+static nncl_status cpu_flush(nncl_context *ctx)
+{
+    (void)ctx; /* every call has already run */
+    return NNCL_OK;
+}
+
 static const nncl_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -148,6 +154,7 @@ static const nncl_backend_ops cpu_ops = {
     .read = cpu_read,
     .copy = cpu_copy,
     .finish = cpu_finish,
+    .flush = cpu_flush,
     .fill = nncl__cpu_fill,
     .scale = nncl__cpu_scale,
     .axpy = nncl__cpu_axpy,
@@ -177,6 +184,7 @@ static const nncl_backend_ops cpu_ops = {
     .sumsq = nncl__cpu_sumsq,
     .optimizer_step = nncl__cpu_optimizer_step,
     .count_correct = nncl__cpu_count_correct,
+    .accumulate_metrics = nncl__cpu_accumulate_metrics,
 };
 
 nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt)

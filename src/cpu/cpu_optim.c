@@ -74,3 +74,14 @@ nncl_status nncl__cpu_count_correct(nncl_context *ctx, const nncl_tensor *out, c
     *nncl__cpu_tensor(out) = (float)correct;
     return nncl__cpu_op_end(ctx, "count_correct", t0);
 }
+
+nncl_status nncl__cpu_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
+                                         int64_t samples)
+{
+    uint64_t t0 = nncl__cpu_op_begin(ctx);
+    float *s = nncl__cpu_tensor(sum);
+    const float *m = nncl__cpu_tensor(metrics);
+    s[0] = fmaf((float)samples, m[0], s[0]); /* one rounding, as the kernel's fma */
+    s[1] += m[1];
+    return nncl__cpu_op_end(ctx, "accumulate_metrics", t0);
+}

@@ -66,23 +66,20 @@ static nncl_status list_push(nncl_context *ctx, tensor_list *l, const char *name
 }
 
 /* The expected tensors of the weights: "<i>.<name>" and batch norm's counter. */
-static nncl_status weight_list(nncl_network *net, tensor_list *l)
+static nncl_status weight_list(nncl_context *ctx, nncl_network *net, tensor_list *l)
 {
-    nncl_context *ctx = NULL;
     size_t n_layers;
     NNCL_TRY(nncl_network_layer_count(net, &n_layers));
     for (size_t i = 0; i < n_layers; i++) {
         nncl_layer *layer;
         NNCL_TRY(nncl_network_layer(net, i, &layer));
-        ctx = layer->ctx;
         char name[128];
         for (size_t p = 0; p < layer->n_total; p++) {
             const nncl_tensor *v = &layer->params[p].value;
             snprintf(name, sizeof name, "%zu.%s", i, layer->params[p].name);
             NNCL_TRY(list_push(ctx, l, name, NNCL_DTYPE_F32, v->ndim, v->shape, v));
         }
-        int64_t tracked;
-        if (strncmp(layer->desc, "batchnorm", 9) == 0 && nncl_layer_batches_tracked(layer, &tracked) == NNCL_OK) {
+        if (nncl__layer_is_batchnorm(layer)) {
             snprintf(name, sizeof name, "%zu.num_batches_tracked", i);
             NNCL_TRY(list_push(ctx, l, name, NNCL_DTYPE_I64, 0, NULL, NULL));
         }
@@ -90,22 +87,25 @@ static nncl_status weight_list(nncl_network *net, tensor_list *l)
     return NNCL_OK;
 }
 
-/* The optimizer's tensors: "optimizer.<i>.<param>.<state>". */
-static nncl_status optimizer_list(nncl_network *net, tensor_list *l)
+/* The optimizer's tensors: "optimizer.<i>.<param>.<state>" (the network needs an optimizer). */
+static nncl_status optimizer_list(nncl_context *ctx, nncl_network *net, tensor_list *l)
 {
+    nncl_optimizer_options opt;
+    NNCL_TRY(nncl_network_get_optimizer(net, &opt));
+    const int n_states = opt.kind == NNCL_OPT_SGD ? 1 : 2;
     size_t n_layers;
     NNCL_TRY(nncl_network_layer_count(net, &n_layers));
     for (size_t i = 0; i < n_layers; i++) {
         nncl_layer *layer;
         NNCL_TRY(nncl_network_layer(net, i, &layer));
         for (size_t p = 0; p < layer->n_params; p++) {
-            for (int which = 0; which < 2; which++) {
+            for (int which = 0; which < n_states; which++) {
                 const char *state_name;
                 nncl_tensor state;
-                if (nncl_network_optimizer_state(net, i, p, which, &state_name, &state) != NNCL_OK) continue;
+                NNCL_TRY(nncl_network_optimizer_state(net, i, p, which, &state_name, &state));
                 char name[128];
                 snprintf(name, sizeof name, "optimizer.%zu.%s.%s", i, layer->params[p].name, state_name);
-                NNCL_TRY(list_push(layer->ctx, l, name, NNCL_DTYPE_F32, state.ndim, state.shape, &state));
+                NNCL_TRY(list_push(ctx, l, name, NNCL_DTYPE_F32, state.ndim, state.shape, &state));
             }
         }
     }
@@ -210,27 +210,26 @@ static nncl_status meta_normalization(nncl_context *ctx, const char *path, const
     if (!*found) return NNCL_OK;
     char *e1 = NULL, *e2 = NULL;
     double mv = m ? strtod(m, &e1) : NAN, sv = s ? strtod(s, &e2) : NAN;
-    if (!m || !s || *e1 || *e2 || !isfinite(mv) || !(sv > 0.0) || !isfinite(sv))
+    /* Checked as the floats the network keeps: 1e39 overflows one, and 1e-50 is 0 in one. */
+    float mf = (float)mv, sf = (float)sv;
+    if (!m || !s || *e1 || *e2 || !isfinite(mf) || !(sf > 0.0f) || !isfinite(sf))
         return NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: bad input normalisation metadata (mean %s, std %s)", path,
                           m ? m : "missing", s ? s : "missing");
-    *mean = (float)mv;
-    *std = (float)sv;
+    *mean = mf;
+    *std = sf;
     return NNCL_OK;
 }
 
-static nncl_context *net_context(nncl_network *net)
-{
-    nncl_layer *layer = NULL;
-    nncl_network_layer(net, 0, &layer);
-    return layer ? layer->ctx : NULL;
-}
+/* The optimizer kinds' names in a training state's metadata. */
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw"};
 
 nncl_status nncl_network_save_weights(nncl_network *net, const char *path)
 {
-    if (net == NULL || path == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: NULL argument", __func__);
-    nncl_context *ctx = net_context(net);
+    nncl_context *ctx;
+    NNCL_TRY(nncl_network_get_context(net, &ctx));
+    NNCL_CHECK_ARG(ctx, path);
     tensor_list l = {0};
-    nncl_status st = weight_list(net, &l);
+    nncl_status st = weight_list(ctx, net, &l);
     if (st == NNCL_OK) st = gather(ctx, net, &l);
     char mean[64], std[64];
     const char *keys[2] = {"input.mean", "input.std"}, *values[2] = {mean, std};
@@ -256,13 +255,14 @@ static nncl_status read_file(nncl_context *ctx, const char *path, nncl__st_file 
 
 nncl_status nncl_network_load_weights(nncl_network *net, const char *path)
 {
-    if (net == NULL || path == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: NULL argument", __func__);
-    nncl_context *ctx = net_context(net);
+    nncl_context *ctx;
+    NNCL_TRY(nncl_network_get_context(net, &ctx));
+    NNCL_CHECK_ARG(ctx, path);
     tensor_list l = {0};
     nncl__st_file f = {0};
     float mean = 0.0f, std = 1.0f;
     int found = 0;
-    nncl_status st = weight_list(net, &l);
+    nncl_status st = weight_list(ctx, net, &l);
     if (st == NNCL_OK) st = read_file(ctx, path, &f);
     if (st == NNCL_OK) st = match(ctx, path, &f, &l);
     if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &found, &mean, &std);
@@ -277,16 +277,19 @@ nncl_status nncl_network_load_weights(nncl_network *net, const char *path)
 
 nncl_status nncl_network_save_state(nncl_network *net, const char *path, const nncl_train_position *pos)
 {
-    if (net == NULL || path == NULL || pos == NULL)
-        return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: NULL argument", __func__);
-    nncl_context *ctx = net_context(net);
+    nncl_context *ctx;
+    NNCL_TRY(nncl_network_get_context(net, &ctx));
+    NNCL_CHECK_ARG(ctx, path);
+    NNCL_CHECK_ARG(ctx, pos);
     tensor_list l = {0};
-    nncl_status st = weight_list(net, &l);
-    if (st == NNCL_OK) st = optimizer_list(net, &l);
+    nncl_optimizer_options opt = {0};
+    nncl_status st = weight_list(ctx, net, &l);
+    if (st == NNCL_OK) st = optimizer_list(ctx, net, &l); /* fails without an optimizer */
+    if (st == NNCL_OK) st = nncl_network_get_optimizer(net, &opt);
     if (st == NNCL_OK) st = gather(ctx, net, &l);
 
     /* Metadata: format, optimizer, position, and each dropout layer's step. */
-    enum { MAX_META = 80, FIXED_META = 8 };
+    enum { MAX_META = 80, FIXED_META = 9 };
     char keys[MAX_META][64], values[MAX_META][64];
     const char *kp[MAX_META], *vp[MAX_META];
     size_t nm = 0;
@@ -294,6 +297,7 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     nncl_network_get_step(net, &t);
 #define META(k, ...) (snprintf(keys[nm], 64, "%s", k), snprintf(values[nm], 64, __VA_ARGS__), nm++)
     META("format", STATE_FORMAT);
+    META("optimizer.kind", "%s", optimizer_names[opt.kind]);
     float norm_mean = 0.0f, norm_std = 1.0f;
     nncl_network_get_normalization(net, &norm_mean, &norm_std);
     META("input.mean", "%.9g", (double)norm_mean);
@@ -309,7 +313,7 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
         nncl_layer *layer;
         uint64_t step;
         nncl_network_layer(net, i, &layer);
-        if (nncl_layer_get_step(layer, &step) == NNCL_OK) {
+        if (nncl__layer_is_dropout(layer) && nncl_layer_get_step(layer, &step) == NNCL_OK) {
             if (nm == MAX_META) {
                 list_free(&l);
                 return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "%s: more than %d dropout layers in a training state", path,
@@ -348,20 +352,30 @@ static nncl_status meta_int(nncl_context *ctx, const char *path, const nncl__st_
 
 nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_train_position *pos)
 {
-    if (net == NULL || path == NULL || pos == NULL)
-        return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: NULL argument", __func__);
-    nncl_context *ctx = net_context(net);
+    nncl_context *ctx;
+    NNCL_TRY(nncl_network_get_context(net, &ctx));
+    NNCL_CHECK_ARG(ctx, path);
+    NNCL_CHECK_ARG(ctx, pos);
     tensor_list l = {0};
     nncl__st_file f = {0};
+    nncl_optimizer_options opt = {0};
     uint64_t t = 0, epoch = 0, batch = 0, batch_size = 0, seed = 0;
-    nncl_status st = weight_list(net, &l);
-    if (st == NNCL_OK) st = optimizer_list(net, &l);
+    nncl_status st = weight_list(ctx, net, &l);
+    if (st == NNCL_OK) st = optimizer_list(ctx, net, &l); /* fails without an optimizer */
+    if (st == NNCL_OK) st = nncl_network_get_optimizer(net, &opt);
     if (st == NNCL_OK) st = read_file(ctx, path, &f);
     if (st == NNCL_OK) {
         const char *format = nncl__st_meta(&f, "format");
         if (format == NULL || strcmp(format, STATE_FORMAT) != 0)
             st = NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: not an nncl training state (metadata format is %s)", path,
                             format ? format : "missing");
+    }
+    if (st == NNCL_OK) {
+        /* Adam and AdamW keep the same tensors: only the metadata tells them apart. */
+        const char *kind = nncl__st_meta(&f, "optimizer.kind");
+        if (kind == NULL || strcmp(kind, optimizer_names[opt.kind]) != 0)
+            st = NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: the state is of optimizer %s, the network's is %s", path,
+                            kind ? kind : "(missing)", optimizer_names[opt.kind]);
     }
     if (st == NNCL_OK) st = match(ctx, path, &f, &l);
     if (st == NNCL_OK) st = meta_int(ctx, path, &f, "optimizer.step", 0, &t);
@@ -381,7 +395,7 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
         nncl_layer *layer;
         uint64_t step;
         nncl_network_layer(net, i, &layer);
-        if (nncl_layer_get_step(layer, &step) != NNCL_OK) continue;
+        if (!nncl__layer_is_dropout(layer) || nncl_layer_get_step(layer, &step) != NNCL_OK) continue;
         char k[64];
         snprintf(k, sizeof k, "dropout.%zu.step", i);
         st = meta_int(ctx, path, &f, k, 0, &steps[i]);
@@ -391,7 +405,7 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
         nncl_layer *layer;
         uint64_t step;
         nncl_network_layer(net, i, &layer);
-        if (nncl_layer_get_step(layer, &step) != NNCL_OK) continue;
+        if (!nncl__layer_is_dropout(layer) || nncl_layer_get_step(layer, &step) != NNCL_OK) continue;
         /* The generator's key: the run's seed and the layer's index, as nncl_network_init sets it. */
         st = nncl_layer_reset_parameters(layer, seed, (uint32_t)i);
         if (st == NNCL_OK) st = nncl_layer_set_step(layer, steps[i]);

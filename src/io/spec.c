@@ -56,12 +56,12 @@ static nncl_status spec_error(nncl_context *ctx, const line *ln, const char *fil
 /* Splits one line (comment removed) into words; returns 0 for a blank line. */
 static nncl_status split(nncl_context *ctx, line *ln, const char *text, size_t len)
 {
+    ln->name = NULL; /* not the previous line's, in the message below */
     if (len >= MAX_LINE) return SPEC_ERROR(ln, "line longer than %d characters", MAX_LINE - 1);
     memcpy(ln->buf, text, len);
     ln->buf[len] = '\0';
     char *hash = strchr(ln->buf, '#');
     if (hash) *hash = '\0';
-    ln->name = NULL;
     ln->n_pos = ln->n_opt = 0;
     char *save = NULL;
     for (char *w = strtok_r(ln->buf, " \t\r", &save); w; w = strtok_r(NULL, " \t\r", &save)) {
@@ -180,8 +180,9 @@ static nncl_status required(nncl_context *ctx, line *ln, const char *key, int64_
     return parse_pair(ctx, ln, key, s, lo, hi, v);
 }
 
-/* Builds the layer of one line for the per-sample shape (ndim, shape). */
-static nncl_status build_layer(nncl_context *ctx, line *ln, int ndim, const int64_t *shape, nncl_layer **out)
+/* Builds the layer of line ln, the network's layer `index`, for inputs of the per-sample shape. */
+static nncl_status build_layer(nncl_context *ctx, line *ln, size_t index, int ndim, const int64_t *shape,
+                               nncl_layer **out)
 {
     const char *n = ln->name;
     const int64_t big = INT32_MAX;
@@ -262,7 +263,8 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, int ndim, const int6
         float p = 0.5f;
         NNCL_TRY(float_option(ctx, ln, "p", 0.0, 0.999999, &p));
         NNCL_TRY(finish_line(ctx, ln, 0));
-        return nncl_dropout_create(ctx, p, 0, 0, out);
+        /* Keyed by its index, as nncl_network_init keys it: two dropout layers never share a mask. */
+        return nncl_dropout_create(ctx, p, 0, (uint32_t)index, out);
     }
     if (strcmp(n, "batchnorm1d") == 0 || strcmp(n, "batchnorm2d") == 0) {
         NNCL_TRY(finish_line(ctx, ln, 0));
@@ -329,6 +331,8 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
             }
             for (int i = 0; st == NNCL_OK && i < ln->n_pos; i++)
                 st = parse_int(ctx, ln, "size", ln->pos[i], 1, INT32_MAX, &shape[i]);
+            if (st == NNCL_OK && nncl__shape_elements(ln->n_pos, shape) < 0)
+                st = SPEC_ERROR(ln, "a sample of more than 2^40 elements");
             ndim = in_ndim = ln->n_pos;
             memcpy(in_shape, shape, sizeof(int64_t) * (size_t)ndim);
             continue;
@@ -350,11 +354,17 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
             break;
         }
         nncl_layer *layer = NULL;
-        st = build_layer(ctx, ln, ndim, shape, &layer);
+        size_t index = 0;
+        nncl_network_layer_count(net, &index);
+        st = build_layer(ctx, ln, index, ndim, shape, &layer);
         if (st == NNCL_ERR_INVALID_ARG) { /* a constructor refused the values: point at the line */
             char why[512];
             snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
             st = SPEC_ERROR(ln, "%s", why);
+        } else if (st != NNCL_OK && st != NNCL_ERR_FORMAT) { /* out of memory, say: keep the status, name the line */
+            char why[512];
+            snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
+            st = nncl__error(ctx, st, __FILE__, __LINE__, "%s:%d: %s", ln->file, ln->number, why);
         }
         if (st != NNCL_OK) break;
         /* Carry the per-sample shape through the layer (with a batch of 1). */
@@ -364,6 +374,8 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
         memcpy(in + 1, shape, sizeof(int64_t) * (size_t)ndim);
         if (ndim + 1 > NNCL_MAX_DIMS) st = SPEC_ERROR(ln, "too many dimensions");
         if (st == NNCL_OK) st = nncl_layer_output_shape(layer, ndim + 1, in, &ond, o);
+        if (st == NNCL_OK && nncl__shape_elements(ond, o) < 0)
+            st = SPEC_ERROR(ln, "gives a sample of more than 2^40 elements");
         if (st == NNCL_ERR_SHAPE) {
             char why[512];
             snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));

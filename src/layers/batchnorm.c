@@ -140,6 +140,11 @@ nncl_status nncl_batchnorm_create(nncl_context *ctx, int64_t num_features, int s
     return NNCL_OK;
 }
 
+int nncl__layer_is_batchnorm(const nncl_layer *l)
+{
+    return l->ops == &batchnorm_ops;
+}
+
 nncl_status nncl_layer_batches_tracked(const nncl_layer *l, int64_t *count)
 {
     if (l == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);

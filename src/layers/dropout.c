@@ -74,6 +74,11 @@ nncl_status nncl_dropout_create(nncl_context *ctx, float p, uint64_t seed, uint3
     return NNCL_OK;
 }
 
+int nncl__layer_is_dropout(const nncl_layer *l)
+{
+    return l->ops == &dropout_ops;
+}
+
 nncl_status nncl_layer_get_step(const nncl_layer *l, uint64_t *step)
 {
     if (l == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);

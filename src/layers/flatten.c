@@ -29,8 +29,8 @@ static nncl_status flatten_shape(const nncl_layer *l, int ndim, const int64_t *i
     if (d < 0 || d >= ndim) return nncl__layer_shape_error(l, ndim, in, "has no dimension start_dim");
     *ond = d + 1;
     for (int i = 0; i < d; i++) out[i] = in[i];
-    out[d] = 1;
-    for (int i = d; i < ndim; i++) out[d] *= in[i];
+    out[d] = nncl__shape_elements(ndim - d, in + d);
+    if (out[d] < 0) return nncl__layer_shape_error(l, ndim, in, "has a size < 1, or too many elements to flatten");
     return NNCL_OK;
 }
 

@@ -102,6 +102,16 @@ nncl_status nncl__layer_shape_error(const nncl_layer *l, int ndim, const int64_t
 nncl_status nncl_layer_destroy(nncl_layer *l)
 {
     if (l == NULL) return NNCL_OK;
+    if (l->owned)
+        return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: %s belongs to a network, which destroys it", __func__,
+                          l->desc);
+    nncl__layer_free(l);
+    return NNCL_OK;
+}
+
+void nncl__layer_free(nncl_layer *l)
+{
+    if (l == NULL) return;
     if (l->ops->destroy) l->ops->destroy(l);
     for (size_t i = 0; i < l->n_total; i++) {
         if (l->params[i].borrowed) continue;
@@ -109,7 +119,6 @@ nncl_status nncl_layer_destroy(nncl_layer *l)
         nncl_tensor_destroy(l->ctx, &l->params[i].grad);
     }
     free(l);
-    return NNCL_OK;
 }
 
 nncl_status nncl_layer_describe(const nncl_layer *l, char *buf, size_t size)

@@ -66,6 +66,7 @@ struct nncl_layer {
     const nncl_layer_ops *ops;
     nncl_context *ctx;
     char desc[192];            /* "conv2d(in=3, out=8, kernel=3x3, ...)", for messages */
+    int owned;                 /* added to a network, which destroys it (nncl__layer_free) */
     size_t n_params;           /* learnable parameters: params[0 .. n_params) */
     size_t n_total;            /* parameters and buffers: params[0 .. n_total) */
     nncl__param params[NNCL_LAYER_MAX_PARAMS];
@@ -96,8 +97,15 @@ nncl_status nncl__layer_init_uniform(nncl_layer *l, size_t i, float bound, uint6
  */
 nncl_status nncl__layer_rebind_param(nncl_layer *l, size_t i, const nncl_tensor *value, const nncl_tensor *grad);
 
+/* Destroys a layer whatever owns it: for its network. */
+void nncl__layer_free(nncl_layer *l);
+
 /* 1 when l is a relu activation layer (the network fuses it into a forward_relu before it). */
 int nncl__layer_is_relu(const nncl_layer *l);
+
+/* 1 when l is a dropout layer (it has a generator step), or batch norm (it counts batches). */
+int nncl__layer_is_dropout(const nncl_layer *l);
+int nncl__layer_is_batchnorm(const nncl_layer *l);
 
 /* nncl_layer_forward, with a relu applied to y in the same pass: l->ops->forward_relu must exist. */
 nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);

@@ -15,6 +15,7 @@ struct nncl_loss {
     float smoothing;
     nncl_tensor work; /* per-row losses, grown on demand */
     int64_t work_cap;
+    int owned; /* set as a network's loss, which destroys it (nncl__loss_free) */
 };
 
 static const char *const NAMES[] = {"mse", "cross_entropy", "bce_with_logits", "nll"};
@@ -53,8 +54,25 @@ const char *nncl__loss_name(nncl_loss_kind kind)
 nncl_status nncl_loss_destroy(nncl_loss *loss)
 {
     if (loss == NULL) return NNCL_OK;
+    if (loss->owned)
+        return NNCL_ERROR(loss->ctx, NNCL_ERR_INVALID_ARG, "%s: the loss belongs to a network, which destroys it",
+                          __func__);
+    nncl__loss_free(loss);
+    return NNCL_OK;
+}
+
+void nncl__loss_free(nncl_loss *loss)
+{
+    if (loss == NULL) return;
     nncl_tensor_destroy(loss->ctx, &loss->work);
     free(loss);
+}
+
+nncl_status nncl__loss_adopt(nncl_loss *loss)
+{
+    if (loss->owned)
+        return NNCL_ERROR(loss->ctx, NNCL_ERR_INVALID_ARG, "network_set_loss: the loss already belongs to a network");
+    loss->owned = 1;
     return NNCL_OK;
 }
 

@@ -47,8 +47,8 @@ struct nncl_network {
 
     nncl_tensor params, grads, buffers, opt1, opt2, act_arena, dact_arena;
     nncl_tensor targets, metrics, sumsq;
-    nncl_tensor metrics_sum;        /* [sum of batch losses, sum of correct] since the last reset */
-    int64_t metrics_batches, metrics_samples;
+    nncl_tensor metrics_sum;        /* [sum of samples' losses, sum of correct] since the last reset */
+    int64_t metrics_samples;
     float *label_staging;           /* batch floats: labels converted on the host, allocated once */
     float *input_staging;           /* batch samples: normalised inputs, allocated once */
     float input_mean, input_std;    /* x -> (x - mean) / std in set_batch */
@@ -95,9 +95,9 @@ static void unplan(nncl_network *net);
 nncl_status nncl_network_destroy(nncl_network *net)
 {
     if (net == NULL) return NNCL_OK;
-    for (size_t i = 0; i < net->n_layers; i++) nncl_layer_destroy(net->layers[i]);
+    for (size_t i = 0; i < net->n_layers; i++) nncl__layer_free(net->layers[i]);
     free(net->layers);
-    nncl_loss_destroy(net->loss);
+    nncl__loss_free(net->loss);
     unplan(net);
     free(net);
     return NNCL_OK;
@@ -112,6 +112,8 @@ nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
 {
     CHECK_NET(net);
     if (layer == NULL) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);
+    if (layer->owned) /* its network keeps it: not destroyed here */
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: %s already belongs to a network", __func__, layer->desc);
     nncl_status st = NNCL_OK;
     if (net->planned) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
     else if (layer->ctx != net->ctx) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer of another context", __func__);
@@ -124,9 +126,10 @@ nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
         else net->layers = layers;
     }
     if (st != NNCL_OK) {
-        nncl_layer_destroy(layer);
+        nncl__layer_free(layer);
         return st;
     }
+    layer->owned = 1;
     net->layers[net->n_layers++] = layer;
     return NNCL_OK;
 }
@@ -134,13 +137,13 @@ nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
 nncl_status nncl_network_set_loss(nncl_network *net, nncl_loss *loss)
 {
     CHECK_NET(net);
-    nncl_status st = NNCL_OK;
-    if (net->planned) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
-    if (st != NNCL_OK || loss == NULL) {
-        nncl_loss_destroy(loss);
-        return st != NNCL_OK ? st : NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: loss is NULL", __func__);
+    if (loss == NULL) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: loss is NULL", __func__);
+    NNCL_TRY(nncl__loss_adopt(loss)); /* a loss some network keeps is not destroyed here */
+    if (net->planned) {
+        nncl__loss_free(loss);
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
     }
-    nncl_loss_destroy(net->loss);
+    nncl__loss_free(net->loss);
     net->loss = loss;
     net->loss_kind = nncl__loss_kind(loss);
     return NNCL_OK;
@@ -194,6 +197,8 @@ nncl_status nncl_network_plan(nncl_network *net, int ndim, const int64_t *sample
     if (net->broken)
         return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG,
                           "%s: an earlier plan failed after moving parameters; rebuild the network", __func__);
+    /* Refused here, not in plan(): a failed plan() is undone, and this plan must survive the refusal. */
+    if (net->planned) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
     int moved = 0;
     nncl_status st = plan(net, ndim, sample_shape, batch, &moved);
     if (st != NNCL_OK) {
@@ -214,7 +219,6 @@ static nncl_status prepare_layers(nncl_network *net);
 static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape, int64_t batch, int *moved)
 {
     nncl_context *ctx = net->ctx;
-    if (net->planned) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
     if (net->n_layers == 0) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network has no layers", __func__);
     if (ndim < 1 || ndim >= NNCL_MAX_DIMS || sample_shape == NULL || batch < 1 || batch > (1 << 24))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: bad sample rank %d or batch %lld", __func__, ndim,
@@ -243,6 +247,10 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     a[0].ndim = ndim + 1;
     a[0].shape[0] = batch;
     for (int d = 0; d < ndim; d++) a[0].shape[d + 1] = sample_shape[d];
+    char s[160];
+    if (nncl__shape_elements(a[0].ndim, a[0].shape) < 0)
+        return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: input %s has a size < 1 or more than 2^40 elements", __func__,
+                          nncl_shape_format(a[0].ndim, a[0].shape, s, sizeof s));
     int64_t act_total = 0, param_total = 0, buffer_total = 0;
     for (size_t i = 0; i < n; i++) {
         nncl_layer *l = net->layers[i];
@@ -254,6 +262,9 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
         if (a[i + 1].ndim < 1 || a[i + 1].shape[0] != batch)
             return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: layer %zu (%s) must keep the batch dimension first", __func__, i,
                               l->desc);
+        if (nncl__shape_elements(a[i + 1].ndim, a[i + 1].shape) < 0) /* before the next layer multiplies its sizes */
+            return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: layer %zu (%s) gives %s: more than 2^40 elements", __func__, i,
+                              l->desc, nncl_shape_format(a[i + 1].ndim, a[i + 1].shape, s, sizeof s));
         for (size_t p = 0; p < l->n_total; p++) {
             int64_t e = nncl_tensor_numel(&l->params[p].value);
             if (p < l->n_params) param_total += e;
@@ -369,20 +380,23 @@ nncl_status nncl_network_set_optimizer(nncl_network *net, const nncl_optimizer_o
     const nncl_optimizer_options *o = opt;
     if ((int)o->kind < NNCL_OPT_SGD || (int)o->kind > NNCL_OPT_ADAMW)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: unknown kind %d", (int)o->kind);
-    if (!(o->lr >= 0.0f) || !(o->momentum >= 0.0f) || !(o->weight_decay >= 0.0f) || !isfinite(o->lr) ||
-        !(o->dampening >= 0.0f && o->dampening <= 1.0f))
-        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
-                          "optimizer: lr %g, momentum %g, dampening %g and weight_decay %g must be finite and >= 0 "
-                          "(dampening <= 1)",
-                          (double)o->lr, (double)o->momentum, (double)o->dampening, (double)o->weight_decay);
+    const struct { const char *name; float value; } values[] = {
+        {"lr", o->lr},       {"momentum", o->momentum},   {"dampening", o->dampening}, {"weight_decay", o->weight_decay},
+        {"beta1", o->beta1}, {"beta2", o->beta2},         {"eps", o->eps},             {"clip_norm", o->clip_norm},
+        {"gamma", o->gamma}, {"eta_min", o->eta_min},     {"warmup_start_factor", o->warmup_start_factor},
+    };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        if (!isfinite(values[i].value) || values[i].value < 0.0f) /* NaN fails isfinite */
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: %s = %g must be finite and >= 0", values[i].name,
+                              (double)values[i].value);
+    if (o->dampening > 1.0f)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: dampening %g must be <= 1", (double)o->dampening);
     if (o->nesterov && (o->momentum <= 0.0f || o->dampening != 0.0f))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: nesterov needs momentum > 0 and dampening 0");
     if (o->kind != NNCL_OPT_SGD && !(o->beta1 >= 0.0f && o->beta1 < 1.0f && o->beta2 >= 0.0f && o->beta2 < 1.0f &&
                                       o->eps > 0.0f))
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: betas (%g, %g) must be in [0, 1) and eps %g > 0",
                           (double)o->beta1, (double)o->beta2, (double)o->eps);
-    if (!(o->clip_norm >= 0.0f))
-        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "optimizer: clip_norm %g must be >= 0", (double)o->clip_norm);
     if ((o->schedule == NNCL_SCHED_STEP && o->step_size < 1) || (o->schedule == NNCL_SCHED_COSINE && o->t_max < 1) ||
         (int)o->schedule < 0 || (int)o->schedule > NNCL_SCHED_COSINE || o->warmup_steps < 0 ||
         (o->warmup_steps > 0 && !(o->warmup_start_factor > 0.0f && o->warmup_start_factor <= 1.0f)))
@@ -446,6 +460,25 @@ nncl_status nncl_network_step(nncl_network *net)
     if (o->clip_norm > 0.0f) NNCL_TRY(ctx->ops->sumsq(ctx, &net->sumsq, &net->grads));
     NNCL_TRY(ctx->ops->optimizer_step(ctx, &net->params, &net->grads, &net->opt1, &net->opt2, &a));
     net->t++;
+    /* The step's work goes to the device now, while the host prepares the next batch: some drivers would
+       otherwise hold it until the next wait. */
+    return ctx->ops->flush(ctx);
+}
+
+nncl_status nncl_network_get_context(const nncl_network *net, nncl_context **ctx)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, ctx);
+    *ctx = net->ctx;
+    return NNCL_OK;
+}
+
+nncl_status nncl_network_get_optimizer(const nncl_network *net, nncl_optimizer_options *opt)
+{
+    CHECK_NET(net);
+    NNCL_CHECK_ARG(net->ctx, opt);
+    if (!net->have_opt) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: no optimizer set", __func__);
+    *opt = net->opt;
     return NNCL_OK;
 }
 
@@ -579,8 +612,7 @@ nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
             NNCL_TRY(ctx->ops->count_correct(ctx, &correct, &out, &target, net->cur_n, net->out_size));
         else
             NNCL_TRY(nncl_tensor_fill(ctx, &correct, 0.0f));
-        NNCL_TRY(nncl_axpy(ctx, 1.0f, &net->metrics, &net->metrics_sum));
-        net->metrics_batches++;
+        NNCL_TRY(ctx->ops->accumulate_metrics(ctx, &net->metrics_sum, &net->metrics, net->cur_n));
         net->metrics_samples += net->cur_n;
     }
     net->forward_done = 1;
@@ -654,8 +686,9 @@ nncl_status nncl_network_metrics_sum(nncl_network *net, float *mean_loss, int64_
 {
     CHECK_NET(net);
     float m[2] = {0.0f, 0.0f};
-    if (net->metrics_batches > 0) NNCL_TRY(nncl_tensor_read(net->ctx, &net->metrics_sum, m, 2));
-    if (mean_loss) *mean_loss = net->metrics_batches ? m[0] / (float)net->metrics_batches : 0.0f;
+    if (net->metrics_samples > 0) NNCL_TRY(nncl_tensor_read(net->ctx, &net->metrics_sum, m, 2));
+    /* Each batch counts by its samples: a smaller last batch weighs less, as in a mean over all samples. */
+    if (mean_loss) *mean_loss = net->metrics_samples ? m[0] / (float)net->metrics_samples : 0.0f;
     if (correct) *correct = (int64_t)m[1];
     if (samples) *samples = net->metrics_samples;
     return NNCL_OK;
@@ -665,7 +698,7 @@ nncl_status nncl_network_reset_metrics_sum(nncl_network *net)
 {
     CHECK_NET(net);
     if (!net->planned) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: plan the network first", __func__);
-    net->metrics_batches = net->metrics_samples = 0;
+    net->metrics_samples = 0;
     return nncl_tensor_fill(net->ctx, &net->metrics_sum, 0.0f);
 }
 

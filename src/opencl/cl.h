@@ -293,6 +293,8 @@ nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, con
                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
 nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
                                    const nncl_tensor *labels, int64_t rows, int64_t cols);
+nncl_status nncl__cl_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
+                                        int64_t samples);
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
                               int64_t channels, int64_t inner, int relu);

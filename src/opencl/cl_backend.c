@@ -128,6 +128,13 @@ static nncl_status cl_finish(nncl_context *ctx)
     return NNCL_OK;
 }
 
+static nncl_status cl_flush(nncl_context *ctx)
+{
+    cl_int err = clFlush(nncl__cl_state(ctx)->queue);
+    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clFlush");
+    return NNCL_OK;
+}
+
 /* ---- profiling --------------------------------------------------------------------- */
 
 nncl_status nncl__cl_profile_event(nncl_context *ctx, cl_event ev, const char *what)
@@ -200,6 +207,7 @@ static const nncl_backend_ops cl_ops = {
     .read = cl_read,
     .copy = cl_copy,
     .finish = cl_finish,
+    .flush = cl_flush,
     .fill = nncl__cl_fill,
     .scale = nncl__cl_scale,
     .axpy = nncl__cl_axpy,
@@ -231,6 +239,7 @@ static const nncl_backend_ops cl_ops = {
     .sumsq = nncl__cl_sumsq,
     .optimizer_step = nncl__cl_optimizer_step,
     .count_correct = nncl__cl_count_correct,
+    .accumulate_metrics = nncl__cl_accumulate_metrics,
 };
 
 nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt)

@@ -449,8 +449,8 @@ static nncl_status time_passes(nncl_context *ctx, const nncl_tensor *y, const nn
 
 /*
  * The passes on one path (force: 1 im2col, 2 direct): a first run (compiling,
- * and making the im2col path's GEMM choices), then two timed. The work is
- * not counted in the context's statistics: it is not the caller's.
+ * and making the im2col path's GEMM choices), then, with seconds, two timed.
+ * The work is not counted in the context's statistics: it is not the caller's.
  */
 static nncl_status time_path(nncl_context *ctx, int force, const nncl_tensor *y, const nncl_tensor *x,
                              const nncl_tensor *w, const nncl_tensor *b, const nncl_tensor *dy, const nncl_tensor *dx,
@@ -461,7 +461,7 @@ static nncl_status time_path(nncl_context *ctx, int force, const nncl_tensor *y,
     double warm;
     cl->conv_force = force;
     nncl_status st = time_passes(ctx, y, x, w, b, dy, dx, dw, db, g, 1, &warm);
-    if (st == NNCL_OK) st = time_passes(ctx, y, x, w, b, dy, dx, dw, db, g, 2, seconds);
+    if (st == NNCL_OK && seconds != NULL) st = time_passes(ctx, y, x, w, b, dy, dx, dw, db, g, 2, seconds);
     cl->conv_force = 0;
     ctx->stats.kernel_launches = launches;
     ctx->stats.gemm_calls = gemms;
@@ -481,15 +481,21 @@ nncl_status nncl__cl_conv2d_prepare(nncl_context *ctx, const nncl_tensor *y, con
     choice_key(g, key);
     int chosen;
     NNCL_TRY(nncl__cl_choice_find(ctx, &cl->conv_choices, key, &chosen));
-    if (chosen >= 0) return NNCL_OK;
+    if (chosen == 1) return NNCL_OK;
+    /* im2col, chosen in an earlier plan: its GEMMs' shapes change with the batch (the choice's key does not
+       hold it), so one untimed run makes their choices now, not in the first step. */
+    if (chosen == 0) return time_path(ctx, 1, y, x, w, b, dy, dx, dw, db, g, NULL);
     /* Passes too large for the direct kernels' indices take im2col whatever is chosen (use_direct). */
     const nncl_conv_geom t = input_gradient_geom(g);
     if (direct_largest(g, 0) > INT32_MAX || direct_largest(g, 1) > INT32_MAX ||
         (dx != NULL && g->sh == 1 && g->sw == 1 && direct_largest(&t, 0) > INT32_MAX))
         return NNCL_OK;
     double t_direct = 0.0, t_im2col;
-    /* A device that cannot run the direct kernels (their scratch, their work-group shape) keeps im2col. */
+    /* A device that cannot run the direct kernels (their scratch, their work-group shape) keeps im2col;
+       the failure, handled here, is not the caller's. */
+    nncl__error_mark mark = nncl__error_mark_save(ctx);
     int direct_ok = time_path(ctx, 2, y, x, w, b, dy, dx, dw, db, g, &t_direct) == NNCL_OK;
+    nncl__error_mark_restore(ctx, &mark);
     if (!direct_ok) NNCL_TRY(ctx->ops->finish(ctx));
     NNCL_TRY(time_path(ctx, 1, y, x, w, b, dy, dx, dw, db, g, &t_im2col));
     return nncl__cl_choice_add(ctx, &cl->conv_choices, key, direct_ok && t_direct < t_im2col);

@@ -85,6 +85,12 @@ static nncl_status clblast_fail(nncl_context *ctx, CLBlastStatusCode s, const ch
                        g->n, g->k, clblast_status_name(s), (int)s);
 }
 
+/* CLBlast's offsets are 32-bit: larger ones go to nncl's kernel, whatever the shape's choice. */
+static int clblast_takes(const nncl_gemm_args *g)
+{
+    return g->a_off <= INT32_MAX && g->b_off <= INT32_MAX && g->c_off <= INT32_MAX;
+}
+
 static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
@@ -92,7 +98,7 @@ static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
     const CLBlastTranspose ta = g->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
     const CLBlastTranspose tb = g->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
 
-    if (g->a_off > INT32_MAX || g->b_off > INT32_MAX || g->c_off > INT32_MAX)
+    if (!clblast_takes(g))
         return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
                           "CLBlast takes element offsets below 2^31; got A %zu, B %zu, C %zu", g->a_off, g->b_off,
                           g->c_off);
@@ -221,7 +227,6 @@ static nncl_status time_gemm(nncl_context *ctx, nncl_status (*impl)(nncl_context
 /* Measures both implementations on this shape (first run of each excluded: compilation). */
 static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_nncl)
 {
-    nncl__cl *cl = nncl__cl_state(ctx);
     cl_mem out;
     NNCL_TRY(nncl__cl_scratch(ctx, 4, g->m * g->ldc * sizeof(float), &out));
     nncl_buffer holder = {.ctx = ctx, .bytes = g->m * g->ldc * sizeof(float), .mem = out};
@@ -230,15 +235,18 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_
     probe.c_off = 0;
     probe.beta = 0.0f;
     double t_clblast = 0.0, t_nncl, warm;
-    uint64_t calls = ctx->stats.gemm_calls;
+    const uint64_t calls = ctx->stats.gemm_calls, launches = ctx->stats.kernel_launches;
     NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 1, &warm));
     NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 2, &t_nncl));
-    /* CLBlast may refuse a shape (offsets of 2^31 and more, say): then nncl's kernel serves it. */
+    /* CLBlast may fail on a shape (its kernel does not build, say): then nncl's kernel serves it, and the
+       failure, handled here, is not the caller's. */
+    nncl__error_mark mark = nncl__error_mark_save(ctx);
     int clblast_ok = time_gemm(ctx, gemm_clblast, &probe, 1, &warm) == NNCL_OK &&
                      time_gemm(ctx, gemm_clblast, &probe, 2, &t_clblast) == NNCL_OK;
-    ctx->stats.gemm_calls = calls; /* the probes are not the caller's GEMMs */
+    nncl__error_mark_restore(ctx, &mark);
+    ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
+    ctx->stats.kernel_launches = launches;
     *use_nncl = !clblast_ok || t_nncl < t_clblast;
-    (void)cl;
     return NNCL_OK;
 }
 
@@ -263,6 +271,10 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *use_n
     const int64_t key[5] = {(int64_t)g->m, (int64_t)g->n, (int64_t)g->k, g->trans_a, g->trans_b};
     NNCL_TRY(nncl__cl_choice_find(ctx, &cl->gemm_choices, key, use_nncl));
     if (*use_nncl >= 0) return NNCL_OK;
+    if (!clblast_takes(g)) { /* nothing to measure for these offsets, nor to remember for the shape */
+        *use_nncl = 1;
+        return NNCL_OK;
+    }
     NNCL_TRY(measure(ctx, g, use_nncl));
     return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *use_nncl);
 }
@@ -271,7 +283,7 @@ nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
 {
     int use_nncl;
     NNCL_TRY(choose(ctx, g, &use_nncl));
-    return use_nncl ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
+    return use_nncl || !clblast_takes(g) ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
 }
 
 nncl_status nncl__cl_gemm_prepare(nncl_context *ctx, const nncl_gemm_args *g)

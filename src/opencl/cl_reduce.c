@@ -56,3 +56,16 @@ nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, co
     size_t one = 1;
     return nncl__cl_launch(&a, 1, &one, &one);
 }
+
+nncl_status nncl__cl_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
+                                        int64_t samples)
+{
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "accumulate_metrics", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_tensor(&a, sum);
+    nncl__cl_arg_tensor(&a, metrics);
+    nncl__cl_arg_f32(&a, (float)samples);
+    size_t one = 1;
+    return nncl__cl_launch(&a, 1, &one, &one);
+}

@@ -129,8 +129,9 @@ static int cmd_check(int argc, char **argv)
                 return 1;
             }
         } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
-            if (sscanf(argv[++i], "%ld,%ld,%ld", &m, &n, &k) != 3 || m < 1 || n < 1 || k < 1 || m * n > (1L << 26) ||
-                m * k > (1L << 26) || k * n > (1L << 26)) {
+            const long cap = 1L << 26; /* each size first, so that the products cannot overflow */
+            if (sscanf(argv[++i], "%ld,%ld,%ld", &m, &n, &k) != 3 || m < 1 || n < 1 || k < 1 || m > cap || n > cap ||
+                k > cap || m * n > cap || m * k > cap || k * n > cap) {
                 fprintf(stderr, "nncl check: --size takes M,N,K, each >= 1, matrices up to 2^26 elements\n");
                 return 1;
             }

@@ -33,7 +33,7 @@ typedef struct options {
     const char *init, *save, *checkpoint, *resume, *metrics, *weights, *input, *output, *step_log, *profile;
     int64_t epochs, batch, limit, max_steps, test_limit;
     nncl_optimizer_options opt;
-    int momentum_set, wd_set;
+    int momentum_set;
     uint64_t seed;
     int shuffle, normalize;
     float norm_mean, norm_std; /* --normalize MEAN,STD; std 0: the training set's statistics */
@@ -81,6 +81,31 @@ static int parse_f32(const char *s, float *out)
     return 1;
 }
 
+/* The options that take no value. */
+static int is_flag(const char *a)
+{
+    return strcmp(a, "--no-shuffle") == 0 || strcmp(a, "--no-normalize") == 0 || strcmp(a, "--nesterov") == 0;
+}
+
+/*
+ * The kind named by the last --optimizer (SGD without one), found before the
+ * other options are read: its defaults are what they change, in any order.
+ */
+static int optimizer_kind(int argc, char **argv, nncl_optimizer_kind *kind)
+{
+    *kind = NNCL_OPT_SGD;
+    for (int i = 0; i + 1 < argc; i++) {
+        if (is_flag(argv[i])) continue;
+        const char *v = argv[++i];
+        if (strcmp(argv[i - 1], "--optimizer") != 0) continue;
+        if (strcmp(v, "sgd") == 0) *kind = NNCL_OPT_SGD;
+        else if (strcmp(v, "adam") == 0) *kind = NNCL_OPT_ADAM;
+        else if (strcmp(v, "adamw") == 0) *kind = NNCL_OPT_ADAMW;
+        else return usage_error("unknown optimizer '%s' (sgd, adam, adamw)", v);
+    }
+    return 0;
+}
+
 /* Parses the options common to every subcommand; returns 0 on success. */
 static int parse_options(int argc, char **argv, options *o)
 {
@@ -91,7 +116,9 @@ static int parse_options(int argc, char **argv, options *o)
     o->seed = 1;
     o->shuffle = 1;
     o->normalize = 1;
-    o->opt = nncl_optimizer_options_default(NNCL_OPT_SGD);
+    nncl_optimizer_kind kind;
+    if (optimizer_kind(argc, argv, &kind) != 0) return 1;
+    o->opt = nncl_optimizer_options_default(kind);
     o->ctx = nncl_context_options_default();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -102,8 +129,8 @@ static int parse_options(int argc, char **argv, options *o)
     } while (0)
         int64_t n;
         if (strcmp(a, "--no-shuffle") == 0) { o->shuffle = 0; continue; }
-        if (strcmp(a, "--no-normalize") == 0) { o->normalize = 0; continue; }
         if (strcmp(a, "--nesterov") == 0) { o->opt.nesterov = 1; continue; }
+        if (strcmp(a, "--no-normalize") == 0) { o->normalize = 0; continue; }
         TAKES_VALUE;
         if (strcmp(a, "--spec") == 0) o->spec = v;
         else if (strcmp(a, "--data") == 0) o->data = v;
@@ -134,20 +161,11 @@ static int parse_options(int argc, char **argv, options *o)
         else if (strcmp(a, "--test-limit") == 0) { if (!parse_i64(v, 1, &o->test_limit)) return usage_error("bad --test-limit %s", v); }
         else if (strcmp(a, "--max-steps") == 0) { if (!parse_i64(v, 1, &o->max_steps)) return usage_error("bad --max-steps %s", v); }
         else if (strcmp(a, "--seed") == 0) { if (!parse_i64(v, 0, &n)) return usage_error("bad --seed %s", v); o->seed = (uint64_t)n; }
-        else if (strcmp(a, "--optimizer") == 0) {
-            nncl_optimizer_kind k = strcmp(v, "sgd") == 0 ? NNCL_OPT_SGD : strcmp(v, "adam") == 0 ? NNCL_OPT_ADAM
-                                  : strcmp(v, "adamw") == 0 ? NNCL_OPT_ADAMW : (nncl_optimizer_kind)-1;
-            if ((int)k < 0) return usage_error("unknown optimizer '%s' (sgd, adam, adamw)", v);
-            nncl_optimizer_options d = nncl_optimizer_options_default(k);
-            d.lr = o->opt.lr == nncl_optimizer_options_default(o->opt.kind).lr ? d.lr : o->opt.lr;
-            d.nesterov = o->opt.nesterov, d.momentum = o->opt.momentum, d.clip_norm = o->opt.clip_norm;
-            if (o->wd_set) d.weight_decay = o->opt.weight_decay;
-            o->opt = d;
-        }
+        else if (strcmp(a, "--optimizer") == 0) continue; /* read first, by optimizer_kind */
         else if (strcmp(a, "--lr") == 0) { if (!parse_f32(v, &o->opt.lr)) return usage_error("bad --lr %s", v); }
         else if (strcmp(a, "--momentum") == 0) { if (!parse_f32(v, &o->opt.momentum)) return usage_error("bad --momentum %s", v); o->momentum_set = 1; }
         else if (strcmp(a, "--dampening") == 0) { if (!parse_f32(v, &o->opt.dampening)) return usage_error("bad --dampening %s", v); }
-        else if (strcmp(a, "--weight-decay") == 0) { if (!parse_f32(v, &o->opt.weight_decay)) return usage_error("bad --weight-decay %s", v); o->wd_set = 1; }
+        else if (strcmp(a, "--weight-decay") == 0) { if (!parse_f32(v, &o->opt.weight_decay)) return usage_error("bad --weight-decay %s", v); }
         else if (strcmp(a, "--beta1") == 0) { if (!parse_f32(v, &o->opt.beta1)) return usage_error("bad --beta1 %s", v); }
         else if (strcmp(a, "--beta2") == 0) { if (!parse_f32(v, &o->opt.beta2)) return usage_error("bad --beta2 %s", v); }
         else if (strcmp(a, "--clip") == 0) { if (!parse_f32(v, &o->opt.clip_norm)) return usage_error("bad --clip %s", v); }
@@ -176,6 +194,8 @@ static int parse_options(int argc, char **argv, options *o)
     /* The main job's defaults for SGD: momentum 0.9, unless given. */
     if (o->opt.kind == NNCL_OPT_SGD && !o->momentum_set) o->opt.momentum = 0.9f;
     if (o->spec == NULL) return usage_error("%s", "--spec FILE is required");
+    if (!o->train_x != !o->train_y) return usage_error("%s", "--train-x and --train-y go together");
+    if (!o->test_x != !o->test_y) return usage_error("%s", "--test-x and --test-y go together");
     return 0;
 }
 
@@ -226,13 +246,12 @@ static nncl_status load_sets(const options *o, dataset *train, dataset *test)
 {
     nncl_status st;
     if (train) {
-        st = o->train_x ? dataset_load(o->train_x, o->train_y ? o->train_y : "", train)
-                        : dataset_load_idx_dir(o->data, 0, train);
+        st = o->train_x ? dataset_load(o->train_x, o->train_y, train) : dataset_load_idx_dir(o->data, 0, train);
         if (st != NNCL_OK) return st;
         dataset_truncate(train, o->limit);
     }
     if (test) {
-        st = o->test_x ? dataset_load(o->test_x, o->test_y ? o->test_y : "", test) : dataset_load_idx_dir(o->data, 1, test);
+        st = o->test_x ? dataset_load(o->test_x, o->test_y, test) : dataset_load_idx_dir(o->data, 1, test);
         if (st != NNCL_OK) return st;
         dataset_truncate(test, o->test_limit);
     }
@@ -283,7 +302,12 @@ static nncl_status evaluate(nncl_network *net, const dataset *d, int64_t batch, 
 {
     int64_t *order = malloc(sizeof(int64_t) * (size_t)d->n), *y = malloc(sizeof(int64_t) * (size_t)batch);
     float *x = malloc(sizeof(float) * (size_t)(batch * d->sample));
-    nncl_status st = order && x && y ? NNCL_OK : NNCL_ERR_OUT_OF_MEMORY;
+    nncl_status st = NNCL_OK;
+    if (order == NULL || x == NULL || y == NULL) {
+        nncl_context *ctx = NULL;
+        nncl_network_get_context(net, &ctx);
+        st = nncl__error(ctx, NNCL_ERR_OUT_OF_MEMORY, __FILE__, __LINE__, "evaluation: out of host memory");
+    }
     if (st == NNCL_OK) {
         dataset_order(d->n, 0, 0, 0, order);
         st = nncl_network_reset_metrics_sum(net);
@@ -347,7 +371,9 @@ int cmd_train(int argc, char **argv)
         if (std == 0.0f) dataset_stats(&train, &mean, &std);
         st = nncl_network_set_normalization(net, mean, std);
     }
-    if (st == NNCL_OK) st = o.init ? nncl_network_load_weights(net, o.init) : nncl_network_init(net, o.seed);
+    /* Initialised even under --init: the seed also keys the dropout layers (as a resumed state expects). */
+    if (st == NNCL_OK) st = nncl_network_init(net, o.seed);
+    if (st == NNCL_OK && o.init) st = nncl_network_load_weights(net, o.init);
     /* A cosine schedule without --t-max anneals over the whole run (--max-steps, if that ends it sooner). */
     if (o.opt.schedule == NNCL_SCHED_COSINE && o.opt.t_max == 0) {
         o.opt.t_max = o.epochs * ((train.n + o.batch - 1) / o.batch);
