@@ -472,7 +472,8 @@ static void test_softmax(void **state)
         softmax_case(3, 5, log, 2.0, 500 + (uint64_t)log);
         softmax_case(1, 7, log, 2.0, 510 + (uint64_t)log);
         softmax_case(2, 1, log, 2.0, 520 + (uint64_t)log); /* one column: constant output, zero gradient */
-        softmax_case(2, 6, log, 20.0, 530 + (uint64_t)log); /* large logits: the max shift matters */
+        softmax_case(2, 6, log, 20.0, 530 + (uint64_t)log); /* larger logits; the max shift itself, which
+                                                               double never needs here, is test_layers' */
     }
 }
 
@@ -508,7 +509,9 @@ static void dropout_case(double p, uint64_t seed)
     for (int64_t i = 0; i < n; i++) kept += mask[i] != 0.0;
     if (p > 0.0) assert_true(kept > 0 && kept < n);
     else assert_int_equal(kept, n);
-    /* The backward of dropout is dropout of dy with the same key. */
+    /* The backward of dropout is dropout of dy with the same key. Being linear and diagonal, the check holds
+       for any mask values: those (0 or exactly 1 / (1 - p)) and the layer's use of its forward's key are
+       checked in test_layers. */
     nncl__ref_dropout(dx, s.r, n, p, s.scale, key);
     const gc_grad grads[] = {{"x", s.x, n, dx}};
     char label[96];

@@ -4,10 +4,15 @@
  *     (rtol 1e-6), while the input gradient is overwritten;
  *   - flatten and unflatten layers, forward and backward, do no device work;
  *   - flatten, unflatten and add pass central finite differences through the
- *     public API (the other layers are checked on the double reference in
+ *     public API, h = 2^-10, |analytic - numeric| <= 1e-5 + 1e-3 |numeric|
+ *     (the other layers are checked on the double reference in
  *     test_gradcheck);
  *   - parameter names, shapes and default initialisation follow PyTorch;
- *   - dropout and batch norm in training and evaluation modes;
+ *   - dropout and batch norm in training and evaluation modes; dropout's
+ *     backward applies the mask of its forward, exactly;
+ *   - the cases random data never reaches: softmax of logits near 1000 (the
+ *     max shift), batch norm of a channel with zero running variance (eps),
+ *     max pooling over equal values (the first maximum takes the gradient);
  *   - bad configurations and bad inputs return NNCL_ERR_INVALID_ARG or
  *     NNCL_ERR_SHAPE with a message naming the layer and the values, and the
  *     context keeps working.
@@ -366,6 +371,19 @@ static void test_dropout_modes(void **state)
     }
     /* Binomial(1e5, 0.3): standard deviation 145; 1% = 1000 is about 7 sigma. */
     assert_true(llabs(dropped - (int64_t)(p * n)) < 1000);
+    /* Backward, before the next forward: dx = dy where the forward kept x, times the same scale; 0 elsewhere. */
+    nncl_tensor dy, dx;
+    random_tensor(&dy, 1, &n, 9, -1.0f, 1.0f);
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &n, &dx));
+    TEST_OK(ctx, nncl_layer_backward(l, &x, &y, &dy, &dx));
+    float *vdy = read_all(&dy), *vdx = read_all(&dx);
+    for (int64_t i = 0; i < n; i++) {
+        const float want = first[i] == 0.0f ? 0.0f : vdy[i] * scale;
+        if (vdx[i] != want) fail_msg("dropout backward at %lld: %g, expected %g", (long long)i, (double)vdx[i], (double)want);
+    }
+    free(vdy), free(vdx);
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &dy));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &dx));
 
     uint64_t step;
     TEST_OK(ctx, nncl_layer_get_step(l, &step));
@@ -420,6 +438,105 @@ static void test_batchnorm_modes(void **state)
     nncl_layer_destroy(l);
     nncl_tensor *all[] = {&x, &y, &x1, &y1};
     for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+}
+
+/* Creates a tensor of the given shape holding `v`. */
+static void tensor_of(nncl_tensor *t, int ndim, const int64_t *shape, const float *v)
+{
+    TEST_OK(ctx, nncl_tensor_create(ctx, ndim, shape, t));
+    TEST_OK(ctx, nncl_tensor_write(ctx, t, v, (size_t)nncl_tensor_numel(t)));
+}
+
+/* Softmax of logits near 1000 equals softmax of the same logits less 1000 (exp(1000) overflows a float). */
+static void test_softmax_large_logits(void **state)
+{
+    (void)state;
+    const int64_t shape[2] = {2, 3};
+    const float big[6] = {1000.0f, 1001.0f, 1002.0f, -1000.0f, -1000.5f, -999.0f};
+    const float small[6] = {0.0f, 1.0f, 2.0f, 0.0f, -0.5f, 1.0f};
+    for (int log = 0; log < 2; log++) {
+        nncl_layer *l;
+        TEST_OK(ctx, nncl_softmax_create(ctx, log, &l));
+        nncl_tensor xb, xs, yb, ys;
+        tensor_of(&xb, 2, shape, big);
+        tensor_of(&xs, 2, shape, small);
+        TEST_OK(ctx, nncl_tensor_create(ctx, 2, shape, &yb));
+        TEST_OK(ctx, nncl_tensor_create(ctx, 2, shape, &ys));
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_EVAL, &xb, &yb));
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_EVAL, &xs, &ys));
+        float *b = read_all(&yb), *sm = read_all(&ys);
+        for (int i = 0; i < 6; i++) /* the shifted logits are the same floats: 1e-6 covers exp's rounding */
+            if (!(fabsf(b[i] - sm[i]) <= 1e-6f * (1.0f + fabsf(sm[i]))))
+                fail_msg("%ssoftmax of large logits, element %d: %g, expected %g", log ? "log_" : "", i, (double)b[i],
+                         (double)sm[i]);
+        free(b), free(sm);
+        nncl_tensor *all[] = {&xb, &xs, &yb, &ys};
+        for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+        nncl_layer_destroy(l);
+    }
+}
+
+/* Batch norm in evaluation, a channel of zero running variance: y = (x - mean) / sqrt(eps), eps = 1e-5. */
+static void test_batchnorm_eps(void **state)
+{
+    (void)state;
+    nncl_layer *l;
+    TEST_OK(ctx, nncl_batchnorm_create(ctx, 2, 1, &l));
+    nncl_tensor rv;
+    TEST_OK(ctx, nncl_layer_param(l, 3, NULL, &rv, NULL)); /* weight, bias, running_mean, running_var */
+    const float var[2] = {0.0f, 1e-6f};
+    TEST_OK(ctx, nncl_tensor_write(ctx, &rv, var, 2));
+    const int64_t shape[2] = {2, 2};
+    const float xv[4] = {0.01f, -0.02f, 0.5f, 0.25f};
+    nncl_tensor x, y;
+    tensor_of(&x, 2, shape, xv);
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, shape, &y));
+    TEST_OK(ctx, nncl_layer_forward(l, NNCL_EVAL, &x, &y));
+    float *got = read_all(&y);
+    for (int i = 0; i < 4; i++) {
+        const double want = xv[i] / sqrt((double)var[i % 2] + 1e-5); /* mean 0, weight 1, bias 0 */
+        if (!(fabs(got[i] - want) <= 1e-5 * fabs(want)))
+            fail_msg("batch norm with running_var %g: %g, expected %g", (double)var[i % 2], (double)got[i], want);
+    }
+    free(got);
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &x));
+    TEST_OK(ctx, nncl_tensor_destroy(ctx, &y));
+    nncl_layer_destroy(l);
+}
+
+/* Max pooling over windows of equal values: the first maximum (row-major in the window) takes the gradient. */
+static void test_maxpool_ties(void **state)
+{
+    (void)state;
+    const int64_t in_shape[4] = {1, 2, 4, 6}, n_in = 48;
+    for (int stride = 1; stride <= 2; stride++) { /* overlapping windows (3, stride 1) and tiling ones (2, 2) */
+        const int64_t k = stride == 1 ? 3 : 2;
+        const int64_t oh = (4 - k) / stride + 1, ow = (6 - k) / stride + 1;
+        nncl_layer *l;
+        TEST_OK(ctx, nncl_pool2d_create(ctx, NNCL_POOL_MAX, k, stride, 0, &l));
+        float xv[48], dyv[16];
+        for (int i = 0; i < n_in; i++) xv[i] = 0.5f; /* every window a tie */
+        for (int i = 0; i < 2 * oh * ow; i++) dyv[i] = (float)(i + 1);
+        const int64_t o_shape[4] = {1, 2, oh, ow};
+        nncl_tensor x, y, dy, dx;
+        tensor_of(&x, 4, in_shape, xv);
+        TEST_OK(ctx, nncl_tensor_create(ctx, 4, o_shape, &y));
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, &x, &y));
+        tensor_of(&dy, 4, o_shape, dyv);
+        TEST_OK(ctx, nncl_tensor_create(ctx, 4, in_shape, &dx));
+        TEST_OK(ctx, nncl_layer_backward(l, &x, &y, &dy, &dx));
+        float *got = read_all(&dx), want[48] = {0};
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) /* the window's first element: its top-left corner */
+                    want[c * 24 + i * stride * 6 + j * stride] += dyv[c * oh * ow + i * ow + j];
+        test_assert_bitwise(got, want, 48, stride == 1 ? "max pooling ties, overlapping windows"
+                                                       : "max pooling ties, tiling windows");
+        free(got);
+        nncl_tensor *all[] = {&x, &y, &dy, &dx};
+        for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+        nncl_layer_destroy(l);
+    }
 }
 
 /* ---- bad configurations -------------------------------------------------------------------- */
@@ -560,6 +677,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_parameters_follow_pytorch),
         cmocka_unit_test(test_dropout_modes),
         cmocka_unit_test(test_batchnorm_modes),
+        cmocka_unit_test(test_softmax_large_logits),
+        cmocka_unit_test(test_batchnorm_eps),
+        cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_bad_configurations),
         cmocka_unit_test(test_bad_loss_inputs),
     };

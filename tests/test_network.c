@@ -5,7 +5,10 @@
  *     nothing unless the loss is read (then exactly once), and uploads
  *     exactly the batch's bytes;
  *   - the same seed gives bitwise the same losses and weights;
- *   - learning-rate schedules follow torch's closed forms;
+ *   - learning-rate schedules follow torch's closed forms, and each
+ *     optimizer's update (plain SGD, weight decay, momentum with dampening,
+ *     Nesterov, Adam, AdamW) its formula, evaluated in double on the host
+ *     from the parameters, gradients and state read back (rtol 1e-5);
  *   - weights and training state survive a save and load bit for bit;
  *   - a checkpoint truncated at every byte offset, a corrupted header, and
  *     weights of the wrong names or shapes are refused and change nothing;
@@ -18,7 +21,9 @@
  *   - misuse (a second plan, a layer or loss given twice, non-finite
  *     optimizer settings, checkpoints of an empty network) is refused with a
  *     message, and leaves the network working;
- *   - the running mean loss weighs each batch by its samples;
+ *   - the running mean loss weighs each batch by its samples; a row is
+ *     correct when its label is the column of its first largest logit (ties
+ *     are frequent in the test's logits);
  *   - two dropout layers of a spec draw independent masks without an init.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -97,11 +102,15 @@ static void make_batch(uint64_t seed, float *x, int64_t *y)
     for (int i = 0; i < BATCH; i++) y[i] = test_rng_below(&r, 10);
 }
 
+/* What read_params reads. */
+enum { VALUES, GRADS, STATE0, STATE1 };
+
 /*
- * Reads every parameter and buffer of the network (grads: every parameter's
- * gradient instead) into one host array (caller frees).
+ * Reads into one host array (caller frees) every parameter and buffer of the
+ * network (VALUES), or for every learnable parameter its gradient (GRADS) or
+ * its optimizer state tensor 0 or 1 (STATE0, STATE1).
  */
-static float *read_params(nncl_network *net, int grads, size_t *count)
+static float *read_params(nncl_network *net, int what, size_t *count)
 {
     size_t n_layers, total = 0;
     TEST_OK(ctx, nncl_network_layer_count(net, &n_layers));
@@ -114,10 +123,12 @@ static float *read_params(nncl_network *net, int grads, size_t *count)
             TEST_OK(ctx, nncl_network_layer(net, i, &l));
             TEST_OK(ctx, nncl_layer_param_count(l, &np));
             for (size_t p = 0; p < np; p++) {
-                nncl_tensor v, g;
+                nncl_tensor v, g, state;
                 TEST_OK(ctx, nncl_layer_param(l, p, NULL, &v, &g));
-                if (grads && g.buf == NULL) continue; /* a buffer: no gradient */
-                const nncl_tensor *t = grads ? &g : &v;
+                if (what != VALUES && g.buf == NULL) continue; /* a buffer: no gradient, no state */
+                if (what == STATE0 || what == STATE1)
+                    TEST_OK(ctx, nncl_network_optimizer_state(net, i, p, what - STATE0, NULL, &state));
+                const nncl_tensor *t = what == VALUES ? &v : what == GRADS ? &g : &state;
                 size_t n = (size_t)nncl_tensor_numel(t);
                 if (pass == 1) TEST_OK(ctx, nncl_tensor_read(ctx, t, out + at, n));
                 at += n;
@@ -132,7 +143,7 @@ static float *read_params(nncl_network *net, int grads, size_t *count)
 
 static float *all_weights(nncl_network *net, size_t *count)
 {
-    return read_params(net, 0, count);
+    return read_params(net, VALUES, count);
 }
 
 static void test_steady_state_step(void **state)
@@ -486,7 +497,7 @@ static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
     TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_TRAIN));
     TEST_OK(ctx, nncl_network_backward(spec.net));
     size_t count, count2;
-    float *fused = read_params(spec.net, 1, &count);
+    float *fused = read_params(spec.net, GRADS, &count);
 
     /* The same layers apart: forward through every layer, the loss, then backward through every layer. */
     TEST_OK(ctx, nncl_network_zero_grad(spec.net));
@@ -536,7 +547,7 @@ static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
         if (i == 0 && alias) break; /* the network's input needs no gradient */
         TEST_OK(ctx, nncl_layer_backward(l, &act[i], &act[i + 1], &dact[i + 1], i == 0 ? NULL : &dact[i]));
     }
-    float *apart = read_params(spec.net, 1, &count2);
+    float *apart = read_params(spec.net, GRADS, &count2);
     assert_int_equal(count, count2);
     assert_memory_equal(fused, apart, sizeof(float) * count);
     print_message("%zu parameter gradients, fused and apart: bit for bit\n", count);
@@ -649,6 +660,78 @@ static void test_bad_specs(void **state)
     TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, BATCH));
     nncl_network_destroy(spec.net);
     test_assert_context_works(ctx);
+}
+
+/* Each optimizer's update against its formula (torch.optim's), over three steps. */
+static void test_optimizer_formulas(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        nncl_optimizer_kind kind;
+        float lr, wd, momentum, dampening;
+        int nesterov;
+    } cases[] = {
+        {"plain SGD", NNCL_OPT_SGD, 0.1f, 0.0f, 0.0f, 0.0f, 0},
+        {"SGD, weight decay", NNCL_OPT_SGD, 0.1f, 0.05f, 0.0f, 0.0f, 0},
+        {"SGD, momentum with dampening", NNCL_OPT_SGD, 0.1f, 0.01f, 0.9f, 0.3f, 0},
+        {"SGD, Nesterov", NNCL_OPT_SGD, 0.1f, 0.01f, 0.9f, 0.0f, 1},
+        {"Adam, weight decay", NNCL_OPT_ADAM, 0.01f, 0.01f, 0.0f, 0.0f, 0},
+        {"AdamW", NNCL_OPT_ADAMW, 0.01f, 0.1f, 0.0f, 0.0f, 0},
+    };
+    enum { N = 5, IN = 7, OUT = 3 };
+    float x[N * IN], t[N * OUT];
+    test_rng r = test_rng_seed(1234);
+    test_rng_fill(&r, x, N * IN, -1.0f, 1.0f);
+    test_rng_fill(&r, t, N * OUT, -1.0f, 1.0f);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        nncl_spec spec;
+        TEST_OK(ctx, nncl_spec_parse(ctx, "input 7\nlinear 3\nloss mse\n", "opt.spec", &spec));
+        nncl_network *net = spec.net;
+        TEST_OK(ctx, nncl_network_plan(net, spec.ndim, spec.shape, N));
+        TEST_OK(ctx, nncl_network_init(net, 5));
+        nncl_optimizer_options o = nncl_optimizer_options_default(cases[c].kind);
+        o.lr = cases[c].lr, o.weight_decay = cases[c].wd, o.momentum = cases[c].momentum;
+        o.dampening = cases[c].dampening, o.nesterov = cases[c].nesterov;
+        TEST_OK(ctx, nncl_network_set_optimizer(net, &o));
+        for (int step = 0; step < 3; step++) {
+            TEST_OK(ctx, nncl_network_set_batch(net, x, NULL, t, N));
+            TEST_OK(ctx, nncl_network_zero_grad(net));
+            TEST_OK(ctx, nncl_network_forward(net, NNCL_TRAIN));
+            TEST_OK(ctx, nncl_network_backward(net));
+            size_t n, ng;
+            float *w = read_params(net, VALUES, &n), *g = read_params(net, GRADS, &ng);
+            assert_int_equal(n, ng); /* a linear layer: no buffers */
+            float *s1 = read_params(net, STATE0, &ng);
+            float *s2 = o.kind == NNCL_OPT_SGD ? NULL : read_params(net, STATE1, &ng);
+            TEST_OK(ctx, nncl_network_step(net));
+            float *w1 = read_params(net, VALUES, &n);
+            const double lr = o.lr, wd = o.weight_decay, b1 = o.beta1, b2 = o.beta2, tt = step + 1;
+            for (size_t i = 0; i < n; i++) {
+                double want, wi = w[i], gi = g[i];
+                if (o.kind == NNCL_OPT_SGD) {
+                    double d = gi + wd * wi;
+                    if (o.momentum != 0.0f) {
+                        double buf = step == 0 ? d : o.momentum * s1[i] + (1.0 - o.dampening) * d;
+                        d = o.nesterov ? d + o.momentum * buf : buf;
+                    }
+                    want = wi - lr * d;
+                } else {
+                    if (o.kind == NNCL_OPT_ADAMW) wi *= 1.0 - lr * wd;
+                    else gi += wd * wi;
+                    double m = b1 * s1[i] + (1.0 - b1) * gi, v = b2 * s2[i] + (1.0 - b2) * gi * gi;
+                    double step_size = lr / (1.0 - pow(b1, tt)), bc2 = sqrt(1.0 - pow(b2, tt));
+                    want = wi - step_size * m / (sqrt(v) / bc2 + o.eps);
+                }
+                /* float arithmetic against double: 1e-5 of the weight and of the update */
+                if (!(fabs(w1[i] - want) <= 1e-5 * (fabs(want) + fabs(want - w[i])) + 1e-7))
+                    fail_msg("%s, step %d, parameter %zu: %.9g, expected %.9g (from %.9g)", cases[c].what, step + 1, i,
+                             (double)w1[i], want, (double)w[i]);
+            }
+            free(w), free(g), free(s1), free(s2), free(w1);
+        }
+        nncl_network_destroy(net);
+    }
 }
 
 /* Expects status `want` and a message that contains `fragment`. */
@@ -842,6 +925,38 @@ static void test_metrics_sum_weights_samples(void **state)
     nncl_network_destroy(net);
 }
 
+/* The correct count takes each row's first largest logit, whatever column it is in. */
+static void test_count_correct_first_maximum(void **state)
+{
+    (void)state;
+    enum { ROWS = 16, COLS = 5, ROUNDS = 20 };
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 5\nflatten\nloss cross_entropy\n", "count.spec", &spec));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, ROWS)); /* the output is the input */
+    test_rng r = test_rng_seed(77);
+    int64_t total = 0, total_want = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        float x[ROWS * COLS];
+        int64_t y[ROWS], want = 0, correct;
+        for (int i = 0; i < ROWS * COLS; i++) x[i] = (float)test_rng_below(&r, 3); /* three values: many ties */
+        for (int i = 0; i < ROWS; i++) {
+            int first = 0;
+            for (int j = 1; j < COLS; j++)
+                if (x[i * COLS + j] > x[i * COLS + first]) first = j;
+            y[i] = test_rng_below(&r, COLS);
+            want += y[i] == first;
+        }
+        TEST_OK(ctx, nncl_network_set_batch(spec.net, x, y, NULL, ROWS));
+        TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_EVAL));
+        TEST_OK(ctx, nncl_network_metrics(spec.net, NULL, &correct));
+        if (correct != want) fail_msg("round %d: %lld correct, expected %lld", round, (long long)correct, (long long)want);
+        total += correct, total_want += want;
+    }
+    print_message("%lld of %d rows correct, as expected\n", (long long)total, ROWS * ROUNDS);
+    assert_true(total_want > 0 && total_want < ROWS * ROUNDS);
+    nncl_network_destroy(spec.net);
+}
+
 /* Two p = 0.5 dropout layers keep about a quarter of the elements: their masks are independent. */
 static void test_spec_dropout_keys(void **state)
 {
@@ -881,10 +996,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fused_backward),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_optimizer_formulas),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_bad_state_metadata),
         cmocka_unit_test(test_metrics_sum_weights_samples),
         cmocka_unit_test(test_spec_dropout_keys),
+        cmocka_unit_test(test_count_correct_first_maximum),
     };
     int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);
     nncl_context_destroy(ctx);

@@ -4,13 +4,19 @@
  *
  * Usage: test_parity [family]   (no argument: every family)
  *
- * Each family generates at least 20 cases: the sizes 1, 7, 31, 32, 33, 63,
- * 64, 65 and 93 cycled through batch, channels and spatial dimensions, plus
- * seeded random configurations. Every tensor the op reads or writes (x, y,
- * dy, dx) is a view at a non-zero offset inside a guarded buffer, so the
- * test also catches writes outside a tensor. Compared per case: the output,
- * the input gradient, every parameter gradient, and every buffer after the
- * forward (batch norm's running statistics).
+ * Each family generates at least 20 cases from the sizes 1, 7, 31, 32, 33,
+ * 63, 64, 65 and 93 and seeded random configurations. They go through the
+ * leading dimension of every family; element-wise families take them modulo
+ * 17, plus one, in their trailing dimensions, and batches of up to 5,000 in
+ * some cases; convolutions take them through batch and channels, with
+ * spatial sizes of 5 to 16 and 93. Activations with a parameter (leaky relu,
+ * elu) draw it per case. Every tensor the op reads or writes (x, y, dy, dx)
+ * is a view at a non-zero offset inside a guarded buffer, so the test also
+ * catches writes outside a tensor. Parameter gradients start from the same
+ * random values on both backends, not zero, so that a backward which
+ * overwrites them instead of adding to them differs. Compared per case: the
+ * output, the input gradient, every parameter gradient, and every buffer
+ * after the forward (batch norm's running statistics).
  *
  * Tolerance, per element: |opencl - cpu| <= atol + rtol * |cpu|, stated per
  * family in FAMILIES below. Families with atol = rtol = 0 must match bit for
@@ -182,7 +188,9 @@ static nncl_status create_pool(nncl_context *ctx, const parity_case *c, nncl_lay
 static void gen_elementwise(parity_case *c, test_rng *r, nncl_activation act, float param)
 {
     for (int i = 0; i < CASES_PER_FAMILY; i++) {
-        c[i].cfg = (layer_config){.act = act, .param = param, .mode = NNCL_TRAIN};
+        /* A parameter (leaky relu's slope, elu's alpha) drawn per case around the family's value. */
+        const float p = param > 0.0f ? param * test_rng_uniform(r, 0.25f, 2.0f) : param;
+        c[i].cfg = (layer_config){.act = act, .param = p, .mode = NNCL_TRAIN};
         c[i].ndim = 1 + i % 4;
         for (int d = 0; d < c[i].ndim; d++) c[i].shape[d] = d == 0 ? pick(i + d) : pick(i + 2 * d) % 17 + 1;
         if (i >= 20) c[i].shape[0] = 1 + test_rng_below(r, 5000); /* large and odd */
@@ -423,6 +431,11 @@ static void run_layer(nncl_context *ctx, const family *f, const parity_case *c, 
         float *vals = random_array(&r, n, strcmp(name, "running_var") == 0 ? 0.5f : -1.0f, 1.0f);
         TEST_OK(ctx, nncl_tensor_write(ctx, &v, vals, (size_t)n));
         free(vals);
+        if (g.buf != NULL) { /* the backward adds to the gradient: start it away from zero */
+            vals = random_array(&r, n, -1.0f, 1.0f);
+            TEST_OK(ctx, nncl_tensor_write(ctx, &g, vals, (size_t)n));
+            free(vals);
+        }
     }
     int ond, alias;
     int64_t os[NNCL_MAX_DIMS];
