@@ -15,6 +15,10 @@
  * scalar path. global = (ceil(n / GEMM_NR), ceil(m / GEMM_MR)).
  * GEMM_V is the vector width: 8 fills AVX2's sixteen 256-bit registers (12
  * accumulators, 2 rows of B, 1 broadcast); 16 suits AVX-512.
+ *
+ * Epilogue (a linear layer's bias and fused relu, saving their own pass over
+ * C): epilogue & 1 adds bias[j] to column j, then epilogue & 2 applies
+ * nncl_relu, each rounded as a separate op would round it.
  */
 
 #define GEMM_MR 6
@@ -28,10 +32,18 @@
 #define vloadV CAT(vload, GEMM_V)
 #define vstoreV CAT(vstore, GEMM_V)
 
+/* The epilogue of one element of C, given its column's bias. */
+float gemm_epilogue(int epilogue, float v, float bias)
+{
+    if (epilogue & 1) v += bias;
+    return epilogue & 2 ? nncl_relu(v) : v;
+}
+
 /*
- * Writes row r of the block: C = alpha acc (+ beta C). With beta == 0, C is not
- * read. With trans_c, element (i, j) lives at C[j * ldc + i] (the caller asked
- * for the transposed product), and the row is written element by element.
+ * Writes row r of the block: C = alpha acc (+ beta C), then the epilogue. With
+ * beta == 0, C is not read. With trans_c, element (i, j) lives at
+ * C[j * ldc + i] (the caller asked for the transposed product): the row is
+ * written element by element, and its bias is that of C's column i0 + r.
  */
 #define STORE_ROW(r, lo, hi)                                                                       \
     do {                                                                                           \
@@ -40,28 +52,42 @@
             float vals[GEMM_NR];                                                                   \
             vstoreV(lo, 0, vals);                                                                  \
             vstoreV(hi, 0, vals + GEMM_V);                                                         \
+            const float bi = epilogue & 1 ? bias[i0 + (r)] : 0.0f;                                 \
             for (int e = 0; e < GEMM_NR; e++) {                                                    \
                 __global float *cij = C + (j0 + e) * ldc + i0 + (r);                               \
-                *cij = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * *cij;             \
+                const float v = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * *cij;    \
+                *cij = gemm_epilogue(epilogue, v, bi);                                             \
             }                                                                                      \
-        } else if (beta == 0.0f) {                                                                 \
-            vstoreV(alpha * (lo), 0, cr);                                                         \
-            vstoreV(alpha * (hi), 0, cr + GEMM_V);                                                    \
         } else {                                                                                   \
-            vstoreV(alpha * (lo) + beta * vloadV(0, cr), 0, cr);                                 \
-            vstoreV(alpha * (hi) + beta * vloadV(0, cr + GEMM_V), 0, cr + GEMM_V);                       \
+            floatV v0 = alpha * (lo), v1 = alpha * (hi);                                           \
+            if (beta != 0.0f) {                                                                    \
+                v0 += beta * vloadV(0, cr);                                                        \
+                v1 += beta * vloadV(0, cr + GEMM_V);                                               \
+            }                                                                                      \
+            if (epilogue & 1) {                                                                    \
+                v0 += vloadV(0, bias + j0);                                                        \
+                v1 += vloadV(0, bias + j0 + GEMM_V);                                               \
+            }                                                                                      \
+            if (epilogue & 2) { /* nncl_relu: x > 0 ? x : 0 */                                     \
+                v0 = select((floatV)(0.0f), v0, isgreater(v0, (floatV)(0.0f)));                    \
+                v1 = select((floatV)(0.0f), v1, isgreater(v1, (floatV)(0.0f)));                    \
+            }                                                                                      \
+            vstoreV(v0, 0, cr);                                                                    \
+            vstoreV(v1, 0, cr + GEMM_V);                                                           \
         }                                                                                          \
     } while (0)
 
 __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c, __global const float *A,
                          ulong a_off, ulong lda, int trans_a, __global const float *B, ulong b_off, ulong ldb, ulong m,
-                         ulong n, ulong k, float alpha, float beta)
+                         ulong n, ulong k, float alpha, float beta, __global const float *bias, ulong bias_off,
+                         int epilogue)
 {
     const ulong j0 = get_global_id(0) * GEMM_NR, i0 = get_global_id(1) * GEMM_MR;
     if (j0 >= n || i0 >= m) return;
     C += c_off;
     A += a_off;
     B += b_off;
+    bias += bias_off;
     /* op(A)[i][p] = A[i * ra + p * ca] */
     const ulong ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
     if (j0 + GEMM_NR <= n) {
@@ -93,7 +119,8 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
             float acc = 0.0f;
             for (ulong p = 0; p < k; p++) acc = fma(A[(i0 + r) * ra + p * ca], B[p * ldb + j0 + c], acc);
             __global float *cij = trans_c ? C + (j0 + c) * ldc + i0 + r : C + (i0 + r) * ldc + j0 + c;
-            *cij = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
+            const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
+            *cij = gemm_epilogue(epilogue, v, epilogue & 1 ? bias[trans_c ? i0 + r : j0 + c] : 0.0f);
         }
     }
 }

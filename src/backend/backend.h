@@ -34,6 +34,11 @@ typedef struct nncl_gemm_args {
     size_t b_off, ldb;
     nncl_buffer *c;       /* C starts at element c_off, rows ldc apart */
     size_t c_off, ldc;
+    /* Epilogue (a linear layer's): C[i][j] += bias[j] when bias is not NULL, then relu
+       (x > 0 ? x : 0) when relu is set; each after C is complete, as separate ops would. */
+    const nncl_buffer *bias; /* n elements from bias_off */
+    size_t bias_off;
+    int relu;
 } nncl_gemm_args;
 
 /*
@@ -257,6 +262,15 @@ typedef struct nncl_backend_ops {
     nncl_status (*accumulate_metrics)(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
                                       int64_t samples);
 } nncl_backend_ops;
+
+/*
+ * nncl_gemm with the epilogue of nncl_gemm_args: C += bias (n elements, NULL
+ * for none) broadcast over the rows, then relu when `relu` is set.
+ */
+nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
+                                int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
+                                const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc,
+                                const nncl_tensor *bias, int relu);
 
 /*
  * nncl_gemm's checks, then the backend's gemm_prepare (when it has one):

@@ -94,6 +94,26 @@ nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose 
     return ctx->ops->gemm(ctx, &g);
 }
 
+nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
+                                int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
+                                const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc,
+                                const nncl_tensor *bias, int relu)
+{
+    NNCL_CHECK_CTX(ctx);
+    nncl_gemm_args g;
+    NNCL_TRY(gemm_args(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, &g));
+    if (bias != NULL) {
+        NNCL_TRY(nncl__tensor_check(ctx, bias, "bias", "nncl_gemm"));
+        if (nncl_tensor_numel(bias) < n)
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: the bias has %" PRId64 " elements, C %" PRId64
+                              " columns", nncl_tensor_numel(bias), n);
+        g.bias = bias->buf;
+        g.bias_off = bias->offset;
+    }
+    g.relu = relu != 0;
+    return ctx->ops->gemm(ctx, &g);
+}
+
 nncl_status nncl__gemm_prepare(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
                                int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
                                const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc)

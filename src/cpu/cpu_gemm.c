@@ -9,6 +9,7 @@ nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g)
     const float *a = nncl__cpu_ptr(g->a, g->a_off);
     const float *b = nncl__cpu_ptr(g->b, g->b_off);
     float *c = nncl__cpu_ptr(g->c, g->c_off);
+    const float *bias = g->bias != NULL ? nncl__cpu_ptr(g->bias, g->bias_off) : NULL;
     /* Element (row, col) of op(X) lives at X[row * ld + col], or at
        X[col * ld + row] when X is stored transposed. */
     for (size_t i = 0; i < g->m; i++) {
@@ -22,7 +23,9 @@ nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g)
             float *cij = &c[i * g->ldc + j];
             /* BLAS semantics: with beta == 0, C is written without being read. */
             double old = g->beta == 0.0f ? 0.0 : (double)g->beta * *cij;
-            *cij = (float)(g->alpha * acc + old);
+            float v = (float)(g->alpha * acc + old);
+            if (g->bias != NULL) v += bias[j]; /* in float, as a separate bias add */
+            *cij = g->relu && !(v > 0.0f) ? 0.0f : v;
         }
     }
     ctx->stats.gemm_calls++;

@@ -3,7 +3,8 @@
  *
  * x is (..., in) and is treated as (rows, in) with rows the product of the
  * leading dimensions; y is (..., out). W is (out, in), b is (out).
- *   forward:   y  = x W^T            GEMM (rows x out x in), then y += b
+ *   forward:   y  = x W^T + b        GEMM (rows x out x in), the bias (and a
+ *                                    fused relu) in its epilogue
  *   backward:  dx = dy W             GEMM (rows x in x out)
  *              dW += dy^T x          GEMM (out x in x rows), beta = 1
  *              db += column sums of dy
@@ -33,18 +34,30 @@ static nncl_status linear_shape(const nncl_layer *l, int ndim, const int64_t *in
     return NNCL_OK;
 }
 
-/* nncl_gemm, or nncl__gemm_prepare: the layer's GEMMs are written once, for both. */
+/* A GEMM with an epilogue (bias, relu), run or prepared: the layer's GEMMs are written once, for both. */
 typedef nncl_status (*gemm_fn)(nncl_context *ctx, nncl_transpose ta, nncl_transpose tb, int64_t m, int64_t n,
                                int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
-                               int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc);
+                               int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, const nncl_tensor *bias,
+                               int relu);
 
-/* y = x W^T */
-static nncl_status gemm_forward(const nncl_layer *l, gemm_fn gemm, const nncl_tensor *x, const nncl_tensor *y)
+/* nncl__gemm_prepare under gemm_fn: the epilogue does not change the choice. */
+static nncl_status gemm_prepare(nncl_context *ctx, nncl_transpose ta, nncl_transpose tb, int64_t m, int64_t n,
+                                int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
+                                int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, const nncl_tensor *bias,
+                                int relu)
+{
+    (void)bias, (void)relu;
+    return nncl__gemm_prepare(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* y = x W^T + b, then relu when asked */
+static nncl_status gemm_forward(const nncl_layer *l, gemm_fn gemm, const nncl_tensor *x, const nncl_tensor *y,
+                                int relu)
 {
     const linear *s = (const linear *)l;
     const int64_t rows = nncl_tensor_numel(x) / s->in;
     return gemm(l->ctx, NNCL_NO_TRANS, NNCL_TRANS, rows, s->out, s->in, 1.0f, x, s->in, &l->params[0].value, s->in,
-                0.0f, y, s->out);
+                0.0f, y, s->out, s->bias ? &l->params[1].value : NULL, relu);
 }
 
 /* dx = dy W (when dx is not NULL), dW += dy^T x */
@@ -55,20 +68,14 @@ static nncl_status gemm_backward(const nncl_layer *l, gemm_fn gemm, const nncl_t
     const int64_t rows = nncl_tensor_numel(x) / s->in;
     if (dx != NULL)
         NNCL_TRY(gemm(l->ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, rows, s->in, s->out, 1.0f, dy, s->out, &l->params[0].value,
-                      s->in, 0.0f, dx, s->in));
+                      s->in, 0.0f, dx, s->in, NULL, 0));
     return gemm(l->ctx, NNCL_TRANS, NNCL_NO_TRANS, s->out, s->in, rows, 1.0f, dy, s->out, x, s->in, 1.0f,
-                &l->params[0].grad, s->in);
+                &l->params[0].grad, s->in, NULL, 0);
 }
 
-/* y = x W^T + b, then relu when asked: with a bias, the bias kernel applies it as it adds. */
 static nncl_status forward(nncl_layer *l, const nncl_tensor *x, nncl_tensor *y, int relu)
 {
-    const linear *s = (const linear *)l;
-    nncl_context *ctx = l->ctx;
-    int64_t rows = nncl_tensor_numel(x) / s->in;
-    NNCL_TRY(gemm_forward(l, nncl_gemm, x, y));
-    if (s->bias) return ctx->ops->bias_add(ctx, y, &l->params[1].value, rows, s->out, 1, relu);
-    return relu ? ctx->ops->activation_forward(ctx, y, y, NNCL_ACT_RELU, 0.0f) : NNCL_OK;
+    return gemm_forward(l, nncl__gemm_epilogue, x, y, relu);
 }
 
 static nncl_status linear_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
@@ -90,7 +97,7 @@ static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nn
     const linear *s = (const linear *)l;
     nncl_context *ctx = l->ctx;
     int64_t rows = nncl_tensor_numel(x) / s->in;
-    NNCL_TRY(gemm_backward(l, nncl_gemm, x, dy, dx));
+    NNCL_TRY(gemm_backward(l, nncl__gemm_epilogue, x, dy, dx));
     if (s->bias) NNCL_TRY(ctx->ops->bias_backward(ctx, &l->params[1].grad, dy, rows, s->out, 1));
     return NNCL_OK;
 }
@@ -99,8 +106,8 @@ static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nn
 static nncl_status linear_prepare(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
                                   nncl_tensor *dx)
 {
-    NNCL_TRY(gemm_forward(l, nncl__gemm_prepare, x, y));
-    return gemm_backward(l, nncl__gemm_prepare, x, dy, dx);
+    NNCL_TRY(gemm_forward(l, gemm_prepare, x, y, 0));
+    return gemm_backward(l, gemm_prepare, x, dy, dx);
 }
 
 /* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(in)) for b: both bounds are 1/sqrt(in). */

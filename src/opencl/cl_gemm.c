@@ -91,6 +91,19 @@ static int clblast_takes(const nncl_gemm_args *g)
     return g->a_off <= INT32_MAX && g->b_off <= INT32_MAX && g->c_off <= INT32_MAX;
 }
 
+/* The epilogue as its own pass over C, for CLBlast, which has none. */
+static nncl_status epilogue_apart(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    if (g->bias == NULL && !g->relu) return NNCL_OK;
+    if (g->ldc != g->n) /* the layers that ask for an epilogue write C densely */
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "a GEMM epilogue needs ldc (%zu) = n (%zu)", g->ldc, g->n);
+    const int64_t elems = (int64_t)(g->m * g->n);
+    const nncl_tensor c = {.buf = g->c, .offset = g->c_off, .ndim = 1, .shape = {elems}};
+    if (g->bias == NULL) return nncl__cl_activation_forward(ctx, &c, &c, NNCL_ACT_RELU, 0.0f);
+    const nncl_tensor bias = {.buf = (nncl_buffer *)g->bias, .offset = g->bias_off, .ndim = 1, .shape = {(int64_t)g->n}};
+    return nncl__cl_bias_add(ctx, &c, &bias, (int64_t)g->m, (int64_t)g->n, 1, g->relu);
+}
+
 static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
@@ -126,7 +139,7 @@ static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
     if (s != CLBlastSuccess) return clblast_fail(ctx, s, "CLBlastSgemm", g, __FILE__, __LINE__);
     ctx->stats.gemm_calls++;
     if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, "clblast_sgemm"));
-    return NNCL_OK;
+    return epilogue_apart(ctx, g);
 }
 
 /* ---- nncl's own kernel ------------------------------------------------------------------ */
@@ -202,6 +215,9 @@ static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
     nncl__cl_arg_u64(&a, s.k);
     nncl__cl_arg_f32(&a, g->alpha);
     nncl__cl_arg_f32(&a, g->beta);
+    if (g->bias != NULL) nncl__cl_arg_view(&a, g->bias, g->bias_off);
+    else nncl__cl_arg_view(&a, g->c, 0); /* not read */
+    nncl__cl_arg_i32(&a, (g->bias != NULL) | (g->relu ? 2 : 0));
     const size_t global[2] = {(s.n + GEMM_NR - 1) / GEMM_NR, (s.m + GEMM_MR - 1) / GEMM_MR};
     /* A work-group is a column of row blocks: they share one block of B, which stays in cache. */
     const size_t local[2] = {1, 16};
