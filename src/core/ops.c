@@ -82,18 +82,6 @@ static nncl_status gemm_args(nncl_context *ctx, nncl_transpose trans_a, nncl_tra
     return NNCL_OK;
 }
 
-nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b,
-                      int64_t m, int64_t n, int64_t k, float alpha,
-                      const nncl_tensor *a, int64_t lda,
-                      const nncl_tensor *b, int64_t ldb, float beta,
-                      const nncl_tensor *c, int64_t ldc)
-{
-    NNCL_CHECK_CTX(ctx);
-    nncl_gemm_args g;
-    NNCL_TRY(gemm_args(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, &g));
-    return ctx->ops->gemm(ctx, &g);
-}
-
 nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
                                 int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
                                 const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc,
@@ -107,11 +95,22 @@ nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_
         if (nncl_tensor_numel(bias) < n)
             return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: the bias has %" PRId64 " elements, C %" PRId64
                               " columns", nncl_tensor_numel(bias), n);
+        if (overlaps(c->buf, c->offset, matrix_extent(m, n, ldc), bias->buf, bias->offset, (uint64_t)n))
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: C overlaps the bias");
         g.bias = bias->buf;
         g.bias_off = bias->offset;
     }
     g.relu = relu != 0;
     return ctx->ops->gemm(ctx, &g);
+}
+
+nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b,
+                      int64_t m, int64_t n, int64_t k, float alpha,
+                      const nncl_tensor *a, int64_t lda,
+                      const nncl_tensor *b, int64_t ldb, float beta,
+                      const nncl_tensor *c, int64_t ldc)
+{
+    return nncl__gemm_epilogue(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, 0);
 }
 
 nncl_status nncl__gemm_prepare(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,

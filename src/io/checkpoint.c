@@ -87,12 +87,11 @@ static nncl_status weight_list(nncl_context *ctx, nncl_network *net, tensor_list
     return NNCL_OK;
 }
 
-/* The optimizer's tensors: "optimizer.<i>.<param>.<state>" (the network needs an optimizer). */
-static nncl_status optimizer_list(nncl_context *ctx, nncl_network *net, tensor_list *l)
+/* The tensors of the network's optimizer `opt`: "optimizer.<i>.<param>.<state>". */
+static nncl_status optimizer_list(nncl_context *ctx, nncl_network *net, const nncl_optimizer_options *opt,
+                                  tensor_list *l)
 {
-    nncl_optimizer_options opt;
-    NNCL_TRY(nncl_network_get_optimizer(net, &opt));
-    const int n_states = opt.kind == NNCL_OPT_SGD ? 1 : 2;
+    const int n_states = opt->kind == NNCL_OPT_SGD ? 1 : 2;
     size_t n_layers;
     NNCL_TRY(nncl_network_layer_count(net, &n_layers));
     for (size_t i = 0; i < n_layers; i++) {
@@ -283,9 +282,9 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     NNCL_CHECK_ARG(ctx, pos);
     tensor_list l = {0};
     nncl_optimizer_options opt = {0};
-    nncl_status st = weight_list(ctx, net, &l);
-    if (st == NNCL_OK) st = optimizer_list(ctx, net, &l); /* fails without an optimizer */
-    if (st == NNCL_OK) st = nncl_network_get_optimizer(net, &opt);
+    nncl_status st = nncl_network_get_optimizer(net, &opt); /* a training state needs one */
+    if (st == NNCL_OK) st = weight_list(ctx, net, &l);
+    if (st == NNCL_OK) st = optimizer_list(ctx, net, &opt, &l);
     if (st == NNCL_OK) st = gather(ctx, net, &l);
 
     /* Metadata: format, optimizer, position, and each dropout layer's step. */
@@ -360,9 +359,9 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
     nncl__st_file f = {0};
     nncl_optimizer_options opt = {0};
     uint64_t t = 0, epoch = 0, batch = 0, batch_size = 0, seed = 0;
-    nncl_status st = weight_list(ctx, net, &l);
-    if (st == NNCL_OK) st = optimizer_list(ctx, net, &l); /* fails without an optimizer */
-    if (st == NNCL_OK) st = nncl_network_get_optimizer(net, &opt);
+    nncl_status st = nncl_network_get_optimizer(net, &opt); /* a training state needs one */
+    if (st == NNCL_OK) st = weight_list(ctx, net, &l);
+    if (st == NNCL_OK) st = optimizer_list(ctx, net, &opt, &l);
     if (st == NNCL_OK) st = read_file(ctx, path, &f);
     if (st == NNCL_OK) {
         const char *format = nncl__st_meta(&f, "format");

@@ -53,6 +53,14 @@ static nncl_status spec_error(nncl_context *ctx, const line *ln, const char *fil
                        ln->name ? ln->name : "", ln->name ? ": " : "", reason);
 }
 
+/* Records ctx's last error (a layer's own message) again as `status`, after the line's "file:number: ". */
+static nncl_status at_line(nncl_context *ctx, const line *ln, nncl_status status)
+{
+    char why[512];
+    snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
+    return nncl__error(ctx, status, __FILE__, __LINE__, "%s:%d: %s", ln->file, ln->number, why);
+}
+
 /* Splits one line (comment removed) into words; returns 0 for a blank line. */
 static nncl_status split(nncl_context *ctx, line *ln, const char *text, size_t len)
 {
@@ -361,10 +369,8 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
             char why[512];
             snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
             st = SPEC_ERROR(ln, "%s", why);
-        } else if (st != NNCL_OK && st != NNCL_ERR_FORMAT) { /* out of memory, say: keep the status, name the line */
-            char why[512];
-            snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
-            st = nncl__error(ctx, st, __FILE__, __LINE__, "%s:%d: %s", ln->file, ln->number, why);
+        } else if (st != NNCL_OK && st != NNCL_ERR_FORMAT) { /* out of memory, say: keep the status */
+            st = at_line(ctx, ln, st);
         }
         if (st != NNCL_OK) break;
         /* Carry the per-sample shape through the layer (with a batch of 1). */
@@ -376,11 +382,7 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
         if (st == NNCL_OK) st = nncl_layer_output_shape(layer, ndim + 1, in, &ond, o);
         if (st == NNCL_OK && nncl__shape_elements(ond, o) < 0)
             st = SPEC_ERROR(ln, "gives a sample of more than 2^40 elements");
-        if (st == NNCL_ERR_SHAPE) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
-            st = nncl__error(ctx, NNCL_ERR_SHAPE, __FILE__, __LINE__, "%s:%d: %s", ln->file, ln->number, why);
-        }
+        if (st == NNCL_ERR_SHAPE) st = at_line(ctx, ln, st);
         if (st == NNCL_OK) st = nncl_network_add(net, layer); /* owns the layer from here, even on failure */
         else nncl_layer_destroy(layer);
         if (st != NNCL_OK) break;
