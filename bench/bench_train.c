@@ -5,8 +5,10 @@
  * step costs: kernel launches, GEMM calls, host waits, device allocations and
  * bytes uploaded.
  *
- * Usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] [--inference] SPEC...
+ * Usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] [--inference] [--profile] SPEC...
  * (--inference: forward passes in evaluation mode; each step still uploads its batch)
+ * (--profile: after each OpenCL row, the device time per step of every kernel,
+ * from OpenCL events over the same steps run again in a profiling context)
  * (default: batch 64, 50 steps on OpenCL and 3 on the slow CPU reference,
  * both backends). Timing: host wall clock over the steps after 3 warm-up
  * steps, one nncl_context_finish at the end; the loss is never read, so a
@@ -19,6 +21,7 @@
 #include "bench_util.h"
 
 static int inference; /* --inference: forward passes in evaluation mode instead of training steps */
+static int profile;   /* --profile: a per-kernel table of device time per step after each OpenCL row */
 
 /* One step: a training step, or an inference forward. */
 static nncl_status step(nncl_network *net)
@@ -26,9 +29,41 @@ static nncl_status step(nncl_network *net)
     return inference ? nncl_network_forward(net, NNCL_EVAL) : nncl_network_train_step(net);
 }
 
-static void bench_spec(nncl_backend_kind kind, const char *path, int64_t batch, int steps)
+static int by_time(const void *a, const void *b)
 {
-    nncl_context *ctx = bench_context(kind);
+    const nncl_profile_entry *x = a, *y = b;
+    return (x->total_ns < y->total_ns) - (x->total_ns > y->total_ns);
+}
+
+/* Prints the device time per step of each kernel in the profile, longest first. */
+static void print_profile(nncl_context *ctx, int steps)
+{
+    size_t n = 0;
+    bench_check(ctx, nncl_context_profile(ctx, NULL, 0, &n), "profile");
+    nncl_profile_entry *e = calloc(n ? n : 1, sizeof *e);
+    if (e == NULL) {
+        fprintf(stderr, "profile: out of host memory\n");
+        exit(1);
+    }
+    bench_check(ctx, nncl_context_profile(ctx, e, n, &n), "profile");
+    qsort(e, n, sizeof *e, by_time);
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += (double)e[i].total_ns;
+    printf("    %-40s %9s %10s %6s\n", "kernel (device time, profiled steps)", "launches", "us/step", "share");
+    for (size_t i = 0; i < n; i++)
+        printf("    %-40s %9.1f %10.1f %5.1f%%\n", e[i].kernel, (double)e[i].launches / steps,
+               1e-3 * (double)e[i].total_ns / steps, 100.0 * (double)e[i].total_ns / total);
+    printf("    %-40s %9s %10.1f\n", "all kernels", "", 1e-3 * total / steps);
+    free(e);
+}
+
+static void bench_spec(nncl_backend_kind kind, const char *path, int64_t batch, int steps, int profiled)
+{
+    nncl_context_options opt = nncl_context_options_default();
+    opt.backend = kind;
+    opt.profiling = profiled;
+    nncl_context *ctx = NULL;
+    bench_check(NULL, nncl_context_create(&opt, &ctx), "nncl_context_create");
     nncl_spec spec;
     bench_check(ctx, nncl_spec_load(ctx, path, &spec), path);
     nncl_network *net = spec.net;
@@ -58,6 +93,7 @@ static void bench_spec(nncl_backend_kind kind, const char *path, int64_t batch, 
     bench_check(ctx, nncl_network_set_batch(net, x, y, NULL, batch), "batch");
     bench_check(ctx, step(net), "step");
     bench_check(ctx, nncl_context_stats(ctx, &b), "stats");
+    if (profiled) bench_check(ctx, nncl_context_reset_stats(ctx), "reset stats");
     double t0 = bench_now();
     for (int i = 0; i < steps; i++) {
         bench_check(ctx, nncl_network_set_batch(net, x, y, NULL, batch), "batch");
@@ -65,8 +101,10 @@ static void bench_spec(nncl_backend_kind kind, const char *path, int64_t batch, 
     }
     bench_check(ctx, nncl_context_finish(ctx), "finish");
     double t = bench_now() - t0;
+    if (profiled) print_profile(ctx, steps);
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    printf("%-18s %-7s %6lld %6d %10.2f %11.0f %9llu %6llu %6llu %7llu %10llu\n", name,
+    if (!profiled)
+        printf("%-18s %-7s %6lld %6d %10.2f %11.0f %9llu %6llu %6llu %7llu %10llu\n", name,
            kind == NNCL_BACKEND_CPU ? "cpu-ref" : "opencl", (long long)batch, steps, 1e3 * t / steps,
            (double)(batch * steps) / t, (unsigned long long)(b.kernel_launches - a.kernel_launches),
            (unsigned long long)(b.gemm_calls - a.gemm_calls), (unsigned long long)(b.host_waits - a.host_waits),
@@ -86,6 +124,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atoll(argv[++i]);
         else if (strcmp(argv[i], "--inference") == 0) inference = 1;
+        else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
             const char *b = argv[++i];
@@ -96,7 +135,7 @@ int main(int argc, char **argv)
         }
     }
     if (first_spec >= argc || batch < 1) {
-        fprintf(stderr, "usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] [--inference] SPEC...\n");
+        fprintf(stderr, "usage: bench_train [--batch N] [--steps N] [--backend cpu|opencl|both] [--inference] [--profile] SPEC...\n");
         return 2;
     }
     nncl_context *probe = bench_context(NNCL_BACKEND_OPENCL);
@@ -112,8 +151,9 @@ int main(int argc, char **argv)
     printf("%-18s %-7s %6s %6s %10s %11s %9s %6s %6s %7s %10s\n", "network", "backend", "batch", "steps", "ms/step",
            "images/s", "launches", "gemms", "waits", "allocs", "H2D bytes");
     for (int i = first_spec; i < argc; i++) {
-        if (which & 2) bench_spec(NNCL_BACKEND_OPENCL, argv[i], batch, steps ? steps : 50);
-        if (which & 1) bench_spec(NNCL_BACKEND_CPU, argv[i], batch, steps ? steps : 3);
+        if (which & 2) bench_spec(NNCL_BACKEND_OPENCL, argv[i], batch, steps ? steps : 50, 0);
+        if (which & 2 && profile) bench_spec(NNCL_BACKEND_OPENCL, argv[i], batch, steps ? steps : 50, 1);
+        if (which & 1) bench_spec(NNCL_BACKEND_CPU, argv[i], batch, steps ? steps : 3, 0);
     }
     return 0;
 }
