@@ -74,10 +74,10 @@ ratio "CNN training images/s (batch 64)" \
   "$(best fashion_cnn.spec 6 "$tmp/train.txt")" "$(best fashion_cnn.spec -1 "$tmp/torch_train.txt")"
 ratio "CNN inference images/s (batch 256)" \
   "$(best fashion_cnn.spec 6 "$tmp/infer.txt")" "$(best fashion_cnn.spec -1 "$tmp/torch_infer.txt")"
-for shape in 128x784x256 36864x32x25 4096x64x800 1024x1024x1024; do
+for shape in 128x784x256 36864x32x25 4096x64x800 64x288x50176 1024x1024x1024; do
   best=$(awk -v s="$shape" '$1 == s && $2 != "cpu-ref" {if ($5 > m) m = $5} END {print m}' "$tmp/gemm.txt")
   torch_best=$(awk -v s="$shape" '$1 == s {if ($(NF-1) > m) m = $(NF-1)} END {print m}' "$tmp/torch_gemm.txt")
-  ratio "GEMM $shape GFLOP/s (best of clblast, nncl)" "$best" "$torch_best"
+  ratio "GEMM $shape GFLOP/s (best of clblast, nncl, tiled)" "$best" "$torch_best"
 done
 awk '$1 == "fashion_cnn.spec" {a = $10; w = $9; l = $7} END {printf "%-44s %s launches, %s allocations, %s host waits (loss not read)\n", "CNN steady-state step", l, a, w}' "$tmp/train.txt"
 echo "startup to the first finished step: cold ${cold} s / warm ${warm} s (nncl binaries, PoCL cold: ${binary} s)"

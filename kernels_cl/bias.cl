@@ -9,6 +9,16 @@
  *   bias_backward_serial: the same sum by one work-item per channel, in
  *                   order: for short sums (a linear layer's batch), where
  *                   the tree's barriers cost more than the additions
+ * For GPUs (src/opencl/cl.h, gpu_shapes), where a work-item per row or a
+ * work-group per channel leaves most of the device idle:
+ *   bias_add_ew:    one work-item per element
+ *   bias_backward_part, bias_backward_finish: the sum in two passes. Work-group
+ *                   (c, g) of NNCL_WG sums the g-th of `groups` chunks of
+ *                   channel c's m = outer inner terms (neighbouring
+ *                   work-items reading neighbouring floats) into
+ *                   part[c groups + g]; then one work-item per channel adds
+ *                   its parts in order. Index arithmetic is 32-bit (the host
+ *                   keeps m below 2^31).
  */
 
 __kernel void bias_add(__global float *y, ulong y_off, __global const float *b, ulong b_off, ulong channels,
@@ -49,5 +59,38 @@ __kernel void bias_backward_serial(__global float *db, ulong db_off, __global co
         __global const float *row = dy + dy_off + (o * channels + c) * inner;
         for (ulong i = 0; i < inner; i++) acc += row[i];
     }
+    db[db_off + c] += acc;
+}
+
+__kernel void bias_add_ew(__global float *y, ulong y_off, __global const float *b, ulong b_off, ulong channels,
+                          ulong inner, ulong total, int relu)
+{
+    const size_t t = get_global_id(0);
+    if (t >= total) return;
+    const float s = y[y_off + t] + b[b_off + (t / inner) % channels];
+    y[y_off + t] = relu ? nncl_relu(s) : s;
+}
+
+__kernel void bias_backward_part(__global float *part, __global const float *dy, ulong dy_off, uint outer,
+                                 uint channels, uint inner, uint groups)
+{
+    __local float scratch[NNCL_WG];
+    const uint c = get_group_id(0) / groups, g = get_group_id(0) % groups, lid = get_local_id(0);
+    const uint m = outer * inner, chunk = (m + groups - 1) / groups, end = min(m, (g + 1) * chunk);
+    float acc = 0.0f;
+    if (c < channels)
+        for (uint j = g * chunk + lid; j < end; j += NNCL_WG)
+            acc += dy[dy_off + ((ulong)(j / inner) * channels + c) * inner + j % inner];
+    const float total = nncl_group_sum(acc, scratch);
+    if (c < channels && lid == 0) part[get_group_id(0)] = total;
+}
+
+__kernel void bias_backward_finish(__global float *db, ulong db_off, __global const float *part, uint channels,
+                                   uint groups)
+{
+    const uint c = get_global_id(0);
+    if (c >= channels) return;
+    float acc = 0.0f;
+    for (uint g = 0; g < groups; g++) acc += part[c * groups + g];
     db[db_off + c] += acc;
 }

@@ -49,6 +49,14 @@ float nncl_relu(float x)
     return x > 0.0f ? x : 0.0f;
 }
 
+/* The epilogue of one element of a GEMM's C, given its column's bias (gemm.cl, gemm_tiled.cl):
+   epilogue & 1 adds the bias, then epilogue & 2 applies nncl_relu. */
+float nncl_gemm_epilogue(int epilogue, float v, float bias)
+{
+    if (epilogue & 1) v += bias;
+    return epilogue & 2 ? nncl_relu(v) : v;
+}
+
 /*
  * The register block of nncl's GEMM and direct convolutions (gemm.cl,
  * conv2d.cl): six rows of two vectors, c00 c01 .. c50 c51, which fill

@@ -13,6 +13,12 @@
  *                    each element sums its taps in (ky, kx) order as before)
  *   swap_outer:      Y' (C, N, P) -> y (N, C, P), and the inverse
  *                    (one work-item per row of P elements)
+ *   im2col_ew, col2im_ew, swap_outer_ew: the same, one work-item per element
+ *                    of the output, for GPUs (src/opencl/cl.h, gpu_shapes):
+ *                    there neighbouring work-items must write neighbouring
+ *                    floats, where on a CPU a work-item's own row is what
+ *                    vectorises. col2im_ew sums each element's taps in the
+ *                    same (ky, kx) order.
  * Geometry: n c h w oh ow kh kw sh sw ph pw dh dw, as int: index arithmetic
  * is 32-bit (64-bit division is slow on CPUs), and the host refuses
  * convolutions whose buffers reach 2^31 elements.
@@ -75,6 +81,48 @@ __kernel void swap_outer(__global float *dst, ulong dst_off, __global const floa
     __global float *d = dst + dst_off + (ulong)row * p;
     __global const float *s = src + src_off + ((ulong)j * a + i) * p;
     for (int e = 0; e < p; e++) d[e] = s[e];
+}
+
+__kernel void im2col_ew(__global float *col, ulong col_off, __global const float *x, ulong x_off, CONV_GEOM)
+{
+    if (get_global_id(0) >= (size_t)(c * kh * kw * n * oh * ow)) return;
+    const int t = (int)get_global_id(0);
+    const int ox = t % ow, oy = (t / ow) % oh, ni = (t / (ow * oh)) % n, r = t / (ow * oh * n);
+    const int ci = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
+    const int iy = oy * sh - ph + ky * dh, ix = ox * sw - pw + kx * dw;
+    col[col_off + t] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[x_off + ((ulong)(ni * c + ci) * h + iy) * w + ix]
+                                                             : 0.0f;
+}
+
+__kernel void col2im_ew(__global float *dx, ulong dx_off, __global const float *col, ulong col_off, CONV_GEOM)
+{
+    if (get_global_id(0) >= (size_t)(n * c * h * w)) return;
+    const int t = (int)get_global_id(0);
+    const int ix = t % w, iy = (t / w) % h, ci = (t / (w * h)) % c, ni = t / (w * h * c);
+    const int q_count = n * oh * ow;
+    float acc = 0.0f;
+    for (int ky = 0; ky < kh; ky++) {
+        const int ty = iy + ph - ky * dh; /* = oy * sh */
+        if (ty < 0 || ty % sh != 0 || ty / sh >= oh) continue;
+        const int oy = ty / sh;
+        for (int kx = 0; kx < kw; kx++) {
+            const int tx = ix + pw - kx * dw; /* = ox * sw */
+            if (tx < 0 || tx % sw != 0 || tx / sw >= ow) continue;
+            const int r = (ci * kh + ky) * kw + kx;
+            acc += col[col_off + (ulong)r * q_count + (ulong)(ni * oh + oy) * ow + tx / sw];
+        }
+    }
+    dx[dx_off + t] = acc;
+}
+
+/* swap_outer, one work-item per element of dst (a, b, p). */
+__kernel void swap_outer_ew(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, int a,
+                            int b, int p)
+{
+    if (get_global_id(0) >= (size_t)(a * b * p)) return;
+    const int t = (int)get_global_id(0);
+    const int e = t % p, row = t / p, i = row / b, j = row - i * b;
+    dst[dst_off + t] = src[src_off + ((ulong)j * a + i) * p + e];
 }
 
 /*

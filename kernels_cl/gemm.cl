@@ -18,7 +18,8 @@
  *
  * Epilogue (a linear layer's bias and fused relu, saving their own pass over
  * C): epilogue & 1 adds bias[j] to column j, then epilogue & 2 applies
- * nncl_relu, each rounded as a separate op would round it.
+ * nncl_relu, each rounded as a separate op would round it (nncl_gemm_epilogue,
+ * common.h, shared with gemm_tiled.cl).
  */
 
 #define GEMM_MR 6
@@ -32,12 +33,6 @@
 #define vloadV CAT(vload, GEMM_V)
 #define vstoreV CAT(vstore, GEMM_V)
 
-/* The epilogue of one element of C, given its column's bias. */
-float gemm_epilogue(int epilogue, float v, float bias)
-{
-    if (epilogue & 1) v += bias;
-    return epilogue & 2 ? nncl_relu(v) : v;
-}
 
 /*
  * Writes row r of the block: C = alpha acc (+ beta C), then the epilogue. With
@@ -56,7 +51,7 @@ float gemm_epilogue(int epilogue, float v, float bias)
             for (int e = 0; e < GEMM_NR; e++) {                                                    \
                 __global float *cij = C + (j0 + e) * ldc + i0 + (r);                               \
                 const float v = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * *cij;    \
-                *cij = gemm_epilogue(epilogue, v, bi);                                             \
+                *cij = nncl_gemm_epilogue(epilogue, v, bi);                                        \
             }                                                                                      \
         } else {                                                                                   \
             floatV v0 = alpha * (lo), v1 = alpha * (hi);                                           \
@@ -120,7 +115,7 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
             for (ulong p = 0; p < k; p++) acc = fma(A[(i0 + r) * ra + p * ca], B[p * ldb + j0 + c], acc);
             __global float *cij = trans_c ? C + (j0 + c) * ldc + i0 + r : C + (i0 + r) * ldc + j0 + c;
             const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
-            *cij = gemm_epilogue(epilogue, v, epilogue & 1 ? bias[trans_c ? i0 + r : j0 + c] : 0.0f);
+            *cij = nncl_gemm_epilogue(epilogue, v, epilogue & 1 ? bias[trans_c ? i0 + r : j0 + c] : 0.0f);
         }
     }
 }

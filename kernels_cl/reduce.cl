@@ -32,20 +32,24 @@ __kernel void sum_finish(__global float *out, ulong out_off, __global const floa
     out[out_off] = acc;
 }
 
-/* out[0] = the number of rows of logits (rows, cols) whose first largest entry is at labels[row]. */
+/*
+ * out[0] = the number of rows of logits (rows, cols) whose first largest entry is at labels[row]: one
+ * work-group of NNCL_WG, work-item l taking rows l, l + NNCL_WG, ...; the count is exact in float up to 2^24.
+ */
 __kernel void count_correct(__global float *out, ulong out_off, __global const float *logits, ulong logits_off,
                             __global const float *labels, ulong labels_off, ulong rows, ulong cols)
 {
-    if (get_global_id(0) != 0) return;
-    ulong correct = 0;
-    for (ulong r = 0; r < rows; r++) {
+    __local float scratch[NNCL_WG];
+    uint correct = 0;
+    for (ulong r = get_local_id(0); r < rows; r += NNCL_WG) {
         __global const float *x = logits + logits_off + r * cols;
         ulong best = 0;
         for (ulong j = 1; j < cols; j++)
             if (x[j] > x[best]) best = j;
         correct += (float)best == labels[labels_off + r];
     }
-    out[out_off] = (float)correct;
+    const float total = nncl_group_sum((float)correct, scratch);
+    if (get_local_id(0) == 0) out[out_off] = total;
 }
 
 /* sum[0] += samples * metrics[0] (a batch's mean loss), sum[1] += metrics[1] (its correct count). */

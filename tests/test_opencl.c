@@ -124,7 +124,10 @@ static void test_broken_kernel_reports_build_log(void **state)
     assert_non_null(strstr(msg, "CL_BUILD_PROGRAM_FAILURE (-11)"));
     assert_non_null(strstr(msg, "build log:"));
     assert_non_null(strstr(msg, "undeclared_identifier_nncl")); /* the compiler's own words */
-    assert_non_null(strstr(msg, "broken.cl:3"));               /* #line points into the .cl file */
+    print_message("%s\n", msg);
+    /* #line points into the .cl file: line 3 of broken.cl, not of the program (common.h comes first). */
+    assert_true(strstr(msg, "broken.cl:3:") != NULL || strstr(msg, "<kernel>:3:") != NULL ||
+                strstr(msg, "\n:3:") != NULL);
     /* A failed build is not cached: the same name builds once the source is fixed. */
     const char *fixed = "__kernel void broken(__global float *x) { x[get_global_id(0)] = 2.0f; }\n";
     TEST_OK(ctx, nncl__cl_program_build(ctx, "broken", fixed, "", &p));

@@ -2,7 +2,7 @@
  * test_parity.c - the parity table: every layer and loss, forward and
  * backward, on the CPU reference and on OpenCL from the same seeded inputs.
  *
- * Usage: test_parity [family]   (no argument: every family)
+ * Usage: test_parity [FAMILY...]   (no argument: every family)
  *
  * Each family generates at least 20 cases from the sizes 1, 7, 31, 32, 33,
  * 63, 64, 65 and 93 and seeded random configurations. They go through the
@@ -601,7 +601,6 @@ static void test_family(void **state)
 
 int main(int argc, char **argv)
 {
-    const char *only = argc > 1 ? argv[1] : NULL;
     cpu = test_context("cpu");
     ocl = test_context("opencl");
 #ifdef NNCL_TEST_PERTURB
@@ -609,12 +608,13 @@ int main(int argc, char **argv)
 #endif
     struct CMUnitTest tests[N_FAMILIES];
     size_t n = 0;
-    for (int i = 0; i < N_FAMILIES; i++) {
-        if (only && strcmp(only, FAMILIES[i].name) != 0) continue;
-        tests[n++] = (struct CMUnitTest){FAMILIES[i].name, test_family, NULL, NULL, (void *)&FAMILIES[i]};
+    for (int i = 0; i < N_FAMILIES; i++) { /* every family, or those named on the command line */
+        int named = argc == 1;
+        for (int a = 1; a < argc; a++) named |= strcmp(argv[a], FAMILIES[i].name) == 0;
+        if (named) tests[n++] = (struct CMUnitTest){FAMILIES[i].name, test_family, NULL, NULL, (void *)&FAMILIES[i]};
     }
-    if (n == 0) {
-        fprintf(stderr, "no parity family named %s\n", only);
+    if (n != (size_t)(argc == 1 ? N_FAMILIES : argc - 1)) {
+        fprintf(stderr, "usage: test_parity [FAMILY...]: a name is not a parity family\n");
         return 1;
     }
     int failed = _cmocka_run_group_tests("parity (CPU reference vs OpenCL)", tests, n, NULL, NULL);

@@ -47,7 +47,7 @@ def main():
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}")
     if a.gemm:
-        for m, n, k in [(128, 784, 256), (36864, 32, 25), (4096, 64, 800), (1024, 1024, 1024)]:
+        for m, n, k in [(128, 784, 256), (36864, 32, 25), (4096, 64, 800), (64, 288, 50176), (1024, 1024, 1024)]:
             x, y = torch.rand(m, k, device=dev), torch.rand(k, n, device=dev)
             for _ in range(3):
                 torch.mm(x, y)

@@ -66,6 +66,14 @@ typedef struct nncl__cl_pending_event {
     char scope[48]; /* ctx->scope when it was queued */
 } nncl__cl_pending_event;
 
+/* The GEMM implementations (cl_gemm.c); the values are those remembered per shape. */
+enum {
+    NNCL_CL_GEMM_CLBLAST = 0, /* CLBlast */
+    NNCL_CL_GEMM_BLOCK = 1,   /* kernels_cl/gemm.cl: register blocks, for CPU devices */
+    NNCL_CL_GEMM_TILED = 2,   /* kernels_cl/gemm_tiled.cl: local-memory tiles and split k, for GPUs */
+    NNCL_CL_GEMM_KINDS = 3
+};
+
 typedef struct nncl__cl {
     cl_platform_id platform;
     cl_device_id device;
@@ -80,13 +88,18 @@ typedef struct nncl__cl {
     cl_mem gemm_temp; /* CLBlast's temporary matrices, grown on demand */
     size_t gemm_temp_bytes;
     int cpu_device;   /* CL_DEVICE_TYPE_CPU: nncl's kernels win by far there (see cl_gemm.c, cl_conv2d.c) */
-    int ew;           /* NNCL_EW: NNCL_CL_EW_CPU on CPU devices; 1 elsewhere, where neighbouring
+    int gpu_shapes;   /* kernels shaped for GPUs: one work-item per element where a CPU device runs
+                         one per row, reductions over many work-groups. Not on CPU devices;
+                         NNCL_KERNELS=gpu or cpu forces it (the tests run the GPU shapes on PoCL) */
+    int ew;           /* NNCL_EW: NNCL_CL_EW_CPU with CPU shapes; 1 with GPU shapes, where neighbouring
                          work-items must touch neighbouring elements to coalesce */
-    int gemm_policy;  /* NNCL_GEMM: 0 auto, 1 always CLBlast, 2 always nncl's kernel, 3 measure per shape */
+    int gemm_policy;  /* NNCL_GEMM: 0 auto, 1 measure per shape on any device, 2 forced to gemm_forced */
+    int gemm_forced;  /* with gemm_policy 2: the implementation (NNCL_CL_GEMM_*) */
+    uint32_t compute_units; /* of the device: how many work-groups keep it busy (split k, cl_gemm.c) */
     int conv_policy;  /* NNCL_CONV: 0 auto (direct on CPU devices, measured elsewhere); 1 im2col; 2 direct;
                          3 measure per geometry */
     int conv_force;   /* while a geometry is measured: 1 im2col, 2 direct; else 0 */
-    nncl__cl_choices gemm_choices; /* per shape (m n k trans_a trans_b): 1 nncl's kernel, 0 CLBlast */
+    nncl__cl_choices gemm_choices; /* per shape (m n k trans_a trans_b): an NNCL_CL_GEMM_* */
     nncl__cl_choices conv_choices; /* per geometry (n excluded): 1 direct, 0 im2col + GEMM */
     cl_mem partials;  /* per-work-item partial sums of reductions */
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */

@@ -256,17 +256,23 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     nncl_device_info info;
     NNCL_TRY(nncl__cl_describe_device(ctx, cl->platform, cl->device, pi, di, &info));
     cl->max_work_group_size = info.max_work_group_size;
+    cl->compute_units = info.compute_units;
     nncl__cl_cache_init(ctx, &info);
     snprintf(ctx->description, sizeof ctx->description, "OpenCL %d:%d %s (%s, %s, driver %s)", pi, di, info.name,
              info.platform_name, info.version, info.driver_version);
 
-    /* NNCL_GEMM=clblast|nncl forces a GEMM implementation; measure times both on every shape, on any
-       device; auto (the default) is nncl's kernel on CPU devices and a measurement elsewhere. */
+    /* NNCL_GEMM=clblast|nncl|tiled forces a GEMM implementation (nncl: kernels_cl/gemm.cl's register
+       blocks; tiled: gemm_tiled.cl); measure times them all on every shape, on any device; auto (the
+       default) is gemm.cl on CPU devices and a measurement elsewhere. */
     const char *policy = getenv("NNCL_GEMM");
-    cl->gemm_policy = policy == NULL || strcmp(policy, "auto") == 0 ? 0 : strcmp(policy, "clblast") == 0 ? 1
-                    : strcmp(policy, "nncl") == 0 ? 2 : strcmp(policy, "measure") == 0 ? 3 : -1;
-    if (cl->gemm_policy < 0)
-        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, measure, clblast or nncl",
+    cl->gemm_policy = 2;
+    if (policy == NULL || strcmp(policy, "auto") == 0) cl->gemm_policy = 0;
+    else if (strcmp(policy, "measure") == 0) cl->gemm_policy = 1;
+    else if (strcmp(policy, "clblast") == 0) cl->gemm_forced = NNCL_CL_GEMM_CLBLAST;
+    else if (strcmp(policy, "nncl") == 0) cl->gemm_forced = NNCL_CL_GEMM_BLOCK;
+    else if (strcmp(policy, "tiled") == 0) cl->gemm_forced = NNCL_CL_GEMM_TILED;
+    else
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, measure, clblast, nncl or tiled",
                           policy);
     /* NNCL_CONV=direct|im2col forces a convolution path; measure times both per geometry on every device;
        auto: direct on CPU devices and a measurement elsewhere. */
@@ -280,7 +286,12 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     cl_int type_err = clGetDeviceInfo(cl->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     if (type_err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, type_err, "clGetDeviceInfo(CL_DEVICE_TYPE)");
     cl->cpu_device = (type & CL_DEVICE_TYPE_CPU) != 0;
-    cl->ew = cl->cpu_device ? NNCL_CL_EW_CPU : 1;
+    /* NNCL_KERNELS=gpu|cpu: the kernel shapes of the other kind of device (tests, comparisons). */
+    const char *shapes = getenv("NNCL_KERNELS");
+    if (shapes != NULL && strcmp(shapes, "gpu") != 0 && strcmp(shapes, "cpu") != 0 && strcmp(shapes, "auto") != 0)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_KERNELS=\"%s\" is not auto, cpu or gpu", shapes);
+    cl->gpu_shapes = shapes != NULL && strcmp(shapes, "auto") != 0 ? strcmp(shapes, "gpu") == 0 : !cl->cpu_device;
+    cl->ew = cl->gpu_shapes ? 1 : NNCL_CL_EW_CPU;
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};

@@ -1,27 +1,70 @@
 /*
  * cl_bias.c - host side of kernels_cl/bias.cl.
  */
+#include <stdint.h>
+
 #include "opencl/cl.h"
 
 nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
                               int64_t channels, int64_t inner, int relu)
 {
+    const int ew = nncl__cl_state(ctx)->gpu_shapes;
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "bias_add", &k));
-    size_t rows = (size_t)(outer * channels);
+    NNCL_TRY(nncl__cl_kernel_get(ctx, ew ? "bias_add_ew" : "bias_add", &k));
+    const size_t rows = (size_t)(outer * channels), n = ew ? rows * (size_t)inner : rows;
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, b);
     nncl__cl_arg_u64(&a, (uint64_t)channels);
     nncl__cl_arg_u64(&a, (uint64_t)inner);
-    nncl__cl_arg_u64(&a, rows);
+    nncl__cl_arg_u64(&a, n);
     nncl__cl_arg_i32(&a, relu);
-    return nncl__cl_launch_1d(&a, rows);
+    return nncl__cl_launch_1d(&a, n); /* one work-item per element (GPUs) or per row */
+}
+
+/* The GPUs' two passes (bias.cl), into the context's partial sums; refused (0) when they do not fit. */
+static int bias_backward_gpu(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
+                             int64_t channels, int64_t inner, nncl_status *st)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    const int64_t m = outer * inner;
+    if (channels > NNCL_CL_PARTIALS || m > INT32_MAX) return 0; /* the kernel's 32-bit indices */
+    /* Enough work-groups for eight per compute unit, each with at least four terms per work-item. */
+    int64_t groups = NNCL_CL_PARTIALS / channels, busy = (8 * (int64_t)cl->compute_units + channels - 1) / channels;
+    const int64_t useful = (m + 4 * NNCL_CL_WG - 1) / (4 * NNCL_CL_WG);
+    if (groups > busy) groups = busy;
+    if (groups > useful) groups = useful;
+    if (groups < 1) groups = 1;
+    *st = NNCL_OK;
+    if (cl->partials == NULL) /* once per context, shared with the reductions (cl_reduce.c) */
+        *st = nncl__cl_alloc(ctx, NNCL_CL_PARTIALS * sizeof(float), &cl->partials);
+    const nncl__cl_kernel *kp, *kf;
+    if (*st == NNCL_OK) *st = nncl__cl_kernel_get(ctx, "bias_backward_part", &kp);
+    if (*st == NNCL_OK) *st = nncl__cl_kernel_get(ctx, "bias_backward_finish", &kf);
+    if (*st != NNCL_OK) return 1;
+    nncl__cl_args a = nncl__cl_args_begin(ctx, kp);
+    nncl__cl_arg_mem(&a, cl->partials);
+    nncl__cl_arg_tensor(&a, dy);
+    nncl__cl_arg_u32(&a, (uint32_t)outer);
+    nncl__cl_arg_u32(&a, (uint32_t)channels);
+    nncl__cl_arg_u32(&a, (uint32_t)inner);
+    nncl__cl_arg_u32(&a, (uint32_t)groups);
+    *st = nncl__cl_launch_1d(&a, (size_t)(channels * groups) * NNCL_CL_WG); /* one work-group per (c, g) */
+    if (*st != NNCL_OK) return 1;
+    nncl__cl_args f = nncl__cl_args_begin(ctx, kf);
+    nncl__cl_arg_tensor(&f, db);
+    nncl__cl_arg_mem(&f, cl->partials);
+    nncl__cl_arg_u32(&f, (uint32_t)channels);
+    nncl__cl_arg_u32(&f, (uint32_t)groups);
+    *st = nncl__cl_launch_1d(&f, (size_t)channels);
+    return 1;
 }
 
 nncl_status nncl__cl_bias_backward(nncl_context *ctx, const nncl_tensor *db, const nncl_tensor *dy, int64_t outer,
                                    int64_t channels, int64_t inner)
 {
+    nncl_status st;
+    if (nncl__cl_state(ctx)->gpu_shapes && bias_backward_gpu(ctx, db, dy, outer, channels, inner, &st)) return st;
     /* Sums of up to this many terms run serially, one work-item per channel (no barriers). */
     const int64_t serial_max = 1024;
     const int serial = outer * inner <= serial_max;

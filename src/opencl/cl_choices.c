@@ -63,12 +63,8 @@ nncl_status nncl__cl_choice_find(nncl_context *ctx, nncl__cl_choices *c, const i
 {
     if (!c->loaded) NNCL_TRY(load(ctx, c));
     *value = -1;
-    for (size_t i = 0; i < c->n; i++) {
-        if (memcmp(c->rows[i], key, sizeof(int64_t) * (size_t)c->n_keys) == 0) {
-            *value = (int)c->rows[i][c->n_keys];
-            break;
-        }
-    }
+    for (size_t i = 0; i < c->n; i++) /* the last row of a key wins: a value measured again is appended */
+        if (memcmp(c->rows[i], key, sizeof(int64_t) * (size_t)c->n_keys) == 0) *value = (int)c->rows[i][c->n_keys];
     return NNCL_OK;
 }
 

@@ -94,12 +94,14 @@ static nncl_tensor slice(const nncl_tensor *t, int64_t off, int64_t n)
 static nncl_status im2col(nncl_context *ctx, const nncl_tensor *col, const nncl_tensor *x, const nncl_conv_geom *g)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "im2col", &k));
+    const int ew = nncl__cl_state(ctx)->gpu_shapes;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, ew ? "im2col_ew" : "im2col", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, col);
     nncl__cl_arg_tensor(&a, x);
     arg_geom(&a, g);
-    return nncl__cl_launch_1d(&a, (size_t)(g->c * g->kh * g->kw * g->n * g->oh)); /* one per row segment */
+    const size_t segments = (size_t)(g->c * g->kh * g->kw * g->n * g->oh);
+    return nncl__cl_launch_1d(&a, ew ? segments * (size_t)g->ow : segments); /* per element, or row segment */
 }
 
 /* to_nchw: dst (N, C, P) from src (C, N, P); else the inverse. */
@@ -107,14 +109,15 @@ static nncl_status permute(nncl_context *ctx, int to_nchw, const nncl_tensor *ds
                            int64_t n, int64_t c, int64_t p)
 {
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "swap_outer", &k));
+    const int ew = nncl__cl_state(ctx)->gpu_shapes;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, ew ? "swap_outer_ew" : "swap_outer", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, src);
     nncl__cl_arg_i32(&a, (int32_t)(to_nchw ? n : c)); /* dst's outer two dimensions */
     nncl__cl_arg_i32(&a, (int32_t)(to_nchw ? c : n));
     nncl__cl_arg_i32(&a, (int32_t)p);
-    return nncl__cl_launch_1d(&a, (size_t)(n * c)); /* one work-item per row */
+    return nncl__cl_launch_1d(&a, (size_t)(ew ? n * c * p : n * c)); /* per element, or per row */
 }
 
 /* ---- direct ---------------------------------------------------------------------------- */
@@ -322,12 +325,14 @@ nncl_status nncl__cl_conv2d_backward_data(nncl_context *ctx, const nncl_tensor *
         NNCL_TRY(nncl_gemm(ctx, NNCL_TRANS, NNCL_NO_TRANS, rg, q, ocg, 1.0f, &wg, rg, &yg, q, 0.0f, &cg, q));
     }
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "col2im", &k));
+    const int ew = nncl__cl_state(ctx)->gpu_shapes;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, ew ? "col2im_ew" : "col2im", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, &wk.col);
     arg_geom(&a, g);
-    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * g->h)); /* one per input row */
+    const size_t rows = (size_t)(g->n * g->c * g->h);
+    return nncl__cl_launch_1d(&a, ew ? rows * (size_t)g->w : rows); /* per input element, or row */
 }
 
 /* dw += the weight gradient, db += the bias gradient (db may be NULL): few taps, stride 1 along rows. */

@@ -1,21 +1,30 @@
 /*
- * cl_gemm.c - GEMM on OpenCL: CLBlast, or nncl's own kernel (kernels_cl/gemm.cl),
- * whichever is faster for the device and the shape.
+ * cl_gemm.c - GEMM on OpenCL: CLBlast, or one of nncl's own kernels
+ * (kernels_cl/gemm.cl's register blocks for CPUs, gemm_tiled.cl's
+ * local-memory tiles for GPUs), whichever is fastest for the device and shape.
  *
- * On CPU devices nncl's kernel serves every shape: CLBlast's kernels are not
- * built for them (5 to 15 times slower on PoCL, bench/bench_gemm), and even
- * measuring them costs seconds of compilation at startup. On other devices,
- * each shape (m, n, k, transpositions) is measured once: both run into a
- * scratch output, twice each, timed around a finish, and the faster one is
- * kept for that shape from then on. A network measures its shapes when it is
- * planned (nncl__cl_gemm_prepare, called through the layers' prepare); a
- * shape met for the first time later (a direct nncl_gemm call, a smaller last
- * batch) is measured at its first call. NNCL_GEMM=clblast or nncl forces
- * one; NNCL_GEMM=measure measures on CPU devices too.
+ * On CPU devices gemm.cl serves every shape: CLBlast's kernels are not built
+ * for them (5 to 15 times slower on PoCL, bench/bench_gemm), nor is the tiled
+ * kernel (its barriers spill PoCL's accumulators), and even measuring them
+ * costs seconds of compilation at startup. On other devices, each shape (m,
+ * n, k, transpositions) is measured once: each implementation runs into a
+ * scratch output, twice, timed around a finish, and the fastest is kept for
+ * that shape from then on. A network measures its shapes when it is planned
+ * (nncl__cl_gemm_prepare, called through the layers' prepare); a shape met
+ * for the first time later (a direct nncl_gemm call, a smaller last batch) is
+ * measured at its first call. NNCL_GEMM=clblast, nncl or tiled forces one;
+ * NNCL_GEMM=measure measures on CPU devices too.
  * The choices are also kept in the cache folder (cl_choices.c), so later
  * processes on the same device and driver skip the measurement (and, on
- * PoCL, CLBlast's compilation). On PoCL nncl's kernel wins by far; on GPUs
- * CLBlast's tuned kernels should.
+ * PoCL, CLBlast's compilation).
+ *
+ * Why a tiled kernel of our own next to CLBlast: on an H100 (NVIDIA's OpenCL,
+ * CLBlast 1.5.3 with no tuning for the card) CLBlast's GEMM spent 3.1 of the
+ * 5.0 ms of device time of a CNN training step at batch 256. Its kernels tile
+ * C only, so a product with few tiles of C and a long k (a convolution's
+ * weight gradient: 64 x 288 summed over 50,176 positions) runs on a handful
+ * of the card's 132 multiprocessors. gemm_tiled splits such a k over the
+ * grid's third dimension (split_of) and adds the parts in a second kernel.
  *
  * Buffers go to CLBlast as (cl_mem, element offset) pairs, as they do to our
  * own kernels. CLBlast's indirect GEMM needs temporary matrices; we hand it a
@@ -226,11 +235,88 @@ static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
     return NNCL_OK;
 }
 
+/* ---- the tiled kernel, for GPUs ------------------------------------------------------------ */
+
+#define TILE 64   /* TILE in kernels_cl/gemm_tiled.cl */
+#define TILE_K 16 /* TILE_K in kernels_cl/gemm_tiled.cl */
+
+/*
+ * How many chunks gemm_tiled cuts k into: enough work-groups for two per
+ * compute unit, each chunk at least 256 long (so that a chunk's sums
+ * outweigh writing and re-reading its partial C), and the partial results
+ * within 64 MiB. One chunk when the tiles of C alone fill the device.
+ */
+static size_t split_of(const nncl__cl *cl, const nncl_gemm_args *g, size_t *k_chunk)
+{
+    const size_t tiles = ((g->m + TILE - 1) / TILE) * ((g->n + TILE - 1) / TILE);
+    const size_t want = 2 * (size_t)(cl->compute_units ? cl->compute_units : 1);
+    size_t splits = tiles >= want ? 1 : (want + tiles - 1) / tiles;
+    if (splits > g->k / 256) splits = g->k / 256;
+    const size_t max_parts = ((size_t)64 << 20) / sizeof(float) / (g->m * g->n > 0 ? g->m * g->n : 1);
+    if (splits > max_parts) splits = max_parts;
+    if (splits < 1) splits = 1;
+    *k_chunk = ((g->k + splits - 1) / splits + TILE_K - 1) / TILE_K * TILE_K;
+    return (g->k + *k_chunk - 1) / *k_chunk; /* rounding the chunk up may leave fewer */
+}
+
+static nncl_status gemm_tiled(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    size_t k_chunk = g->k;
+    const size_t splits = g->k > 0 ? split_of(cl, g, &k_chunk) : 1;
+    cl_mem part = (cl_mem)g->c->mem; /* not written with one chunk */
+    if (splits > 1) NNCL_TRY(nncl__cl_scratch(ctx, 3, splits * g->m * g->n * sizeof(float), &part));
+    const nncl__cl_kernel *k;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm_tiled", &k));
+    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
+    nncl__cl_arg_view(&a, g->c, g->c_off);
+    nncl__cl_arg_u64(&a, g->ldc);
+    nncl__cl_arg_view(&a, g->a, g->a_off);
+    nncl__cl_arg_u64(&a, g->lda);
+    nncl__cl_arg_i32(&a, g->trans_a == NNCL_TRANS);
+    nncl__cl_arg_view(&a, g->b, g->b_off);
+    nncl__cl_arg_u64(&a, g->ldb);
+    nncl__cl_arg_i32(&a, g->trans_b == NNCL_TRANS);
+    nncl__cl_arg_u64(&a, g->m);
+    nncl__cl_arg_u64(&a, g->n);
+    nncl__cl_arg_u64(&a, g->k);
+    nncl__cl_arg_u64(&a, k_chunk);
+    nncl__cl_arg_f32(&a, g->alpha);
+    nncl__cl_arg_f32(&a, g->beta);
+    if (g->bias != NULL) nncl__cl_arg_view(&a, g->bias, g->bias_off);
+    else nncl__cl_arg_view(&a, g->c, 0); /* not read */
+    nncl__cl_arg_i32(&a, (g->bias != NULL) | (g->relu ? 2 : 0));
+    nncl__cl_arg_mem(&a, part);
+    const size_t global[3] = {(g->n + TILE - 1) / TILE * 16, (g->m + TILE - 1) / TILE * 16, splits};
+    const size_t local[3] = {16, 16, 1};
+    NNCL_TRY(nncl__cl_launch(&a, 3, global, local));
+    ctx->stats.gemm_calls++;
+    if (splits == 1) return NNCL_OK;
+    const nncl__cl_kernel *kr;
+    NNCL_TRY(nncl__cl_kernel_get(ctx, "gemm_split_reduce", &kr));
+    nncl__cl_args r = nncl__cl_args_begin(ctx, kr);
+    nncl__cl_arg_view(&r, g->c, g->c_off);
+    nncl__cl_arg_u64(&r, g->ldc);
+    nncl__cl_arg_mem(&r, part);
+    nncl__cl_arg_u64(&r, g->m);
+    nncl__cl_arg_u64(&r, g->n);
+    nncl__cl_arg_u64(&r, splits);
+    nncl__cl_arg_f32(&r, g->alpha);
+    nncl__cl_arg_f32(&r, g->beta);
+    if (g->bias != NULL) nncl__cl_arg_view(&r, g->bias, g->bias_off);
+    else nncl__cl_arg_view(&r, g->c, 0); /* not read */
+    nncl__cl_arg_i32(&r, (g->bias != NULL) | (g->relu ? 2 : 0));
+    const size_t rglobal[2] = {g->n, g->m}, rlocal[2] = {NNCL_CL_WG, 1};
+    return nncl__cl_launch(&r, 2, rglobal, rlocal);
+}
+
 /* ---- choosing per shape ------------------------------------------------------------------ */
 
 /* Seconds for `reps` runs of one implementation into the scratch output `probe`. */
-static nncl_status time_gemm(nncl_context *ctx, nncl_status (*impl)(nncl_context *, const nncl_gemm_args *),
-                             const nncl_gemm_args *probe, int reps, double *seconds)
+typedef nncl_status (*gemm_impl)(nncl_context *, const nncl_gemm_args *);
+
+static nncl_status time_gemm(nncl_context *ctx, gemm_impl impl, const nncl_gemm_args *probe, int reps,
+                             double *seconds)
 {
     NNCL_TRY(ctx->ops->finish(ctx));
     const double t0 = nncl__cl_now();
@@ -240,8 +326,10 @@ static nncl_status time_gemm(nncl_context *ctx, nncl_status (*impl)(nncl_context
     return NNCL_OK;
 }
 
-/* Measures both implementations on this shape (first run of each excluded: compilation). */
-static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_nncl)
+static const gemm_impl IMPLS[NNCL_CL_GEMM_KINDS] = {gemm_clblast, gemm_nncl, gemm_tiled};
+
+/* Measures every implementation on this shape (the first run of each excluded: compilation). */
+static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
 {
     cl_mem out;
     NNCL_TRY(nncl__cl_scratch(ctx, 4, g->m * g->ldc * sizeof(float), &out));
@@ -250,60 +338,67 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *use_
     probe.c = &holder;
     probe.c_off = 0;
     probe.beta = 0.0f;
-    double t_clblast = 0.0, t_nncl, warm;
     const uint64_t calls = ctx->stats.gemm_calls, launches = ctx->stats.kernel_launches;
-    NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 1, &warm));
-    NNCL_TRY(time_gemm(ctx, gemm_nncl, &probe, 2, &t_nncl));
-    /* CLBlast may fail on a shape (its kernel does not build, say): then nncl's kernel serves it, and the
-       failure, handled here, is not the caller's. */
-    nncl__error_mark mark = nncl__error_mark_save(ctx);
-    int clblast_ok = time_gemm(ctx, gemm_clblast, &probe, 1, &warm) == NNCL_OK &&
-                     time_gemm(ctx, gemm_clblast, &probe, 2, &t_clblast) == NNCL_OK;
-    nncl__error_mark_restore(ctx, &mark);
+    double best = 0.0;
+    *impl = NNCL_CL_GEMM_BLOCK;
+    for (int i = 0; i < NNCL_CL_GEMM_KINDS; i++) {
+        /* CLBlast may fail on a shape (its kernel does not build, say): the others serve it, and the
+           failure, handled here, is not the caller's. nncl's kernels must work. */
+        nncl__error_mark mark = nncl__error_mark_save(ctx);
+        double warm, t;
+        nncl_status st = time_gemm(ctx, IMPLS[i], &probe, 1, &warm);
+        if (st == NNCL_OK) st = time_gemm(ctx, IMPLS[i], &probe, 2, &t);
+        if (st != NNCL_OK && i != NNCL_CL_GEMM_CLBLAST) return st;
+        nncl__error_mark_restore(ctx, &mark);
+        if (st == NNCL_OK && (best == 0.0 || t < best)) {
+            best = t;
+            *impl = i;
+        }
+    }
     ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
     ctx->stats.kernel_launches = launches;
-    *use_nncl = !clblast_ok || t_nncl < t_clblast;
     return NNCL_OK;
 }
 
 /*
- * The implementation for g's shape (1: nncl's kernel, 0: CLBlast): forced by
- * NNCL_GEMM, the CPU devices' default, a choice remembered from this or an
- * earlier process, or else measured now and remembered.
+ * The implementation for g's shape (an NNCL_CL_GEMM_*): forced by NNCL_GEMM,
+ * the CPU devices' default, a choice remembered from this or an earlier
+ * process, or else measured now and remembered.
  */
-static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *use_nncl)
+static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
-    if (cl->gemm_policy == 1 || cl->gemm_policy == 2) {
-        *use_nncl = cl->gemm_policy == 2;
+    if (cl->gemm_policy == 2) {
+        *impl = cl->gemm_forced;
         return NNCL_OK;
     }
     /* On CPU devices CLBlast lost every shape measured, by 5 to 15 times, and timing it costs its
-       compilation (seconds per kernel on PoCL): nncl's kernel serves them without a measurement. */
+       compilation (seconds per kernel on PoCL): gemm.cl serves them without a measurement. */
     if (cl->gemm_policy == 0 && cl->cpu_device) {
-        *use_nncl = 1;
+        *impl = NNCL_CL_GEMM_BLOCK;
         return NNCL_OK;
     }
     const int64_t key[5] = {(int64_t)g->m, (int64_t)g->n, (int64_t)g->k, g->trans_a, g->trans_b};
-    NNCL_TRY(nncl__cl_choice_find(ctx, &cl->gemm_choices, key, use_nncl));
-    if (*use_nncl >= 0) return NNCL_OK;
+    NNCL_TRY(nncl__cl_choice_find(ctx, &cl->gemm_choices, key, impl));
+    if (*impl >= 0 && *impl < NNCL_CL_GEMM_KINDS) return NNCL_OK;
     if (!clblast_takes(g)) { /* nothing to measure for these offsets, nor to remember for the shape */
-        *use_nncl = 1;
+        *impl = NNCL_CL_GEMM_BLOCK;
         return NNCL_OK;
     }
-    NNCL_TRY(measure(ctx, g, use_nncl));
-    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *use_nncl);
+    NNCL_TRY(measure(ctx, g, impl));
+    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *impl);
 }
 
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
 {
-    int use_nncl;
-    NNCL_TRY(choose(ctx, g, &use_nncl));
-    return use_nncl || !clblast_takes(g) ? gemm_nncl(ctx, g) : gemm_clblast(ctx, g);
+    int impl;
+    NNCL_TRY(choose(ctx, g, &impl));
+    if (impl == NNCL_CL_GEMM_CLBLAST && !clblast_takes(g)) impl = NNCL_CL_GEMM_BLOCK;
+    return IMPLS[impl](ctx, g);
 }
 
 nncl_status nncl__cl_gemm_prepare(nncl_context *ctx, const nncl_gemm_args *g)
 {
-    int use_nncl;
-    return choose(ctx, g, &use_nncl);
+    int impl;
+    return choose(ctx, g, &impl);
 }

@@ -53,8 +53,7 @@ nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, co
     nncl__cl_arg_tensor(&a, labels);
     nncl__cl_arg_u64(&a, (uint64_t)rows);
     nncl__cl_arg_u64(&a, (uint64_t)cols);
-    size_t one = 1;
-    return nncl__cl_launch(&a, 1, &one, &one);
+    return nncl__cl_launch_1d(&a, NNCL_CL_WG); /* one work-group */
 }
 
 nncl_status nncl__cl_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
