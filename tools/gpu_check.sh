@@ -56,6 +56,9 @@ done
 echo; echo "== CNN, batch 256 (the issue's GPU target) =="
 timeout 120 $b/bench/bench_train --backend opencl --batch 256 --steps 200 --profile examples/fashion_cnn.spec
 tp --batch 256 examples/fashion_cnn.spec
+echo "-- the same with every GEMM on CLBlast (NNCL_GEMM=clblast):"
+NNCL_GEMM=clblast timeout 120 $b/bench/bench_train --backend opencl --batch 256 --steps 200 examples/fashion_cnn.spec |
+  tail -1
 timeout 120 $b/bench/bench_train --backend opencl --batch 256 --steps 200 --inference examples/fashion_cnn.spec
 tp --batch 256 --inference examples/fashion_cnn.spec
 echo; echo "== batch 64 =="
