@@ -12,24 +12,21 @@
 #   (cd /tmp && apt-get download zlib1g zlib1g-dev) and dpkg -x both into .gpu/sysroot,
 #     with usr/lib/x86_64-linux-gnu/libz.so made a copy of the library, not a link
 #   mkdir -p .data && cp /usr/share/datasets/fashion-mnist/*.gz .data/   (both git-excluded)
-# Run there:   bash tools/gpu_check.sh   (carry .gpu and .data; writes $OUT/gpu_check.txt
-#              and $OUT/trace.json when OUT is set)
+# Run there:   bash tools/gpu_check.sh [quick]   (carry .gpu and .data; writes $OUT/gpu_check.txt
+#              and $OUT/trace.json when OUT is set; quick: only the OpenCL tests, then the
+#              batch-256 CNN against PyTorch in three alternating rounds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp}
 exec > >(tee "$out/gpu_check.txt") 2>&1
-# The machine's image presets OCL_ICD_FILENAMES=libpocl.so.2:libnvidia-opencl.so.1, and with it,
-# or with NVIDIA's library named by its path (env.sh), only PoCL came up. Show why, and try a vendors
-# folder that names NVIDIA's library alone.
+# The loader: the machine's image presets OCL_ICD_FILENAMES=libpocl.so.2:libnvidia-opencl.so.1, and
+# with it, or with NVIDIA's library named there by its path (env.sh), the ICD loader from .gpu listed
+# PoCL alone. A vendors folder that names NVIDIA's library alone (OCL_ICD_VENDORS) works.
 unset OCL_ICD_FILENAMES
 source .gpu/env.sh
-echo "loader: $(ldd "$NNCL_GPU_SYSROOT/usr/bin/clinfo" | grep -i libopencl)"; ls /etc/OpenCL/vendors 2>&1
-if ! clinfo -l 2>&1 | grep -qi nvidia; then
-  OCL_ICD_DEBUG=7 clinfo -l 2>&1 | head -40
-  mkdir -p /tmp/icd && echo "$OCL_ICD_FILENAMES" > /tmp/icd/nvidia.icd
-  nv=$OCL_ICD_FILENAMES; unset OCL_ICD_FILENAMES; export OCL_ICD_VENDORS=/tmp/icd
-  clinfo -l 2>&1 | grep -qi nvidia || { OCL_ICD_DEBUG=7 clinfo -l 2>&1 | head -40; ldd "$nv"; }
-fi
+mkdir -p /tmp/icd && echo "$OCL_ICD_FILENAMES" > /tmp/icd/nvidia.icd
+unset OCL_ICD_FILENAMES
+export OCL_ICD_VENDORS=/tmp/icd
 clinfo -l | grep -qi nvidia || { clinfo -l; echo "no NVIDIA OpenCL platform: stopping"; exit 1; }
 clinfo -l
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
@@ -44,6 +41,15 @@ export NNCL_CACHE_DIR=$PWD/$b/nncl-cache NNCL_REQUIRE_OPENCL=1
 torch_ok=0
 python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null && torch_ok=1
 tp() { [ $torch_ok = 1 ] && timeout 120 python3 tools/bench_torch.py --device cuda --steps 200 "$@"; }
+
+if [ "${1:-}" = quick ]; then # the OpenCL tests, then the batch-256 CNN against PyTorch, three alternating rounds
+  ctest --test-dir $b -L opencl -E "cli_smoke|cli_resume" --output-on-failure -j8 --timeout 120
+  for round in 1 2 3; do
+    timeout 120 $b/bench/bench_train --backend opencl --batch 256 --steps 200 examples/fashion_cnn.spec | tail -1
+    tp --batch 256 examples/fashion_cnn.spec | tail -1
+  done
+  exit 0
+fi
 
 echo; echo "== start-up: nncl train to the end of its first step, every cache cold, then warm =="
 cold=$(mktemp -d)

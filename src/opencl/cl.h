@@ -182,6 +182,14 @@ nncl_status nncl__cl_kernel_getf(nncl_context *ctx, const nncl__cl_kernel **out,
     NNCL_PRINTF(3, 4);
 
 /*
+ * The build log with each "<kernel>:N:" (a program line, as compilers that
+ * ignore #line report it) rewritten "file:line:" under the program's #line
+ * directives; parts are the program's sources, concatenated. malloc'd; NULL
+ * when out of memory.
+ */
+char *nncl__cl_map_build_log(const char *log, const char *const *parts, size_t n_parts);
+
+/*
  * Builds `source` (prefixed with kernels_cl/common.h) under the cache name
  * `name` with `defines`, or returns the cached build, as the library program
  * is built: for the tests, which feed it deliberately broken sources and

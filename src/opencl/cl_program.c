@@ -81,8 +81,67 @@ void nncl__cl_programs_release(nncl_context *ctx)
     cl->n_programs = cl->cap_programs = 0;
 }
 
-/* Appends the build log of a failed build to the context's message. */
-static void append_build_log(nncl_context *ctx, cl_program program)
+/*
+ * The file and line of line `n` of the program (its parts concatenated), as
+ * its #line directives number it: common.h comes first, without one. 0 when
+ * the program has fewer lines.
+ */
+static int source_line(const char *const *parts, size_t n_parts, long n, char *file, size_t file_size, long *line)
+{
+    snprintf(file, file_size, "common.h");
+    *line = 1;
+    long at = 1; /* the program's line number of the current line */
+    int line_start = 1;
+    for (size_t i = 0; i < n_parts; i++) {
+        for (const char *c = parts[i]; *c; c++) {
+            if (line_start && at == n) return 1;
+            if (line_start && strncmp(c, "#line ", 6) == 0) { /* #line K "F": the next line is line K of F */
+                char *end;
+                const long k = strtol(c + 6, &end, 10);
+                const char *q = strchr(end, '"'), *q2 = q ? strchr(q + 1, '"') : NULL;
+                if (end != c + 6 && q != NULL && q2 != NULL && memchr(end, '\n', (size_t)(q2 - end)) == NULL) {
+                    snprintf(file, file_size, "%.*s", (int)(q2 - q - 1), q + 1);
+                    *line = k - 1; /* the directive's own line end below makes it k */
+                }
+            }
+            line_start = *c == '\n';
+            if (line_start) at++, (*line)++;
+        }
+    }
+    return line_start && at == n;
+}
+
+char *nncl__cl_map_build_log(const char *log, const char *const *parts, size_t n_parts)
+{
+    static const char tag[] = "<kernel>:";
+    const size_t tag_len = sizeof tag - 1;
+    size_t count = 0;
+    for (const char *p = strstr(log, tag); p != NULL; p = strstr(p + tag_len, tag)) count++;
+    char *out = malloc(strlen(log) + 160 * count + 1);
+    if (out == NULL) return NULL;
+    char *o = out;
+    for (const char *p = log; *p;) {
+        char *end;
+        const long n = strncmp(p, tag, tag_len) == 0 ? strtol(p + tag_len, &end, 10) : 0;
+        char file[128];
+        long line;
+        if (n > 0 && *end == ':' && source_line(parts, n_parts, n, file, sizeof file, &line)) {
+            o += sprintf(o, "%s:%ld", file, line); /* at most 127 + 1 + 20 characters */
+            p = end;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/*
+ * Appends the build log of a failed build to the context's message. Compilers
+ * that ignore #line (NVIDIA's names the program "<kernel>" and counts its
+ * lines from the top) get their line numbers mapped back to the files.
+ */
+static void append_build_log(nncl_context *ctx, cl_program program, const char *const *parts, size_t n_parts)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     size_t len = 0;
@@ -94,7 +153,9 @@ static void append_build_log(nncl_context *ctx, cl_program program)
     if (log == NULL) return;
     if (clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, len, log, NULL) == CL_SUCCESS) {
         log[len] = '\0';
-        nncl__error_append(ctx, "\nbuild log:\n%s", log);
+        char *mapped = nncl__cl_map_build_log(log, parts, n_parts);
+        nncl__error_append(ctx, "\nbuild log:\n%s", mapped != NULL ? mapped : log);
+        free(mapped);
     }
     free(log);
 }
@@ -184,7 +245,7 @@ static nncl_status build(nncl_context *ctx, const char *name, const char *const 
         if (err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS) {
             st = NNCL_ERROR(ctx, NNCL_ERR_BUILD, "clBuildProgram(%s, \"%s\") failed: %s (%d)", name, options,
                             nncl__cl_error_name(err), (int)err);
-            append_build_log(ctx, p->program);
+            append_build_log(ctx, p->program, parts, n_parts);
         } else {
             st = NNCL_CL_FAIL(ctx, err, "clBuildProgram(%s, \"%s\")", name, options);
         }
