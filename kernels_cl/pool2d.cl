@@ -13,6 +13,11 @@
  *                     order: no atomics, deterministic.
  *   pool2d_backward_disjoint: the same result when windows do not overlap,
  *                     by scattering from each output into its own window.
+ *   pool2d_backward_max2: the same result for 2 x 2 max pooling whose windows
+ *                     tile the input exactly (stride 2, no padding, even
+ *                     sizes: the reference CNN's): one work-item per output
+ *                     row writes both input rows under it, zeros included,
+ *                     as whole vectors, so dx needs no zeroing first.
  * With relu set (max pooling of a relu's output), the relu's backward is
  * folded into both backward kernels: an output whose maximum ry is not > 0
  * passes no gradient, exactly as the relu's own backward would zero it.
@@ -154,5 +159,36 @@ __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __globa
             const int ix = ox * sw - pw + kx;
             if (ix >= 0 && ix < w) dxp[iy * w + ix] = share;
         }
+    }
+}
+
+__kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
+                                   __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
+                                   __global const float *ry, ulong ry_off, int relu)
+{
+    const int t = (int)get_global_id(0); /* output row oy of plane p */
+    if (t >= nc * oh) return;
+    const int p = t / oh, oy = t - p * oh;
+    __global float *d0 = dx + dx_off + ((ulong)p * h + 2 * oy) * w, *d1 = d0 + w;
+    const ulong o = (ulong)t * ow;
+    int ox0 = 0;
+    for (; ox0 + 4 <= ow; ox0 += 4) { /* four outputs: two vectors of eight inputs */
+        float4 g = vload4(0, dy + dy_off + o + ox0);
+        if (relu) g = select((float4)(0.0f), g, isgreater(vload4(0, ry + ry_off + o + ox0), (float4)(0.0f)));
+        const int4 at = convert_int4(vload4(0, idx + idx_off + o + ox0));
+        const int4 top = (2 * oy) * w + 2 * (ox0 + (int4)(0, 1, 2, 3)), bottom = top + w;
+        const float4 z = (float4)(0.0f);
+        const float4 t0 = select(z, g, at == top), t1 = select(z, g, at == top + 1);
+        const float4 b0 = select(z, g, at == bottom), b1 = select(z, g, at == bottom + 1);
+        vstore8(shuffle2(t0, t1, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, d0 + 2 * ox0);
+        vstore8(shuffle2(b0, b1, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, d1 + 2 * ox0);
+    }
+    for (; ox0 < ow; ox0++) {
+        const float g = passes(relu, ry, ry_off + o + ox0) ? dy[dy_off + o + ox0] : 0.0f;
+        const int at = (int)idx[idx_off + o + ox0], top = (2 * oy) * w + 2 * ox0;
+        d0[2 * ox0] = at == top ? g : 0.0f;
+        d0[2 * ox0 + 1] = at == top + 1 ? g : 0.0f;
+        d1[2 * ox0] = at == top + w ? g : 0.0f;
+        d1[2 * ox0 + 1] = at == top + w + 1 ? g : 0.0f;
     }
 }

@@ -40,12 +40,15 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
                                      const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g)
 {
     NNCL_TRY(check_size(ctx, g));
-    /* Disjoint windows: zero dx, then scatter one work-item per output.
-       Overlapping ones: gather one work-item per input. */
+    /* 2 x 2 max pooling that tiles the input, on CPU devices: rows of vectors, no zeroing. Other disjoint
+       windows: zero dx, then scatter one work-item per output. Overlapping ones: gather one per input. */
+    const int max2 = !nncl__cl_state(ctx)->gpu_shapes && g->kind == NNCL_POOL_MAX && g->kh == 2 && g->kw == 2 &&
+                     g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->h == 2 * g->oh && g->w == 2 * g->ow;
     const int disjoint = g->sh >= g->kh && g->sw >= g->kw;
-    if (disjoint) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
+    if (disjoint && !max2) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
+    const char *name = max2 ? "pool2d_backward_max2" : disjoint ? "pool2d_backward_disjoint" : "pool2d_backward";
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, disjoint ? "pool2d_backward_disjoint" : "pool2d_backward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, name, &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dx);
     nncl__cl_arg_tensor(&a, dy);
@@ -53,5 +56,6 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
     arg_geom(&a, g);
     nncl__cl_arg_tensor(&a, relu_y); /* NULL: (NULL, 0), not read */
     nncl__cl_arg_i32(&a, relu_y != NULL);
-    return nncl__cl_launch_1d(&a, (size_t)(g->n * g->c * (disjoint ? g->oh * g->ow : g->h * g->w)));
+    const size_t items = (size_t)(g->n * g->c) * (size_t)(max2 ? g->oh : disjoint ? g->oh * g->ow : g->h * g->w);
+    return nncl__cl_launch_1d(&a, items); /* per output row, per output, or per input */
 }
