@@ -45,7 +45,10 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
     const int p = t / oh, oy = t - p * oh;
     __global const float *xp = x + x_off + (ulong)p * h * w;
     const ulong row = y_off + (ulong)t * ow, irow = idx_off + (ulong)t * ow;
-    for (int ox0 = 0; ox0 < ow; ox0 += 4) {
+    for (int b = 0; b < ow; b += 4) {
+        /* In a row at least four wide, the last block ends at the row's end, overlapping the block before
+           it: those outputs are computed again, the same way, and stored again with the same values. */
+        const int ox0 = ow >= 4 ? min(b, ow - 4) : b;
         const int4 ox = min((int4)(ox0, ox0 + 1, ox0 + 2, ox0 + 3), ow - 1);
         const int full = ox0 + 4 <= ow, pairs = full && kw == 2 && sw == 2 && pw == 0 && 2 * ox0 + 8 <= w;
         float4 best = -INFINITY, sum = 0.0f;
@@ -171,8 +174,11 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
     const int p = t / oh, oy = t - p * oh;
     __global float *d0 = dx + dx_off + ((ulong)p * h + 2 * oy) * w, *d1 = d0 + w;
     const ulong o = (ulong)t * ow;
+    /* Four outputs at a time: two vectors of eight inputs. The last block of a row ends at its end,
+       overlapping the one before (the same values are stored again); rows under four take the scalar path. */
     int ox0 = 0;
-    for (; ox0 + 4 <= ow; ox0 += 4) { /* four outputs: two vectors of eight inputs */
+    for (int b = 0; ow >= 4 && b < ow; b += 4) {
+        ox0 = min(b, ow - 4);
         float4 g = vload4(0, dy + dy_off + o + ox0);
         if (relu) g = select((float4)(0.0f), g, isgreater(vload4(0, ry + ry_off + o + ox0), (float4)(0.0f)));
         const int4 at = convert_int4(vload4(0, idx + idx_off + o + ox0));
@@ -183,7 +189,7 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
         vstore8(shuffle2(t0, t1, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, d0 + 2 * ox0);
         vstore8(shuffle2(b0, b1, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, d1 + 2 * ox0);
     }
-    for (; ox0 < ow; ox0++) {
+    for (ox0 = ow >= 4 ? ow : 0; ox0 < ow; ox0++) {
         const float g = passes(relu, ry, ry_off + o + ox0) ? dy[dy_off + o + ox0] : 0.0f;
         const int at = (int)idx[idx_off + o + ox0], top = (2 * oy) * w + 2 * ox0;
         d0[2 * ox0] = at == top ? g : 0.0f;
