@@ -198,10 +198,12 @@ __kernel void conv_pad(__global float *xp, __global const float *x, ulong x_off,
         return;
     }
     __global const float *src = x + x_off + ((ulong)img * h + iy) * w;
-    for (int xq = 0; xq < wp; xq++) {
-        const int ix = xq - pw;
-        dst[xq] = ix >= 0 && ix < w ? src[ix] : 0.0f;
-    }
+    /* Three plain loops (the left padding, the copy, the right padding) rather than one with a test per
+       element: the copy then vectorises. */
+    const int lo = max(0, min(pw, wp)), hi = max(lo, min(wp, w + pw)); /* dst[lo, hi) has a source */
+    for (int xq = 0; xq < lo; xq++) dst[xq] = 0.0f;
+    for (int xq = lo; xq < hi; xq++) dst[xq] = src[xq - pw];
+    for (int xq = hi; xq < wp; xq++) dst[xq] = 0.0f;
 }
 
 __kernel void conv_direct(__global float *y, ulong y_off, __global const float *xp, __global const float *p, int ldp,
