@@ -15,7 +15,8 @@
  *   bias_backward_part, bias_backward_finish: the sum in two passes. Work-group
  *                   (c, g) of NNCL_WG sums the g-th of `groups` chunks of
  *                   channel c's m = outer inner terms (neighbouring
- *                   work-items reading neighbouring floats) into
+ *                   work-items read neighbouring floats along inner; a
+ *                   linear layer's, inner = 1, reads rows `channels` apart) into
  *                   part[c groups + g]; then one work-item per channel adds
  *                   its parts in order. Index arithmetic is 32-bit (the host
  *                   keeps m below 2^31).

@@ -19,7 +19,7 @@
  *                     row writes both input rows under it, zeros included,
  *                     as whole vectors, so dx needs no zeroing first.
  * With relu set (max pooling of a relu's output), the relu's backward is
- * folded into both backward kernels: an output whose maximum ry is not > 0
+ * folded into the backward kernels: an output whose maximum ry is not > 0
  * passes no gradient, exactly as the relu's own backward would zero it.
  * Geometry arguments: n c, h w oh ow kh kw sh sw ph pw, as int (32-bit index
  * arithmetic; the host refuses tensors of 2^31 elements or more).

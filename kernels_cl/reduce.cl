@@ -7,7 +7,8 @@
  *                 elements, which coalesces on GPUs.
  *   sum_finish:   one work-item adds the `parts` partial sums in order.
  *
- * No local memory and no barriers.
+ * No local memory and no barriers. count_correct (below) is one work-group
+ * that adds its work-items' counts in local memory.
  */
 
 /* square != 0: sums x^2 instead (the squared norm, for gradient clipping). */

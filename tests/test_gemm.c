@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h" /* nncl__gemm_epilogue */
+
 static const int64_t SIZES[] = {1, 7, 31, 32, 33, 63, 64, 65, 93, 144, 1024};
 #define N_SIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
 
@@ -35,6 +37,7 @@ typedef struct gemm_case {
     int64_t pad_a, pad_b, pad_c; /* lda = cols + pad */
     float alpha, beta;
     int c_nan;                   /* C starts as NaN (only with beta == 0) */
+    int epilogue;                /* nncl__gemm_epilogue: & 1 adds a bias per column, & 2 applies relu */
 } gemm_case;
 
 static double gamma_n(double n)
@@ -51,36 +54,45 @@ static void run_case(const gemm_case *c, uint64_t seed)
     int64_t lda = a_cols + c->pad_a, ldb = b_cols + c->pad_b, ldc = c->n + c->pad_c;
     int64_t na = a_rows * lda, nb = b_rows * ldb, nc = c->m * ldc;
     char what[160];
-    snprintf(what, sizeof what, "gemm %s%s m=%lld n=%lld k=%lld ld=(%lld,%lld,%lld) alpha=%g beta=%g%s",
+    snprintf(what, sizeof what, "gemm %s%s m=%lld n=%lld k=%lld ld=(%lld,%lld,%lld) alpha=%g beta=%g%s%s%s",
              c->ta ? "T" : "N", c->tb ? "T" : "N", (long long)c->m, (long long)c->n, (long long)c->k,
              (long long)lda, (long long)ldb, (long long)ldc, (double)c->alpha, (double)c->beta,
-             c->c_nan ? " C=NaN" : "");
+             c->c_nan ? " C=NaN" : "", c->epilogue & 1 ? " +bias" : "", c->epilogue & 2 ? " relu" : "");
 
     float *a = malloc(sizeof(float) * (size_t)na), *b = malloc(sizeof(float) * (size_t)nb);
     float *c0 = malloc(sizeof(float) * (size_t)nc), *got = malloc(sizeof(float) * (size_t)nc);
-    float *ref = malloc(sizeof(float) * (size_t)nc);
-    assert_true(a && b && c0 && got && ref);
+    float *ref = malloc(sizeof(float) * (size_t)nc), *bias = malloc(sizeof(float) * (size_t)c->n);
+    assert_true(a && b && c0 && got && ref && bias);
     test_rng r = test_rng_seed(seed);
     test_rng_fill(&r, a, (size_t)na, -1.0f, 1.0f);
     test_rng_fill(&r, b, (size_t)nb, -1.0f, 1.0f);
     test_rng_fill(&r, c0, (size_t)nc, -1.0f, 1.0f);
     if (c->c_nan)
         for (int64_t i = 0; i < nc; i++) c0[i] = NAN;
+    test_rng_fill(&r, bias, (size_t)c->n, -1.0f, 1.0f);
+    int64_t nbias = c->n;
 
     nncl_context *ctxs[2] = {cpu, ocl};
     float *outs[2] = {ref, got};
     for (int side = 0; side < 2; side++) {
         nncl_context *ctx = ctxs[side];
-        test_guarded ga, gb, gc;
+        test_guarded ga, gb, gc, gbias;
         test_guarded_create(ctx, &ga, 1, &na, a);
         test_guarded_create(ctx, &gb, 1, &nb, b);
         test_guarded_create(ctx, &gc, 1, &nc, c0);
-        TEST_OK(ctx, nncl_gemm(ctx, c->ta, c->tb, c->m, c->n, c->k, c->alpha, &ga.view, lda, &gb.view, ldb,
-                               c->beta, &gc.view, ldc));
+        test_guarded_create(ctx, &gbias, 1, &nbias, bias);
+        if (c->epilogue)
+            TEST_OK(ctx, nncl__gemm_epilogue(ctx, c->ta, c->tb, c->m, c->n, c->k, c->alpha, &ga.view, lda, &gb.view,
+                                             ldb, c->beta, &gc.view, ldc, c->epilogue & 1 ? &gbias.view : NULL,
+                                             c->epilogue & 2));
+        else
+            TEST_OK(ctx, nncl_gemm(ctx, c->ta, c->tb, c->m, c->n, c->k, c->alpha, &ga.view, lda, &gb.view, ldb,
+                                   c->beta, &gc.view, ldc));
         test_guarded_read(ctx, &gc, outs[side], what);
         test_guarded_destroy(ctx, &ga);
         test_guarded_destroy(ctx, &gb);
         test_guarded_destroy(ctx, &gc);
+        test_guarded_destroy(ctx, &gbias);
     }
 
     for (int64_t i = 0; i < c->m; i++) {
@@ -98,7 +110,9 @@ static void run_case(const gemm_case *c, uint64_t seed)
                 mag += fabs(x * y);
             }
             double c_old = c->beta == 0.0f ? 0.0 : fabs((double)c->beta * c0[at]);
-            double bound = gamma_n((double)c->k + 3.0) * (fabs((double)c->alpha) * mag + c_old) + 1e-30;
+            /* The epilogue's bias is one more rounded addition (relu is exact and 1-Lipschitz). */
+            double b_abs = c->epilogue & 1 ? fabs((double)bias[j]) : 0.0;
+            double bound = gamma_n((double)c->k + 4.0) * (fabs((double)c->alpha) * mag + c_old + b_abs) + 1e-30;
             double err = fabs((double)got[at] - (double)ref[at]);
             if (!(err <= bound))
                 fail_msg("%s: C[%lld][%lld] = %.9g, reference %.9g, error %.3g > bound %.3g", what, (long long)i,
@@ -112,6 +126,7 @@ static void run_case(const gemm_case *c, uint64_t seed)
     free(c0);
     free(got);
     free(ref);
+    free(bias);
 }
 
 /* Every size in every position, for one transpose combination. */
@@ -119,7 +134,7 @@ static void cyclic_sizes(nncl_transpose ta, nncl_transpose tb)
 {
     for (int i = 0; i < N_SIZES; i++) {
         gemm_case c = {ta, tb, SIZES[i], SIZES[(i + 3) % N_SIZES], SIZES[(i + 7) % N_SIZES],
-                       i % 3, (i + 1) % 4, (i + 2) % 3, 1.0f, 0.0f, 0};
+                       i % 3, (i + 1) % 4, (i + 2) % 3, 1.0f, 0.0f, 0, 0};
         run_case(&c, 1000u + (uint64_t)i + 100u * (uint64_t)(2 * ta + tb));
     }
 }
@@ -133,7 +148,7 @@ static void random_draws(nncl_transpose ta, nncl_transpose tb, int count, uint64
     for (int done = 0; done < count;) {
         gemm_case c = {ta, tb, SIZES[test_rng_below(&r, N_SIZES)], SIZES[test_rng_below(&r, N_SIZES)],
                        SIZES[test_rng_below(&r, N_SIZES)], test_rng_below(&r, 5), test_rng_below(&r, 5),
-                       test_rng_below(&r, 5), alphas[test_rng_below(&r, 3)], betas[test_rng_below(&r, 4)], 0};
+                       test_rng_below(&r, 5), alphas[test_rng_below(&r, 3)], betas[test_rng_below(&r, 4)], 0, 0};
         if (c.m * c.n * c.k > (1 << 23)) continue; /* keeps the CPU reference fast */
         run_case(&c, test_rng_next(&r));
         done++;
@@ -152,8 +167,32 @@ static void test_beta_zero_ignores_c(void **state)
     const int64_t shapes[][3] = {{7, 33, 65}, {64, 64, 64}, {93, 144, 31}, {1, 1, 1}, {65, 1024, 32}};
     for (int t = 0; t < 4; t++) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            gemm_case c = {t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], 1, 0, 2, 1.5f, 0.0f, 1};
+            gemm_case c = {t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], 1, 0, 2, 1.5f, 0.0f, 1, 0};
             run_case(&c, 77 + s);
+        }
+    }
+}
+
+/*
+ * Long k with small C, the shape of a convolution's weight gradient: the tiled kernel (NNCL_GEMM=tiled)
+ * splits k into chunks of multiples of 16 whose last one ends inside a tile (k = 777, 1000, 2049), adds
+ * the parts in a second kernel, and applies beta, the bias and relu there. Every transposition, and on
+ * every implementation the test runs under.
+ */
+static void test_long_k(void **state)
+{
+    (void)state;
+    const int64_t shapes[][3] = {{7, 9, 777}, {64, 64, 1000}, {65, 33, 2049}};
+    const float betas[] = {0.0f, 0.3f, -2.0f};
+    for (int t = 0; t < 4; t++) {
+        for (int s = 0; s < 3; s++) {
+            gemm_case c = {t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], s, (s + 1) % 3, s % 2,
+                           1.75f, betas[(s + t) % 3], 0, 0};
+            run_case(&c, 500u + (uint64_t)(3 * t + s));
+            /* The epilogue (bias, relu, both): the layers that ask for it store C densely (ldc = n). */
+            c.pad_c = 0;
+            c.epilogue = 1 + (s + t) % 3;
+            run_case(&c, 600u + (uint64_t)(3 * t + s));
         }
     }
 }
@@ -204,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_tn),
         cmocka_unit_test(test_tt),
         cmocka_unit_test(test_beta_zero_ignores_c),
+        cmocka_unit_test(test_long_k),
     };
     int failed = cmocka_run_group_tests_name("gemm parity (CPU reference vs OpenCL)", tests, NULL, NULL);
     printf("gemm parity: %d cases, worst error / bound = %.3g\n", n_cases, worst_ratio);

@@ -5,8 +5,8 @@
 # important first: the benchmarks on NVIDIA's OpenCL next to PyTorch CUDA on
 # the same card (fp32, TF32 off, cuDNN autotuning on; batch 256 as issue 5
 # asks, and batch 64), the start-up times, the README's training run on
-# Fashion-MNIST with a profile, and the OpenCL tests (parity, goldens, gradient
-# checks, GEMM, network) on the GPU.
+# Fashion-MNIST with a profile, and the OpenCL tests (parity, goldens, GEMM
+# on each implementation, network) on the GPU.
 # Prepare here:
 #   ../shared/gpu/prepare
 #   (cd /tmp && apt-get download zlib1g zlib1g-dev) and dpkg -x both into .gpu/sysroot,
@@ -32,8 +32,9 @@ clinfo -l
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
 b=build-gpu
 t0=$(date +%s.%N)
-cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$NNCL_GPU_SYSROOT/usr" > $b.log 2>&1 \
-  && cmake --build $b -j16 >> $b.log 2>&1 || { tail -30 $b.log; echo "build failed"; exit 1; }
+mkdir -p $b
+cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$NNCL_GPU_SYSROOT/usr" > $b/build.log 2>&1 \
+  && cmake --build $b -j16 >> $b/build.log 2>&1 || { tail -30 $b/build.log; echo "build failed"; exit 1; }
 echo "build: $(awk "BEGIN{print $(date +%s.%N) - $t0}") s"
 nncl=$b/tools/nncl/nncl
 $nncl devices
@@ -75,7 +76,7 @@ timeout 60 $b/bench/bench_gemm 20
 tp --gemm
 [ $torch_ok = 1 ] || echo "no PyTorch with CUDA on this machine"
 echo; echo "== the choices nncl measured on this device (key ... value) =="
-for f in "$NNCL_CACHE_DIR"/gemm-*.txt "$NNCL_CACHE_DIR"/conv-*.txt; do [ -e "$f" ] && { echo "$f"; cat "$f"; }; done
+for f in "$NNCL_CACHE_DIR"/gemm3-*.txt "$NNCL_CACHE_DIR"/conv-*.txt; do [ -e "$f" ] && { echo "$f"; cat "$f"; }; done
 
 echo; echo "== the README's training run (3 epochs of the reference CNN) with a profile =="
 timeout 150 $nncl train --spec examples/fashion_cnn.spec --data .data --profile "$out/trace.json"

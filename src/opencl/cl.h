@@ -89,7 +89,7 @@ typedef struct nncl__cl {
     size_t gemm_temp_bytes;
     int cpu_device;   /* CL_DEVICE_TYPE_CPU: nncl's kernels win by far there (see cl_gemm.c, cl_conv2d.c) */
     int gpu_shapes;   /* kernels shaped for GPUs: one work-item per element where a CPU device runs
-                         one per row, reductions over many work-groups. Not on CPU devices;
+                         one per row, bias gradients over many work-groups. Not on CPU devices;
                          NNCL_KERNELS=gpu or cpu forces it (the tests run the GPU shapes on PoCL) */
     int ew;           /* NNCL_EW: NNCL_CL_EW_CPU with CPU shapes; 1 with GPU shapes, where neighbouring
                          work-items must touch neighbouring elements to coalesce */

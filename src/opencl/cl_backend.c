@@ -248,7 +248,9 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     if (cl == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "out of host memory");
     ctx->ops = &cl_ops;
     ctx->impl = cl;
-    nncl__cl_choices_init(&cl->gemm_choices, "gemm", 5);
+    /* "gemm3": choices among three implementations; files of the two-way choices made before the
+       tiled kernel existed ("gemm-...") are not read, so that their shapes are measured again. */
+    nncl__cl_choices_init(&cl->gemm_choices, "gemm3", 5);
     nncl__cl_choices_init(&cl->conv_choices, "conv", 13);
 
     int pi = 0, di = 0;

@@ -328,7 +328,12 @@ static nncl_status time_gemm(nncl_context *ctx, gemm_impl impl, const nncl_gemm_
 
 static const gemm_impl IMPLS[NNCL_CL_GEMM_KINDS] = {gemm_clblast, gemm_nncl, gemm_tiled};
 
-/* Measures every implementation on this shape (the first run of each excluded: compilation). */
+/*
+ * Measures every implementation on this shape (the first run of each excluded: compilation). CLBlast
+ * may fail on a shape (its kernel does not build, say), and the tiled kernel on a device that cannot
+ * run its 256 work-items per group: the others serve it, and the failure, handled here, is not the
+ * caller's. gemm.cl must work.
+ */
 static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
 {
     cl_mem out;
@@ -339,25 +344,24 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     probe.c_off = 0;
     probe.beta = 0.0f;
     const uint64_t calls = ctx->stats.gemm_calls, launches = ctx->stats.kernel_launches;
+    nncl_status st = NNCL_OK;
     double best = 0.0;
     *impl = NNCL_CL_GEMM_BLOCK;
-    for (int i = 0; i < NNCL_CL_GEMM_KINDS; i++) {
-        /* CLBlast may fail on a shape (its kernel does not build, say): the others serve it, and the
-           failure, handled here, is not the caller's. nncl's kernels must work. */
+    for (int i = 0; i < NNCL_CL_GEMM_KINDS && st == NNCL_OK; i++) {
         nncl__error_mark mark = nncl__error_mark_save(ctx);
         double warm, t;
-        nncl_status st = time_gemm(ctx, IMPLS[i], &probe, 1, &warm);
-        if (st == NNCL_OK) st = time_gemm(ctx, IMPLS[i], &probe, 2, &t);
-        if (st != NNCL_OK && i != NNCL_CL_GEMM_CLBLAST) return st;
-        nncl__error_mark_restore(ctx, &mark);
-        if (st == NNCL_OK && (best == 0.0 || t < best)) {
-            best = t;
-            *impl = i;
+        nncl_status run = time_gemm(ctx, IMPLS[i], &probe, 1, &warm);
+        if (run == NNCL_OK) run = time_gemm(ctx, IMPLS[i], &probe, 2, &t);
+        if (run != NNCL_OK && i == NNCL_CL_GEMM_BLOCK) {
+            st = run;
+            break;
         }
+        if (run != NNCL_OK) nncl__error_mark_restore(ctx, &mark);
+        else if (best == 0.0 || t < best) best = t, *impl = i;
     }
     ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
     ctx->stats.kernel_launches = launches;
-    return NNCL_OK;
+    return st;
 }
 
 /*
@@ -381,8 +385,8 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
     const int64_t key[5] = {(int64_t)g->m, (int64_t)g->n, (int64_t)g->k, g->trans_a, g->trans_b};
     NNCL_TRY(nncl__cl_choice_find(ctx, &cl->gemm_choices, key, impl));
     if (*impl >= 0 && *impl < NNCL_CL_GEMM_KINDS) return NNCL_OK;
-    if (!clblast_takes(g)) { /* nothing to measure for these offsets, nor to remember for the shape */
-        *impl = NNCL_CL_GEMM_BLOCK;
+    if (!clblast_takes(g)) { /* a choice without CLBlast would be remembered for every offset: none made */
+        *impl = cl->gpu_shapes ? NNCL_CL_GEMM_TILED : NNCL_CL_GEMM_BLOCK;
         return NNCL_OK;
     }
     NNCL_TRY(measure(ctx, g, impl));
@@ -393,7 +397,8 @@ nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
 {
     int impl;
     NNCL_TRY(choose(ctx, g, &impl));
-    if (impl == NNCL_CL_GEMM_CLBLAST && !clblast_takes(g)) impl = NNCL_CL_GEMM_BLOCK;
+    if (impl == NNCL_CL_GEMM_CLBLAST && !clblast_takes(g)) /* CLBlast's offsets are 32-bit */
+        impl = nncl__cl_state(ctx)->gpu_shapes ? NNCL_CL_GEMM_TILED : NNCL_CL_GEMM_BLOCK;
     return IMPLS[impl](ctx, g);
 }
 
