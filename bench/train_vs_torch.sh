@@ -79,5 +79,7 @@ for shape in 128x784x256 36864x32x25 4096x64x800 64x288x50176 1024x1024x1024; do
   torch_best=$(awk -v s="$shape" '$1 == s {if ($(NF-1) > m) m = $(NF-1)} END {print m}' "$tmp/torch_gemm.txt")
   ratio "GEMM $shape GFLOP/s (best of clblast, nncl, tiled)" "$best" "$torch_best"
 done
+echo "  (64x288x50176 is the CNN's weight gradient at batch 256 on the im2col path, the GPUs'; CPU devices"
+echo "   compute it with conv_weight_grad, no GEMM. 1024x1024x1024 is no network's shape.)"
 awk '$1 == "fashion_cnn.spec" {a = $10; w = $9; l = $7} END {printf "%-44s %s launches, %s allocations, %s host waits (loss not read)\n", "CNN steady-state step", l, a, w}' "$tmp/train.txt"
 echo "startup to the first finished step: cold ${cold} s / warm ${warm} s (nncl binaries, PoCL cold: ${binary} s)"
