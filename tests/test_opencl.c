@@ -296,14 +296,16 @@ static void test_binary_cache(void **state)
 }
 
 /* The environment the cache tests change, saved by env_save and put back by env_restore (also on failure). */
-static const char *const ENV_NAMES[] = {"NNCL_CACHE_DIR", "NNCL_GEMM", "NNCL_CONV", "NNCL_CACHE_BINARIES"};
-static char env_saved[4][512];
-static int env_had[4];
+static const char *const ENV_NAMES[] = {"NNCL_CACHE_DIR", "NNCL_GEMM", "NNCL_CONV", "NNCL_CACHE_BINARIES",
+                                        "NNCL_KERNELS"};
+#define N_ENV ((int)(sizeof ENV_NAMES / sizeof ENV_NAMES[0]))
+static char env_saved[N_ENV][512];
+static int env_had[N_ENV];
 
 static int env_save(void **state)
 {
     (void)state;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_ENV; i++) {
         const char *v = getenv(ENV_NAMES[i]);
         env_had[i] = v != NULL;
         snprintf(env_saved[i], sizeof env_saved[i], "%s", v ? v : "");
@@ -314,11 +316,30 @@ static int env_save(void **state)
 static int env_restore(void **state)
 {
     (void)state;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_ENV; i++) {
         if (env_had[i]) setenv(ENV_NAMES[i], env_saved[i], 1);
         else unsetenv(ENV_NAMES[i]);
     }
     return 0;
+}
+
+/* An unknown value of a policy variable is refused when the context is created, with its name and value. */
+static void test_bad_policy_values(void **state)
+{
+    (void)state;
+    const char *const vars[] = {"NNCL_GEMM", "NNCL_CONV", "NNCL_KERNELS"};
+    for (int i = 0; i < 3; i++) {
+        setenv(vars[i], "fastest", 1);
+        nncl_context *c = NULL;
+        assert_int_equal(nncl_context_create(NULL, &c), NNCL_ERR_INVALID_ARG);
+        assert_null(c);
+        const char *msg = nncl_context_last_error(NULL);
+        if (strstr(msg, vars[i]) == NULL || strstr(msg, "fastest") == NULL) fail_msg("%s: \"%s\"", vars[i], msg);
+        unsetenv(vars[i]);
+    }
+    nncl_context *c = NULL;
+    TEST_OK(NULL, nncl_context_create(NULL, &c)); /* and valid values still make a context */
+    nncl_context_destroy(c);
 }
 
 /*
@@ -478,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_profiling),
         cmocka_unit_test_setup_teardown(test_binary_cache, env_save, env_restore),
         cmocka_unit_test_setup_teardown(test_choices_made_at_plan, env_save, env_restore),
+        cmocka_unit_test_setup_teardown(test_bad_policy_values, env_save, env_restore),
     };
     int failed = cmocka_run_group_tests_name("opencl", tests, NULL, NULL);
     nncl_context_destroy(ctx);
