@@ -4,7 +4,7 @@
  * local-memory tiles for GPUs), whichever is fastest for the device and shape.
  *
  * On CPU devices gemm.cl serves every shape: CLBlast's kernels are not built
- * for them (5 to 15 times slower on PoCL, bench/bench_gemm), nor is the tiled
+ * for them (2 to 15 times slower on PoCL, bench/bench_gemm), nor is the tiled
  * kernel (its barriers spill PoCL's accumulators), and even measuring them
  * costs seconds of compilation at startup. On other devices, each shape (m,
  * n, k, transpositions) is measured once: each implementation runs into a
@@ -376,7 +376,7 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
         *impl = cl->gemm_forced;
         return NNCL_OK;
     }
-    /* On CPU devices CLBlast lost every shape measured, by 5 to 15 times, and timing it costs its
+    /* On CPU devices CLBlast lost every shape measured, by 2 to 15 times, and timing it costs its
        compilation (seconds per kernel on PoCL): gemm.cl serves them without a measurement. */
     if (cl->gemm_policy == 0 && cl->cpu_device) {
         *impl = NNCL_CL_GEMM_BLOCK;
