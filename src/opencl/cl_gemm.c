@@ -153,6 +153,15 @@ static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
 
 /* ---- nncl's own kernel ------------------------------------------------------------------ */
 
+/* The epilogue's two kernel arguments, as gemm.cl and gemm_tiled.cl take them: the bias (C, unread, when there
+   is none) and the flags (1: add the bias, 2: relu). */
+static void arg_epilogue(nncl__cl_args *a, const nncl_gemm_args *g)
+{
+    if (g->bias != NULL) nncl__cl_arg_view(a, g->bias, g->bias_off);
+    else nncl__cl_arg_view(a, g->c, 0);
+    nncl__cl_arg_i32(a, (g->bias != NULL) | (g->relu ? 2 : 0));
+}
+
 #define GEMM_MR 6  /* rows per work-item: GEMM_MR in kernels_cl/gemm.cl */
 #define GEMM_NR 16 /* columns per work-item: 2 GEMM_V in kernels_cl/gemm.cl */
 
@@ -224,9 +233,7 @@ static nncl_status gemm_nncl(nncl_context *ctx, const nncl_gemm_args *g)
     nncl__cl_arg_u64(&a, s.k);
     nncl__cl_arg_f32(&a, g->alpha);
     nncl__cl_arg_f32(&a, g->beta);
-    if (g->bias != NULL) nncl__cl_arg_view(&a, g->bias, g->bias_off);
-    else nncl__cl_arg_view(&a, g->c, 0); /* not read */
-    nncl__cl_arg_i32(&a, (g->bias != NULL) | (g->relu ? 2 : 0));
+    arg_epilogue(&a, g);
     const size_t global[2] = {(s.n + GEMM_NR - 1) / GEMM_NR, (s.m + GEMM_MR - 1) / GEMM_MR};
     /* A work-group is a column of row blocks: they share one block of B, which stays in cache. */
     const size_t local[2] = {1, 16};
@@ -252,7 +259,7 @@ static size_t split_of(const nncl__cl *cl, const nncl_gemm_args *g, size_t *k_ch
     const size_t want = 2 * (size_t)(cl->compute_units ? cl->compute_units : 1);
     size_t splits = tiles >= want ? 1 : (want + tiles - 1) / tiles;
     if (splits > g->k / 256) splits = g->k / 256;
-    const size_t max_parts = ((size_t)64 << 20) / sizeof(float) / (g->m * g->n > 0 ? g->m * g->n : 1);
+    const size_t max_parts = ((size_t)64 << 20) / sizeof(float) / (g->m * g->n); /* m, n, k >= 1 (nncl_gemm) */
     if (splits > max_parts) splits = max_parts;
     if (splits < 1) splits = 1;
     *k_chunk = ((g->k + splits - 1) / splits + TILE_K - 1) / TILE_K * TILE_K;
@@ -262,8 +269,8 @@ static size_t split_of(const nncl__cl *cl, const nncl_gemm_args *g, size_t *k_ch
 static nncl_status gemm_tiled(nncl_context *ctx, const nncl_gemm_args *g)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
-    size_t k_chunk = g->k;
-    const size_t splits = g->k > 0 ? split_of(cl, g, &k_chunk) : 1;
+    size_t k_chunk;
+    const size_t splits = split_of(cl, g, &k_chunk);
     cl_mem part = (cl_mem)g->c->mem; /* not written with one chunk */
     if (splits > 1) NNCL_TRY(nncl__cl_scratch(ctx, 3, splits * g->m * g->n * sizeof(float), &part));
     const nncl__cl_kernel *k;
@@ -283,9 +290,7 @@ static nncl_status gemm_tiled(nncl_context *ctx, const nncl_gemm_args *g)
     nncl__cl_arg_u64(&a, k_chunk);
     nncl__cl_arg_f32(&a, g->alpha);
     nncl__cl_arg_f32(&a, g->beta);
-    if (g->bias != NULL) nncl__cl_arg_view(&a, g->bias, g->bias_off);
-    else nncl__cl_arg_view(&a, g->c, 0); /* not read */
-    nncl__cl_arg_i32(&a, (g->bias != NULL) | (g->relu ? 2 : 0));
+    arg_epilogue(&a, g);
     nncl__cl_arg_mem(&a, part);
     const size_t global[3] = {(g->n + TILE - 1) / TILE * 16, (g->m + TILE - 1) / TILE * 16, splits};
     const size_t local[3] = {16, 16, 1};
@@ -303,9 +308,7 @@ static nncl_status gemm_tiled(nncl_context *ctx, const nncl_gemm_args *g)
     nncl__cl_arg_u64(&r, splits);
     nncl__cl_arg_f32(&r, g->alpha);
     nncl__cl_arg_f32(&r, g->beta);
-    if (g->bias != NULL) nncl__cl_arg_view(&r, g->bias, g->bias_off);
-    else nncl__cl_arg_view(&r, g->c, 0); /* not read */
-    nncl__cl_arg_i32(&r, (g->bias != NULL) | (g->relu ? 2 : 0));
+    arg_epilogue(&r, g);
     const size_t rglobal[2] = {g->n, g->m}, rlocal[2] = {NNCL_CL_WG, 1};
     return nncl__cl_launch(&r, 2, rglobal, rlocal);
 }
