@@ -169,6 +169,10 @@ void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes);
  */
 nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *out);
 
+/* OUT: *out = the context's NNCL_CL_PARTIALS floats of partial sums, allocated at first use (reductions
+   and the GPUs' bias gradient use it within one call each). */
+nncl_status nncl__cl_partials(nncl_context *ctx, cl_mem *out);
+
 /* ---- programs ---------------------------------------------------------------- */
 
 /*

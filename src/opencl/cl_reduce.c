@@ -4,12 +4,19 @@
  */
 #include "opencl/cl.h"
 
-
-static nncl_status reduce(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x, int square)
+nncl_status nncl__cl_partials(nncl_context *ctx, cl_mem *out)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     if (cl->partials == NULL) /* once per context, reused by every reduction */
         NNCL_TRY(nncl__cl_alloc(ctx, NNCL_CL_PARTIALS * sizeof(float), &cl->partials));
+    *out = cl->partials;
+    return NNCL_OK;
+}
+
+static nncl_status reduce(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x, int square)
+{
+    cl_mem partials;
+    NNCL_TRY(nncl__cl_partials(ctx, &partials));
 
     const nncl__cl_kernel *k_partials, *k_finish;
     NNCL_TRY(nncl__cl_kernel_get(ctx, "sum_partials", &k_partials));
@@ -17,7 +24,7 @@ static nncl_status reduce(nncl_context *ctx, const nncl_tensor *out, const nncl_
 
     size_t parts = NNCL_CL_PARTIALS, local = NNCL_CL_WG;
     nncl__cl_args a = nncl__cl_args_begin(ctx, k_partials);
-    nncl__cl_arg_mem(&a, cl->partials);
+    nncl__cl_arg_mem(&a, partials);
     nncl__cl_arg_view(&a, x->buf, x->offset);
     nncl__cl_arg_u64(&a, (uint64_t)nncl_tensor_numel(x));
     nncl__cl_arg_u32(&a, (uint32_t)parts);
@@ -27,7 +34,7 @@ static nncl_status reduce(nncl_context *ctx, const nncl_tensor *out, const nncl_
     size_t one = 1;
     nncl__cl_args b = nncl__cl_args_begin(ctx, k_finish);
     nncl__cl_arg_view(&b, out->buf, out->offset);
-    nncl__cl_arg_mem(&b, cl->partials);
+    nncl__cl_arg_mem(&b, partials);
     nncl__cl_arg_u32(&b, (uint32_t)parts);
     return nncl__cl_launch(&b, 1, &one, &one);
 }
