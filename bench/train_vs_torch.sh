@@ -4,7 +4,8 @@
 # networks at batch 64, CNN inference at batch 256, GEMM GFLOP/s on the
 # networks' shapes against torch.mm, what a steady-state step costs, and the
 # time from `nncl train` start to its first finished step with cold and warm
-# kernel caches.
+# kernel caches, next to what the OpenCL driver alone takes to compile as many
+# kernels (bench_compile_floor).
 # Usage: bash bench/train_vs_torch.sh [BUILD_DIR]   (default build)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +55,7 @@ startup() {
 }
 # Every cache cold, as on a first run; then PoCL's kernel cache warm, as on every later run.
 read -r cold cold_all < <(POCL_CACHE_DIR=$tmp/pocl-a NNCL_CACHE_DIR=$tmp/nncl-a startup)
+variants=$(find "$tmp/pocl-a" -name '*.so' | wc -l) # PoCL compiles one .so per kernel and launch shape
 read -r warm warm_all < <(POCL_CACHE_DIR=$tmp/pocl-a NNCL_CACHE_DIR=$tmp/nncl-a startup)
 # nncl's own binary cache, which by default stores nothing on PoCL (cl_binary_cache.c): forced on, a cold
 # run fills it (paying PoCL's binary export at exit), then a run with PoCL's cache empty reads it.
@@ -64,6 +66,14 @@ echo "  every cache cold                          $cold / $cold_all"
 echo "  PoCL kernel cache warm                    $warm / $warm_all"
 echo "  NNCL_CACHE_BINARIES=1, both caches cold   $fill / $fill_all   (the binary export at exit)"
 echo "  NNCL_CACHE_BINARIES=1, PoCL's cold only   $binary / $binary_all"
+# The driver's own share of the cold start: as many one-line kernels as the cold run compiled (PoCL only:
+# other drivers keep no such cache to count in).
+floor=n/a
+if [ "$variants" -gt 0 ]; then
+  echo "the cold run compiled $variants kernel variants; the same number of one-line kernels, cold, without nncl:"
+  POCL_CACHE_DIR=$tmp/pocl-floor "$build/bench/bench_compile_floor" "$variants" | tee "$tmp/floor.txt"
+  floor=$(awk '$1 == "total" {print $2}' "$tmp/floor.txt")
+fi
 
 echo; echo "== summary (nncl OpenCL on this device / PyTorch CPU, measured above; images/s: the best round of each)"
 ratio() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN {printf "%-44s nncl %10.0f  pytorch %10.0f  ratio %5.2f\n", n, a, b, a / b}'; }
@@ -83,3 +93,4 @@ echo "  (64x288x50176 is the CNN's weight gradient at batch 256 on the im2col pa
 echo "   compute it with conv_weight_grad, no GEMM. 1024x1024x1024 is no network's shape.)"
 awk '$1 == "fashion_cnn.spec" {a = $10; w = $9; l = $7} END {printf "%-44s %s launches, %s allocations, %s host waits (loss not read)\n", "CNN steady-state step", l, a, w}' "$tmp/train.txt"
 echo "startup to the first finished step: cold ${cold} s / warm ${warm} s (nncl binaries, PoCL cold: ${binary} s)"
+echo "  (the driver's floor for a cold start that compiles $variants kernels: $floor s, bench_compile_floor)"
