@@ -47,7 +47,8 @@ int64_t nncl_tensor_numel(const nncl_tensor *t);
  *   shape  ndim sizes, each >= 1.
  *   out    OUT: the descriptor; release with nncl_tensor_destroy.
  * Returns NNCL_ERR_INVALID_ARG for a bad rank or size, NNCL_ERR_OUT_OF_MEMORY
- * or NNCL_ERR_OPENCL when allocation fails.
+ * for more than 2^40 elements or when allocation fails, NNCL_ERR_OPENCL when
+ * the OpenCL runtime fails.
  */
 nncl_status nncl_tensor_create(nncl_context *ctx, int ndim, const int64_t *shape,
                                nncl_tensor *out);

@@ -95,8 +95,10 @@ nncl_status nncl_tensor_create(nncl_context *ctx, int ndim, const int64_t *shape
     nncl_tensor t = {.ndim = ndim};
     for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
     uint64_t n = (uint64_t)nncl_tensor_numel(&t);
-    if (n > SIZE_MAX / ELEM_BYTES)
-        return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "%s: %" PRIu64 " elements do not fit in memory",
+    /* The limit also keeps a backend's rounding of the byte size from wrapping around. */
+    if (n > (uint64_t)NNCL_MAX_ELEMENTS || n > SIZE_MAX / ELEM_BYTES)
+        return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY,
+                          "%s: %" PRIu64 " elements do not fit in memory (nncl's limit is 2^40 per tensor)",
                           __func__, n);
 
     nncl_buffer *buf = calloc(1, sizeof *buf);
