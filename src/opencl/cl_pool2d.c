@@ -14,11 +14,13 @@ static void arg_geom(nncl__cl_args *a, const nncl_pool_geom *g)
     nncl__cl_arg_f32(a, 1.0f / (float)(g->kh * g->kw));
 }
 
-/* The kernels index with 32-bit ints. */
+/* The kernels index with 32-bit ints, the input and the output alike (with padding, the output can be the
+   larger). */
 static nncl_status check_size(nncl_context *ctx, const nncl_pool_geom *g)
 {
-    if (g->n * g->c * g->h * g->w > INT32_MAX)
-        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "pool2d on OpenCL: inputs of 2^31 elements or more");
+    if (g->n * g->c * g->h * g->w > INT32_MAX || g->n * g->c * g->oh * g->ow > INT32_MAX)
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
+                          "pool2d on OpenCL: inputs or outputs of 2^31 elements or more");
     return NNCL_OK;
 }
 
