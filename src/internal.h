@@ -100,6 +100,7 @@ typedef struct nncl__error_mark {
 
 nncl__error_mark nncl__error_mark_save(const nncl_context *ctx);
 void nncl__error_mark_restore(nncl_context *ctx, nncl__error_mark *mark); /* also releases the mark */
+void nncl__error_mark_drop(nncl__error_mark *mark);                       /* releases it, restoring nothing */
 
 #define NNCL_ERROR(ctx, status, ...) nncl__error((ctx), (status), __FILE__, __LINE__, __VA_ARGS__)
 

@@ -126,6 +126,11 @@ nncl__error_mark nncl__error_mark_save(const nncl_context *ctx)
 void nncl__error_mark_restore(nncl_context *ctx, nncl__error_mark *mark)
 {
     nncl__error_set(ctx, mark->status, mark->message ? mark->message : "");
+    nncl__error_mark_drop(mark);
+}
+
+void nncl__error_mark_drop(nncl__error_mark *mark)
+{
     free(mark->message);
     mark->message = NULL;
 }

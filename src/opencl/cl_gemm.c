@@ -350,18 +350,16 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     nncl_status st = NNCL_OK;
     double best = 0.0;
     *impl = NNCL_CL_GEMM_BLOCK;
+    nncl__error_mark mark = nncl__error_mark_save(ctx);
     for (int i = 0; i < NNCL_CL_GEMM_KINDS && st == NNCL_OK; i++) {
-        nncl__error_mark mark = nncl__error_mark_save(ctx);
         double warm, t;
         nncl_status run = time_gemm(ctx, IMPLS[i], &probe, 1, &warm);
         if (run == NNCL_OK) run = time_gemm(ctx, IMPLS[i], &probe, 2, &t);
-        if (run != NNCL_OK && i == NNCL_CL_GEMM_BLOCK) {
-            st = run;
-            break;
-        }
-        if (run != NNCL_OK) nncl__error_mark_restore(ctx, &mark);
-        else if (best == 0.0 || t < best) best = t, *impl = i;
+        if (run != NNCL_OK && i == NNCL_CL_GEMM_BLOCK) st = run;
+        else if (run == NNCL_OK && (best == 0.0 || t < best)) best = t, *impl = i;
     }
+    if (st == NNCL_OK) nncl__error_mark_restore(ctx, &mark); /* the others' failures are not the caller's */
+    else nncl__error_mark_drop(&mark);
     ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
     ctx->stats.kernel_launches = launches;
     return st;
