@@ -130,12 +130,14 @@ nncl_status nncl_device_list(nncl_device_info *out, size_t cap, size_t *count);
 /*
  * Per-context counters. The CPU backend counts the same way: each operation is
  * one "kernel launch" and its buffers (and staging arrays) are its "device"
- * memory. A GEMM counts in gemm_calls only: CLBlast's own kernels are not
- * nncl's launches.
+ * memory. A GEMM counts one gemm_call. On OpenCL it also counts the kernels
+ * nncl queues for it in kernel_launches (its own GEMM kernels, or the bias and
+ * activation pass after a CLBlast call), but not CLBlast's, which are not
+ * nncl's; on the CPU backend it counts no launch.
  */
 typedef struct nncl_stats {
-    uint64_t kernel_launches; /* nncl kernels queued (CPU: operations run), GEMMs excluded */
-    uint64_t gemm_calls;      /* GEMMs (CLBlast calls on OpenCL) */
+    uint64_t kernel_launches; /* nncl kernels queued (CPU: operations run other than GEMMs) */
+    uint64_t gemm_calls;      /* GEMMs, whichever implementation runs them */
     uint64_t h2d_bytes;       /* bytes written from host to device */
     uint64_t d2h_bytes;       /* bytes read from device to host */
     uint64_t host_waits;      /* blocking reads, blocking writes and finishes */

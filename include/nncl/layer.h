@@ -15,7 +15,10 @@
  *   - backward(x, y, dy -> dx) overwrites dx, the input gradient, and ADDS the
  *     parameter gradients into the layer's gradient tensors: they accumulate
  *     across calls until nncl_layer_zero_grad. dx may be NULL when the input
- *     gradient is not needed (the first layer of a network).
+ *     gradient is not needed (the first layer of a network), except for the
+ *     alias layers, which write a descriptor into *dx, and batch norm and
+ *     layer norm, whose backward kernels always write dx: those refuse a NULL
+ *     dx with NNCL_ERR_INVALID_ARG.
  *   - Alias layers (flatten, unflatten) never touch the device: their forward
  *     writes into *y a descriptor of x's memory, and their backward writes
  *     into *dx a descriptor of dy's memory. Query with nncl_layer_is_alias.

@@ -37,20 +37,23 @@ typedef struct parser {
     const line *ln;
 } parser;
 
-#define SPEC_ERROR(ln, ...) spec_error(ctx, (ln), __FILE__, __LINE__, __VA_ARGS__)
+/* A malformed line (NNCL_ERR_FORMAT), and a layer that does not fit the shape before it (NNCL_ERR_SHAPE). */
+#define SPEC_ERROR(ln, ...) spec_error(ctx, (ln), NNCL_ERR_FORMAT, __FILE__, __LINE__, __VA_ARGS__)
+#define SPEC_SHAPE_ERROR(ln, ...) spec_error(ctx, (ln), NNCL_ERR_SHAPE, __FILE__, __LINE__, __VA_ARGS__)
 
-static nncl_status spec_error(nncl_context *ctx, const line *ln, const char *file, int src_line, const char *fmt, ...)
-    NNCL_PRINTF(5, 6);
+static nncl_status spec_error(nncl_context *ctx, const line *ln, nncl_status status, const char *file, int src_line,
+                              const char *fmt, ...) NNCL_PRINTF(6, 7);
 
-static nncl_status spec_error(nncl_context *ctx, const line *ln, const char *file, int src_line, const char *fmt, ...)
+static nncl_status spec_error(nncl_context *ctx, const line *ln, nncl_status status, const char *file, int src_line,
+                              const char *fmt, ...)
 {
     char reason[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    return nncl__error(ctx, NNCL_ERR_FORMAT, file, src_line, "%s:%d: %s%s%s", ln->file, ln->number,
-                       ln->name ? ln->name : "", ln->name ? ": " : "", reason);
+    return nncl__error(ctx, status, file, src_line, "%s:%d: %s%s%s", ln->file, ln->number, ln->name ? ln->name : "",
+                       ln->name ? ": " : "", reason);
 }
 
 /* Records ctx's last error (a layer's own message) again as `status`, after the line's "file:number: ". */
@@ -200,12 +203,12 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, size_t index, int nd
         NNCL_TRY(required(ctx, ln, "features", 1, big, v));
         NNCL_TRY(int_option(ctx, ln, "bias", 0, 1, &bias));
         NNCL_TRY(finish_line(ctx, ln, 0));
-        if (ndim < 1) return SPEC_ERROR(ln, "needs an input with features");
+        if (ndim < 1) return SPEC_SHAPE_ERROR(ln, "needs an input with features");
         return nncl_linear_create(ctx, shape[ndim - 1], v[0], (int)bias, out);
     }
     if (strcmp(n, "conv2d") == 0) {
         NNCL_TRY(required(ctx, ln, "channels", 1, big, v));
-        if (ndim != 3) return SPEC_ERROR(ln, "needs an input of shape (C, H, W)");
+        if (ndim != 3) return SPEC_SHAPE_ERROR(ln, "needs an input of shape (C, H, W)");
         nncl_conv2d_options o = nncl_conv2d_options_default(shape[0], v[0], 1);
         int64_t k[2] = {0, 0}, s[2] = {1, 1}, p[2] = {0, 0}, d[2] = {1, 1}, bias = 1;
         const char *ks = option(ln, "kernel");
@@ -278,7 +281,7 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, size_t index, int nd
         NNCL_TRY(finish_line(ctx, ln, 0));
         int spatial = n[9] == '1' ? 1 : 2;
         if ((spatial == 1 && ndim != 1 && ndim != 2) || (spatial == 2 && ndim != 3))
-            return SPEC_ERROR(ln, "needs an input of shape %s", spatial == 1 ? "(C) or (C, L)" : "(C, H, W)");
+            return SPEC_SHAPE_ERROR(ln, "needs an input of shape %s", spatial == 1 ? "(C) or (C, L)" : "(C, H, W)");
         return nncl_batchnorm_create(ctx, shape[0], spatial, out);
     }
     if (strcmp(n, "layernorm") == 0) {
@@ -286,7 +289,7 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, size_t index, int nd
         NNCL_TRY(int_option(ctx, ln, "dims", 1, 8, &dims));
         NNCL_TRY(int_option(ctx, ln, "affine", 0, 1, &affine));
         NNCL_TRY(finish_line(ctx, ln, 0));
-        if (dims > ndim) return SPEC_ERROR(ln, "dims=%lld, but the input has %d dimensions", (long long)dims, ndim);
+        if (dims > ndim) return SPEC_SHAPE_ERROR(ln, "dims=%lld, but the input has %d dimensions", (long long)dims, ndim);
         return nncl_layernorm_create(ctx, (int)dims, shape + ndim - dims, (int)affine, out);
     }
     return SPEC_ERROR(ln, "unknown layer");
@@ -369,7 +372,8 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
             char why[512];
             snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
             st = SPEC_ERROR(ln, "%s", why);
-        } else if (st != NNCL_OK && st != NNCL_ERR_FORMAT) { /* out of memory, say: keep the status */
+        } else if (st != NNCL_OK && st != NNCL_ERR_FORMAT && st != NNCL_ERR_SHAPE) {
+            /* out of memory, say: keep the status (FORMAT and SHAPE are the parser's own, at the line already) */
             st = at_line(ctx, ln, st);
         }
         if (st != NNCL_OK) break;

@@ -46,6 +46,11 @@ nncl_loss_kind nncl__loss_kind(const nncl_loss *loss)
     return loss->kind;
 }
 
+nncl_context *nncl__loss_context(const nncl_loss *loss)
+{
+    return loss->ctx;
+}
+
 const char *nncl__loss_name(nncl_loss_kind kind)
 {
     return (int)kind >= 0 && (int)kind < (int)(sizeof NAMES / sizeof NAMES[0]) ? NAMES[kind] : NULL;

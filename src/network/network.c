@@ -108,14 +108,18 @@ nncl_status nncl_network_destroy(nncl_network *net)
         if ((net) == NULL) return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: network is NULL", __func__); \
     } while (0)
 
+/* nncl_network_add and nncl_network_set_loss own their argument from the call on, even on failure, a NULL
+   network's included: past the checks that leave it to a network that already keeps it, they free it. */
 nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
 {
-    CHECK_NET(net);
-    if (layer == NULL) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);
+    nncl_context *ctx = net ? net->ctx : NULL;
+    if (layer == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: layer is NULL", __func__);
     if (layer->owned) /* its network keeps it: not destroyed here */
-        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: %s already belongs to a network", __func__, layer->desc);
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: %s already belongs to a network", __func__, layer->desc);
     nncl_status st = NNCL_OK;
-    if (net->planned) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
+    if (net == NULL) st = NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: network is NULL", __func__);
+    else if (net->planned)
+        st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
     else if (layer->ctx != net->ctx) st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: layer of another context", __func__);
     else if (layer->ops->forward == NULL)
         st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: %s takes two inputs and has no place in a sequential network",
@@ -136,12 +140,18 @@ nncl_status nncl_network_add(nncl_network *net, nncl_layer *layer)
 
 nncl_status nncl_network_set_loss(nncl_network *net, nncl_loss *loss)
 {
-    CHECK_NET(net);
-    if (loss == NULL) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: loss is NULL", __func__);
+    nncl_context *ctx = net ? net->ctx : NULL;
+    if (loss == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: loss is NULL", __func__);
     NNCL_TRY(nncl__loss_adopt(loss)); /* a loss some network keeps is not destroyed here */
-    if (net->planned) {
+    nncl_status st = NNCL_OK;
+    if (net == NULL) st = NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "%s: network is NULL", __func__);
+    else if (net->planned)
+        st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
+    else if (nncl__loss_context(loss) != net->ctx)
+        st = NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: loss of another context", __func__);
+    if (st != NNCL_OK) {
         nncl__loss_free(loss);
-        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: the network is already planned", __func__);
+        return st;
     }
     nncl__loss_free(net->loss);
     net->loss = loss;
