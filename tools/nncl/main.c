@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "train options (defaults: the reference CNN recipe):\n"
             "  --epochs N (3)  --batch N (64)  --seed N (1)  --no-shuffle  --limit N (training samples)\n"
             "  --no-normalize (keep inputs in [0, 1] instead of the training set's mean 0, std 1)\n"
+            "  --normalize MEAN,STD (normalise as (x - MEAN) / STD instead of the training set's statistics)\n"
             "  --optimizer sgd|adam|adamw (sgd)  --lr X (0.01 sgd, 0.001 adam)  --momentum X (0.9 for sgd)\n"
             "  --dampening X  --nesterov  --weight-decay X  --beta1 X  --beta2 X  --clip NORM\n"
             "  --schedule constant|step|cosine  --step-size N  --gamma X  --t-max N (cosine: the whole run)  --warmup N\n"
@@ -124,15 +125,20 @@ static int cmd_check(int argc, char **argv)
     long m = 129, n = 257, k = 513;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-            if (sscanf(argv[++i], "%d:%d", &opt.platform, &opt.device) != 2) {
+            if (!cli_parse_device(argv[++i], &opt.platform, &opt.device)) {
                 fprintf(stderr, "nncl check: --device takes platform:device, e.g. 0:0\n");
                 return 1;
             }
         } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
-            const long cap = 1L << 26; /* each size first, so that the products cannot overflow */
-            if (sscanf(argv[++i], "%ld,%ld,%ld", &m, &n, &k) != 3 || m < 1 || n < 1 || k < 1 || m > cap || n > cap ||
-                k > cap || m * n > cap || m * k > cap || k * n > cap) {
-                fprintf(stderr, "nncl check: --size takes M,N,K, each >= 1, matrices up to 2^26 elements\n");
+            /* Each size first, so that the products cannot overflow; the work is capped as well, since the CPU
+               reference runs it as a plain triple loop in double precision (2^33 is about a minute). */
+            const long cap = 1L << 26;
+            const char *size = argv[++i];
+            int used = 0;
+            if (sscanf(size, "%ld,%ld,%ld%n", &m, &n, &k, &used) != 3 || size[used] != '\0' || m < 1 || n < 1 || k < 1 || m > cap || n > cap ||
+                k > cap || m * n > cap || m * k > cap || k * n > cap || (double)m * n * k > 0x1p33) {
+                fprintf(stderr, "nncl check: --size takes M,N,K, each >= 1, matrices up to 2^26 elements and "
+                                "M*N*K up to 2^33\n");
                 return 1;
             }
         } else {
@@ -182,7 +188,7 @@ static int cmd_check(int argc, char **argv)
     }
     double tol = 1e-5 * sqrt((double)k) * 4.0;
     printf("compared: C = A*B, %ld x %ld x %ld (M x N x K), float32, inputs uniform in [-1, 1)\n", m, n, k);
-    printf("          OpenCL (CLBlast) vs CPU reference (double accumulation)\n");
+    printf("          OpenCL (nncl_gemm, as the device runs it) vs CPU reference (double accumulation)\n");
     printf("max |C_opencl - C_cpu| = %.3g  (max |C| = %.3g, tolerance %.3g)\n", max_abs, max_ref, tol);
     rc = max_abs <= tol ? 0 : 1;
     printf("%s\n", rc == 0 ? "GEMM check passed" : "GEMM check FAILED");
@@ -202,7 +208,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-    if (strcmp(argv[1], "devices") == 0) return cmd_devices();
+    if (strcmp(argv[1], "devices") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "nncl devices: takes no arguments, not '%s'\n", argv[2]);
+            return 1;
+        }
+        return cmd_devices();
+    }
     if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc - 2, argv + 2);

@@ -19,7 +19,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <threads.h>
@@ -87,6 +89,33 @@ static int is_flag(const char *a)
     return strcmp(a, "--no-shuffle") == 0 || strcmp(a, "--no-normalize") == 0 || strcmp(a, "--nesterov") == 0;
 }
 
+/* The options that take one, each handled in parse_options. */
+static int takes_value(const char *a)
+{
+    static const char *const names[] = {
+        "--spec", "--data", "--train-x", "--train-y", "--test-x", "--test-y", "--init", "--save", "--checkpoint",
+        "--resume", "--metrics", "--step-log", "--normalize", "--profile", "--weights", "--input", "--output",
+        "--epochs", "--batch", "--limit", "--test-limit", "--max-steps", "--seed", "--optimizer", "--lr",
+        "--momentum", "--dampening", "--weight-decay", "--beta1", "--beta2", "--clip", "--warmup", "--step-size",
+        "--gamma", "--t-max", "--schedule", "--backend", "--device"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(a, names[i]) == 0) return 1;
+    return 0;
+}
+
+int cli_parse_device(const char *s, int *platform, int *device)
+{
+    char *end;
+    if (!isdigit((unsigned char)s[0])) return 0; /* strtol would take a sign or spaces */
+    long p = strtol(s, &end, 10);
+    if (*end != ':' || !isdigit((unsigned char)end[1])) return 0;
+    long d = strtol(end + 1, &end, 10);
+    if (*end != '\0' || p > 1000 || d > 1000) return 0;
+    *platform = (int)p;
+    *device = (int)d;
+    return 1;
+}
+
 /*
  * The kind named by the last --optimizer (SGD without one), found before the
  * other options are read: its defaults are what they change, in any order.
@@ -122,16 +151,13 @@ static int parse_options(int argc, char **argv, options *o)
     o->ctx = nncl_context_options_default();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKES_VALUE                                                                                \
-    do {                                                                                           \
-        if (v == NULL) return usage_error("option %s needs a value", a);                         \
-        i++;                                                                                       \
-    } while (0)
         int64_t n;
         if (strcmp(a, "--no-shuffle") == 0) { o->shuffle = 0; continue; }
         if (strcmp(a, "--nesterov") == 0) { o->opt.nesterov = 1; continue; }
         if (strcmp(a, "--no-normalize") == 0) { o->normalize = 0; continue; }
-        TAKES_VALUE;
+        if (!takes_value(a)) return usage_error("unknown option %s", a);
+        if (v == NULL) return usage_error("option %s needs a value", a);
+        i++;
         if (strcmp(a, "--spec") == 0) o->spec = v;
         else if (strcmp(a, "--data") == 0) o->data = v;
         else if (strcmp(a, "--train-x") == 0) o->train_x = v;
@@ -145,8 +171,14 @@ static int parse_options(int argc, char **argv, options *o)
         else if (strcmp(a, "--metrics") == 0) o->metrics = v;
         else if (strcmp(a, "--step-log") == 0) o->step_log = v;
         else if (strcmp(a, "--normalize") == 0) {
-            if (sscanf(v, "%f,%f", &o->norm_mean, &o->norm_std) != 2 || !(o->norm_std > 0.0f))
-                return usage_error("--normalize takes MEAN,STD with STD > 0, not '%s'", v);
+            char mean[64];
+            const char *comma = strchr(v, ',');
+            if (comma == NULL || (size_t)(comma - v) >= sizeof mean) return usage_error("bad --normalize %s", v);
+            memcpy(mean, v, (size_t)(comma - v));
+            mean[comma - v] = '\0';
+            if (!parse_f32(mean, &o->norm_mean) || !parse_f32(comma + 1, &o->norm_std) || !isfinite(o->norm_mean) ||
+                !(o->norm_std > 0.0f && isfinite(o->norm_std)))
+                return usage_error("--normalize takes MEAN,STD, finite, with STD > 0, not '%s'", v);
         }
         else if (strcmp(a, "--profile") == 0) {
             o->profile = v;
@@ -185,12 +217,12 @@ static int parse_options(int argc, char **argv, options *o)
             else return usage_error("unknown backend '%s' (cpu, opencl)", v);
         }
         else if (strcmp(a, "--device") == 0) {
-            if (sscanf(v, "%d:%d", &o->ctx.platform, &o->ctx.device) != 2 || o->ctx.platform < 0 || o->ctx.device < 0)
+            if (!cli_parse_device(v, &o->ctx.platform, &o->ctx.device))
                 return usage_error("--device takes platform:device, e.g. 0:0, not '%s'", v);
         }
-        else return usage_error("unknown option %s", a);
-#undef TAKES_VALUE
+        else return usage_error("unknown option %s", a); /* in takes_value, but handled nowhere */
     }
+    if (!o->normalize && o->norm_std > 0.0f) return usage_error("%s", "--normalize and --no-normalize contradict");
     /* The main job's defaults for SGD: momentum 0.9, unless given. */
     if (o->opt.kind == NNCL_OPT_SGD && !o->momentum_set) o->opt.momentum = 0.9f;
     if (o->spec == NULL) return usage_error("%s", "--spec FILE is required");
