@@ -9,7 +9,7 @@
 #           dropout included, across an epoch boundary); also when both start
 #           from the same --init weights.
 #   errors: bad input gets exit code 1 and a message, never a crash.
-set -u
+set -u -o pipefail
 nncl=$1 repo=$2 work=$3 mode=$4
 data=/usr/share/datasets/fashion-mnist
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
@@ -18,6 +18,12 @@ fail() { echo "FAIL: $*"; exit 1; }
 if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
   echo "SKIPPED: $data is missing (install dataset-fashion-mnist)"
   [ "${NNCL_REQUIRE_DATA:-}" = 1 ] && exit 1
+  exit 77
+fi
+devices=$("$nncl" devices) || fail "nncl devices failed"
+if ! grep -q '^[0-9][0-9]*:[0-9][0-9]* ' <<< "$devices"; then # every mode trains on the default OpenCL device
+  echo "SKIPPED: no OpenCL device (nncl devices lists none)"
+  [ "${NNCL_REQUIRE_OPENCL:-}" = 1 ] && exit 1
   exit 77
 fi
 
@@ -55,6 +61,7 @@ errors)
     || fail "the good run failed"
   printf 'input 1 28 28\nlinear 10 kernel=3\n' > bad.spec
   head -c 1000 good.safetensors > truncated.safetensors
+  head -c "$(($(stat -c %s good.state) - 1))" good.state > truncated.state
   cp good.safetensors corrupt.safetensors && printf '{{{{' | dd of=corrupt.safetensors bs=1 seek=20 conv=notrunc 2> /dev/null
   printf 'not an idx file' > junk.idx
   expect() { # expect "what" "message fragment" command...
@@ -67,6 +74,12 @@ errors)
   expect "malformed spec" "bad.spec:2: linear: unknown option 'kernel'" "$nncl" train --spec bad.spec --epochs 1
   expect "missing spec" "cannot open" "$nncl" train --spec nonexistent.spec
   expect "unknown option" "unknown option --frobnicate" "$nncl" train --spec "$spec" --frobnicate 1
+  expect "unknown option, last" "unknown option --frobnicate" "$nncl" train --spec "$spec" --frobnicate
+  expect "option without its value" "option --epochs needs a value" "$nncl" train --spec "$spec" --epochs
+  expect "a negative device index" "--device takes platform:device" "$nncl" train --spec "$spec" --device 0:-5
+  expect "check on a device with junk" "--device takes platform:device" "$nncl" check --device 0:0x
+  expect "contradicting options" "contradict" "$nncl" train --spec "$spec" --normalize 0.5,0.2 --no-normalize
+  expect "devices with an argument" "takes no arguments" "$nncl" devices --bogus
   expect "data file of the wrong kind" "junk.idx" "$nncl" train --spec "$spec" --train-x junk.idx --train-y junk.idx
   expect "images as labels" "labels must be" "$nncl" train --spec "$spec" --epochs 1 \
     --train-x "$data/t10k-images-idx3-ubyte.gz" --train-y "$data/t10k-images-idx3-ubyte.gz"
@@ -74,6 +87,7 @@ errors)
   expect "corrupted header" "corrupt.safetensors" "$nncl" eval --spec "$spec" --weights corrupt.safetensors --test-limit 64
   expect "weights of another network" "0.weight" "$nncl" eval --spec "$repo/examples/fashion_cnn.spec" --weights good.safetensors --test-limit 64
   expect "weights as a training state" "not an nncl training state" "$nncl" train --spec "$spec" --resume good.safetensors
+  expect "truncated training state" "truncated.state" "$nncl" train --spec "$spec" --resume truncated.state
   expect "missing data folder" "/nonexistent" "$nncl" train --spec "$spec" --data /nonexistent
   expect "unknown device" "does not exist" "$nncl" train --spec "$spec" --device 7:7
   expect "images without labels" "--train-x and --train-y go together" "$nncl" train --spec "$spec" --train-x junk.idx
