@@ -289,8 +289,8 @@ static void gen_batchnorm(parity_case *c, test_rng *r)
             c[i].shape[2] = i >= 2 * N_SIZES ? pick(i) % 33 + 1 : 3 + i % 4;
             c[i].shape[3] = 2 + i % 5;
         } else {
-            c[i].ndim = i % 4 == 1 ? 3 : 2;
-            c[i].shape[2] = 5;
+            c[i].ndim = i % 4 == 2 ? 3 : 2; /* (N, C, L) in every other BatchNorm1d case, else (N, C) */
+            c[i].shape[2] = 1 + i % 7;
         }
     }
 }
