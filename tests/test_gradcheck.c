@@ -27,7 +27,9 @@
  * the linear case computes y = x W^T + b with a local double loop plus
  * nncl__ref_bias_add, and its analytic dx and dW come from local loops too,
  * so it checks the bias reference in the (outer, channels, 1) layout and
- * the test's own algebra. Convolution checks the bias with inner > 1.
+ * the test's own algebra; test_linear_layer then checks the layer itself,
+ * GEMMs and all, on the CPU backend. Convolution checks the bias with
+ * inner > 1.
  *
  * Reference conventions: input gradients (dx) are overwritten, parameter
  * gradients (dw, db, dgamma, dbeta) are added to, so every case zeroes them
@@ -754,11 +756,94 @@ static void test_checker_detects_wrong_gradients(void **state)
     free(s.x); free(s.y); free(s.r); free(dx);
 }
 
+/*
+ * The linear layer itself, through the public API on the CPU backend. Its
+ * passes are GEMMs, for which test_linear substitutes the test's own loops,
+ * so this is what checks the products the layer asks for (a transposition,
+ * the bias gradient). The objective sum(r * y) is linear in x, W and b, so
+ * central differences with a step of 0.5 are exact up to float32 rounding:
+ * |analytic - numeric| <= 1e-4 + 1e-3 |numeric|, every entry.
+ */
+static double linear_layer_objective(nncl_context *c, nncl_layer *l, const nncl_tensor *x, nncl_tensor *y,
+                                     const float *r, float *out, size_t ny)
+{
+    TEST_OK(c, nncl_layer_forward(l, NNCL_TRAIN, x, y));
+    TEST_OK(c, nncl_tensor_read(c, y, out, ny));
+    double sum = 0.0;
+    for (size_t i = 0; i < ny; i++) sum += (double)r[i] * out[i];
+    return sum;
+}
+
+static void test_linear_layer(void **state)
+{
+    (void)state;
+    enum { N = 3, IN = 7, OUT = 5 };
+    const double h = 0.5, atol = 1e-4, rtol = 1e-3;
+    nncl_context *c = test_context("cpu");
+    nncl_layer *l;
+    TEST_OK(c, nncl_linear_create(c, IN, OUT, 1, &l));
+    TEST_OK(c, nncl_layer_reset_parameters(l, 42, 0));
+    const int64_t xs[2] = {N, IN}, ys[2] = {N, OUT};
+    nncl_tensor x, y, dy, dx;
+    TEST_OK(c, nncl_tensor_create(c, 2, xs, &x));
+    TEST_OK(c, nncl_tensor_create(c, 2, xs, &dx));
+    TEST_OK(c, nncl_tensor_create(c, 2, ys, &y));
+    TEST_OK(c, nncl_tensor_create(c, 2, ys, &dy));
+    float hx[N * IN], r[N * OUT], out[N * OUT];
+    test_rng rng = test_rng_seed(321);
+    test_rng_fill(&rng, hx, N * IN, -1.0f, 1.0f);
+    test_rng_fill(&rng, r, N * OUT, -1.0f, 1.0f);
+    TEST_OK(c, nncl_tensor_write(c, &x, hx, N * IN));
+    TEST_OK(c, nncl_tensor_write(c, &dy, r, N * OUT));
+    TEST_OK(c, nncl_layer_forward(l, NNCL_TRAIN, &x, &y));
+    TEST_OK(c, nncl_layer_zero_grad(l));
+    TEST_OK(c, nncl_layer_backward(l, &x, &y, &dy, &dx));
+
+    struct {
+        const char *name;
+        nncl_tensor value, grad;
+    } v[3] = {{"x", x, dx}};
+    for (size_t p = 0; p < 2; p++) TEST_OK(c, nncl_layer_param(l, p, &v[p + 1].name, &v[p + 1].value, &v[p + 1].grad));
+    int checked = 0;
+    double worst = 0.0;
+    for (size_t k = 0; k < 3; k++) {
+        const size_t count = (size_t)nncl_tensor_numel(&v[k].value);
+        float *val = malloc(sizeof(float) * count), *analytic = malloc(sizeof(float) * count);
+        assert_true(val && analytic);
+        TEST_OK(c, nncl_tensor_read(c, &v[k].value, val, count));
+        TEST_OK(c, nncl_tensor_read(c, &v[k].grad, analytic, count));
+        for (size_t i = 0; i < count; i++) {
+            const float saved = val[i];
+            val[i] = saved + (float)h;
+            TEST_OK(c, nncl_tensor_write(c, &v[k].value, val, count));
+            const double plus = linear_layer_objective(c, l, &x, &y, r, out, N * OUT);
+            val[i] = saved - (float)h;
+            TEST_OK(c, nncl_tensor_write(c, &v[k].value, val, count));
+            const double minus = linear_layer_objective(c, l, &x, &y, r, out, N * OUT);
+            val[i] = saved;
+            TEST_OK(c, nncl_tensor_write(c, &v[k].value, val, count));
+            const double numeric = (plus - minus) / (2.0 * h);
+            if (fabs(analytic[i] - numeric) > atol + rtol * fabs(numeric))
+                fail_msg("linear layer: d/d%s[%zu]: analytic %.7g, numeric %.7g", v[k].name, i, (double)analytic[i],
+                         numeric);
+            worst = fmax(worst, fabs(analytic[i] - numeric));
+            checked++;
+        }
+        free(val), free(analytic);
+    }
+    printf("gradcheck linear layer (CPU backend, float32): %d entries of dx, dW and db, max |a-n| = %.2g\n", checked,
+           worst);
+    nncl_tensor_destroy(c, &x), nncl_tensor_destroy(c, &dx), nncl_tensor_destroy(c, &y), nncl_tensor_destroy(c, &dy);
+    TEST_OK(c, nncl_layer_destroy(l));
+    nncl_context_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checker_detects_wrong_gradients),
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_layer),
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_pool2d),
         cmocka_unit_test(test_activations),

@@ -419,6 +419,78 @@ static void test_bad_checkpoints(void **state)
     unlink(wpath);
 }
 
+/* Trains `steps` steps on batches seeded from `seed`. */
+static void train_steps(nncl_network *net, int steps, uint64_t seed)
+{
+    float x[BATCH * SAMPLE];
+    int64_t y[BATCH];
+    for (int s = 0; s < steps; s++) {
+        make_batch(seed + (uint64_t)s, x, y);
+        TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+        TEST_OK(ctx, nncl_network_train_step(net));
+    }
+}
+
+/* A training state cut anywhere, or with a broken header, is refused, and the network keeps its weights, its
+   optimizer state and its step: it then trains on bit for bit as a twin that never saw the bad files. */
+static void test_bad_state_checkpoints(void **state)
+{
+    (void)state;
+    char spath[256], bad[256];
+    path_in_tmp(spath, sizeof spath, "good.state");
+    path_in_tmp(bad, sizeof bad, "bad.state");
+    nncl_network *source = make_net(NNCL_OPT_ADAMW, 5);
+    train_steps(source, 2, 900);
+    const nncl_train_position saved = {.epoch = 1, .batch = 2, .batch_size = BATCH, .seed = 5};
+    TEST_OK(ctx, nncl_network_save_state(source, spath, &saved));
+    size_t file_size;
+    unsigned char *bytes = test_read_file(spath, &file_size);
+    nncl_network *target = make_net(NNCL_OPT_ADAMW, 6), *twin = make_net(NNCL_OPT_ADAMW, 6);
+    train_steps(target, 1, 950);
+    train_steps(twin, 1, 950);
+    const nncl_train_position sentinel = {.epoch = 7, .batch = 7, .batch_size = 7, .seed = 7};
+    long refused = 0;
+    for (long cut = 0; cut <= (long)file_size; cut++) { /* every truncation, then the corrupted header */
+        FILE *f = fopen(bad, "wb");
+        assert_non_null(f);
+        fwrite(bytes, 1, cut < (long)file_size ? (size_t)cut : file_size, f);
+        if (cut == (long)file_size) { /* whole, with the header's JSON broken in the middle */
+            assert_int_equal(fseek(f, 8 + 10, SEEK_SET), 0);
+            fputc('}', f);
+        }
+        fclose(f);
+        nncl_train_position pos = sentinel;
+        nncl_status st = nncl_network_load_state(target, bad, &pos);
+        if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
+            fail_msg("state cut at %ld of %zu bytes: %s", cut, file_size, nncl_status_name(st));
+        assert_true(strlen(nncl_context_last_error(ctx)) > 0);
+        assert_memory_equal(&pos, &sentinel, sizeof pos);
+        refused++;
+    }
+    int64_t step_target, step_twin;
+    TEST_OK(ctx, nncl_network_get_step(target, &step_target));
+    TEST_OK(ctx, nncl_network_get_step(twin, &step_twin));
+    assert_int_equal(step_target, step_twin);
+    train_steps(target, 2, 960);
+    train_steps(twin, 2, 960);
+    size_t nt, nw;
+    float *wt = all_weights(target, &nt), *ww = all_weights(twin, &nw);
+    assert_int_equal(nt, nw);
+    test_assert_bitwise(wt, ww, nt, "weights after refused states and two more steps");
+    print_message("refused %ld truncations of a %zu-byte training state and a corrupted header\n", refused - 1,
+                  file_size);
+    /* The good file still loads, with its position. */
+    nncl_train_position pos = sentinel;
+    TEST_OK(ctx, nncl_network_load_state(target, spath, &pos));
+    assert_memory_equal(&pos, &saved, sizeof pos);
+    free(bytes), free(wt), free(ww);
+    nncl_network_destroy(source);
+    nncl_network_destroy(target);
+    nncl_network_destroy(twin);
+    unlink(bad);
+    unlink(spath);
+}
+
 /* The trace has one span per layer phase, and the kernels under them. */
 /* conv2d + relu in a network: one launch fewer than the layers run apart, and the same bits. */
 static void test_fused_conv_relu(void **state)
@@ -1016,6 +1088,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_checkpoints_round_trip),
         cmocka_unit_test(test_bad_checkpoints),
+        cmocka_unit_test(test_bad_state_checkpoints),
         cmocka_unit_test(test_fused_conv_relu),
         cmocka_unit_test(test_fused_backward),
         cmocka_unit_test(test_trace),
