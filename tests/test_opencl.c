@@ -279,6 +279,8 @@ static void test_binary_cache(void **state)
         TEST_OK(c, nncl_tensor_view(c, &t, 5, 1, &one, &out));
         TEST_OK(c, nncl_gemm(c, NNCL_NO_TRANS, NNCL_TRANS, 1, 1, 3, 1.0f, &a, 3, &a, 3, 0.0f, &out, 1));
         measured[run] = nncl__cl_state(c)->gemm_choices.measured;
+        assert_null(nncl__cl_state(c)->scratch[4]); /* the measurement's copy of C is not kept */
+        assert_int_equal(nncl__cl_state(c)->scratch_bytes[4], 0);
         TEST_OK(c, nncl_tensor_destroy(c, &t));
         nncl_context_destroy(c);
     }

@@ -27,7 +27,8 @@
 #define NNCL_CL_STAGING 4
 
 /* Number of scratch buffers an op may use at once (nncl__cl_scratch). */
-#define NNCL_CL_SCRATCH_SLOTS 5 /* 0, 1: convolution; 2: batch norm; 3, 4: GEMM */
+/* Scratch slots: 0, 1 convolution; 2 batch norm; 3 GEMM; 4 GEMM measurements (released after each). */
+#define NNCL_CL_SCRATCH_SLOTS 5
 
 /* A kernel of a built program, with its function name for messages. */
 typedef struct nncl__cl_kernel {
@@ -73,6 +74,9 @@ enum {
     NNCL_CL_GEMM_TILED = 2,   /* kernels_cl/gemm_tiled.cl: local-memory tiles and split k, for GPUs */
     NNCL_CL_GEMM_KINDS = 3
 };
+
+/* Work-items per group of gemm_tiled.cl (its reqd_work_group_size, 16 x 16): a device must allow as many. */
+#define NNCL_CL_TILED_ITEMS 256
 
 typedef struct nncl__cl {
     cl_platform_id platform;
@@ -168,6 +172,9 @@ void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes);
  * only when a larger size is asked for.
  */
 nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *out);
+
+/* Releases scratch buffer `slot` (a rare user's large one), once the commands queued on it have finished. */
+void nncl__cl_scratch_release(nncl_context *ctx, int slot);
 
 /* OUT: *out = the context's NNCL_CL_PARTIALS floats of partial sums, allocated at first use (reductions
    and the GPUs' bias gradient use it within one call each). */

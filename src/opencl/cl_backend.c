@@ -42,6 +42,13 @@ nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *
     return NNCL_OK;
 }
 
+void nncl__cl_scratch_release(nncl_context *ctx, int slot)
+{
+    nncl__cl *cl = nncl__cl_state(ctx);
+    nncl__cl_free(ctx, &cl->scratch[slot], cl->scratch_bytes[slot]); /* OpenCL keeps it for queued commands */
+    cl->scratch_bytes[slot] = 0;
+}
+
 static nncl_status cl_buffer_alloc(nncl_context *ctx, nncl_buffer *buf)
 {
     cl_mem mem;
@@ -276,6 +283,9 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     else
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GEMM=\"%s\" is not auto, measure, clblast, nncl or tiled",
                           policy);
+    if (cl->gemm_policy == 2 && cl->gemm_forced == NNCL_CL_GEMM_TILED && cl->max_work_group_size < NNCL_CL_TILED_ITEMS)
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "NNCL_GEMM=tiled: its work-groups of %d items exceed this "
+                          "device's %zu", NNCL_CL_TILED_ITEMS, cl->max_work_group_size);
     /* NNCL_CONV=direct|im2col forces a convolution path; measure times both per geometry on every device;
        auto: direct on CPU devices and a measurement elsewhere. */
     policy = getenv("NNCL_CONV");

@@ -360,9 +360,19 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     }
     if (st == NNCL_OK) nncl__error_mark_restore(ctx, &mark); /* the others' failures are not the caller's */
     else nncl__error_mark_drop(&mark);
+    /* The probe's output is as large as C (a convolution's whole column matrix, when a plan measures its
+       input gradient): not held for the life of the context. */
+    nncl__cl_scratch_release(ctx, 4);
     ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
     ctx->stats.kernel_launches = launches;
     return st;
+}
+
+/* The implementation, unmeasured, for a GEMM that CLBlast cannot take: the tiled kernel with GPU shapes where
+   the device runs its work-groups, else gemm.cl. */
+static int without_clblast(const nncl__cl *cl)
+{
+    return cl->gpu_shapes && cl->max_work_group_size >= NNCL_CL_TILED_ITEMS ? NNCL_CL_GEMM_TILED : NNCL_CL_GEMM_BLOCK;
 }
 
 /*
@@ -387,7 +397,7 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
     NNCL_TRY(nncl__cl_choice_find(ctx, &cl->gemm_choices, key, impl));
     if (*impl >= 0 && *impl < NNCL_CL_GEMM_KINDS) return NNCL_OK;
     if (!clblast_takes(g)) { /* a choice without CLBlast would be remembered for every offset: none made */
-        *impl = cl->gpu_shapes ? NNCL_CL_GEMM_TILED : NNCL_CL_GEMM_BLOCK;
+        *impl = without_clblast(cl);
         return NNCL_OK;
     }
     NNCL_TRY(measure(ctx, g, impl));
@@ -399,7 +409,7 @@ nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
     int impl;
     NNCL_TRY(choose(ctx, g, &impl));
     if (impl == NNCL_CL_GEMM_CLBLAST && !clblast_takes(g)) /* CLBlast's offsets are 32-bit */
-        impl = nncl__cl_state(ctx)->gpu_shapes ? NNCL_CL_GEMM_TILED : NNCL_CL_GEMM_BLOCK;
+        impl = without_clblast(nncl__cl_state(ctx));
     return IMPLS[impl](ctx, g);
 }
 
