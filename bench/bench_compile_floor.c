@@ -29,7 +29,7 @@
 
 #define MAX_KERNELS 1000
 #define KERNEL_LINE 96 /* bytes of one kernel's source, with room to spare */
-#define ITEMS 4096     /* work-items per launch; 64 per work-group */
+#define ITEMS 4096 /* work-items per launch, rounded up to whole groups of 64 (or the device's most, if fewer) */
 
 static void check(cl_int err, const char *what)
 {
@@ -55,8 +55,9 @@ static void fail_build(cl_program program, cl_device_id device, cl_int err)
 
 int main(int argc, char **argv)
 {
-    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 23;
-    if (n < 1 || n > MAX_KERNELS) {
+    char *end = NULL;
+    long n = argc > 1 ? strtol(argv[1], &end, 10) : 23;
+    if ((argc > 1 && (end == argv[1] || *end != '\0')) || n < 1 || n > MAX_KERNELS) {
         fprintf(stderr, "usage: bench_compile_floor [N], 1 <= N <= %d\n", MAX_KERNELS);
         return 2;
     }
@@ -79,12 +80,16 @@ int main(int argc, char **argv)
     bench_check(NULL, nncl__cl_choose_device(NULL, &opt, &platform, &device, &pi, &di), "choosing the device");
     char name[256];
     check(clGetDeviceInfo(device, CL_DEVICE_NAME, sizeof name, name, NULL), "clGetDeviceInfo(CL_DEVICE_NAME)");
+    size_t max_group;
+    check(clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group, NULL),
+          "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)");
+    const size_t local = max_group < 64 ? max_group : 64, global = (ITEMS + local - 1) / local * local;
     cl_int err;
     cl_context context = clCreateContext(NULL, 1, &device, NULL, NULL, &err);
     check(err, "clCreateContext");
     cl_command_queue queue = clCreateCommandQueue(context, device, 0, &err);
     check(err, "clCreateCommandQueue");
-    cl_mem buffer = clCreateBuffer(context, CL_MEM_READ_WRITE, ITEMS * sizeof(float), NULL, &err);
+    cl_mem buffer = clCreateBuffer(context, CL_MEM_READ_WRITE, global * sizeof(float), NULL, &err);
     check(err, "clCreateBuffer");
     double t1 = bench_now();
 
@@ -100,7 +105,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "out of host memory\n");
         return 1;
     }
-    size_t global = ITEMS, local = 64;
     for (long i = 0; i < n; i++) {
         char kname[32];
         snprintf(kname, sizeof kname, "k%ld", i);

@@ -55,7 +55,8 @@ startup() {
 }
 # Every cache cold, as on a first run; then PoCL's kernel cache warm, as on every later run.
 read -r cold cold_all < <(POCL_CACHE_DIR=$tmp/pocl-a NNCL_CACHE_DIR=$tmp/nncl-a startup)
-variants=$(find "$tmp/pocl-a" -name '*.so' | wc -l) # PoCL compiles one .so per kernel and launch shape
+variants=0 # PoCL compiles one .so per kernel and launch shape into its cache; other drivers make no such folder
+[ -d "$tmp/pocl-a" ] && variants=$(find "$tmp/pocl-a" -name '*.so' | wc -l)
 read -r warm warm_all < <(POCL_CACHE_DIR=$tmp/pocl-a NNCL_CACHE_DIR=$tmp/nncl-a startup)
 # nncl's own binary cache, which by default stores nothing on PoCL (cl_binary_cache.c): forced on, a cold
 # run fills it (paying PoCL's binary export at exit), then a run with PoCL's cache empty reads it.
