@@ -83,7 +83,7 @@ static void test_bad_tensors(void **state)
     EXPECT(NNCL_ERR_INVALID_ARG, nncl_tensor_create(ctx, 2, ok, NULL));
     const int64_t huge[2] = {INT64_MAX / 2, 4};
     EXPECT(NNCL_ERR_INVALID_ARG, nncl_tensor_create(ctx, 2, huge, &t));
-    /* Sizes whose bytes a backend's rounding up to its alignment would wrap around to 0; and 2^40 + 1. */
+    /* Sizes whose bytes a backend's rounding up to its alignment would wrap around to 0; and just over 2^40. */
     const int64_t wrap[1] = {((int64_t)1 << 62) - 1}, over[2] = {((int64_t)1 << 20) + 1, (int64_t)1 << 20};
     EXPECT(NNCL_ERR_OUT_OF_MEMORY, nncl_tensor_create(ctx, 1, wrap, &t));
     EXPECT(NNCL_ERR_OUT_OF_MEMORY, nncl_tensor_create(ctx, 2, over, &t));

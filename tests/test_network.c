@@ -348,6 +348,21 @@ static void test_checkpoints_round_trip(void **state)
     nncl_network_destroy(c);
 }
 
+/* Records a known error on ctx, so that a check of the next message sees that call's own. */
+static void poison_error(void)
+{
+    assert_int_equal(nncl_tensor_fill(ctx, NULL, 0.0f), NNCL_ERR_INVALID_ARG);
+}
+
+/* The offset in a safetensors file just past the header's first ':', where a '}' breaks its JSON. */
+static size_t json_break_offset(const unsigned char *bytes, size_t size)
+{
+    for (size_t i = 8; i < size; i++)
+        if (bytes[i] == ':') return i + 1;
+    fail_msg("no ':' in the header");
+    return 0;
+}
+
 static void test_bad_checkpoints(void **state)
 {
     (void)state;
@@ -369,16 +384,17 @@ static void test_bad_checkpoints(void **state)
         f = fopen(bad, "wb");
         fwrite(bytes, 1, (size_t)cut, f);
         fclose(f);
+        poison_error();
         nncl_status st = nncl_network_load_weights(target, bad);
         if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
             fail_msg("truncated at %ld of %ld bytes: %s", cut, size, nncl_status_name(st));
-        assert_true(strlen(nncl_context_last_error(ctx)) > 0);
+        assert_non_null(strstr(nncl_context_last_error(ctx), bad)); /* this load's message, naming the file */
         refused++;
     }
-    /* A corrupted header: JSON broken in the middle. */
+    /* A corrupted header: its JSON broken after the first key ({"0.weight":}...). */
     unsigned char *corrupt = malloc((size_t)size);
     memcpy(corrupt, bytes, (size_t)size);
-    corrupt[8 + 10] = '}';
+    corrupt[json_break_offset(bytes, (size_t)size)] = '}';
     f = fopen(bad, "wb");
     fwrite(corrupt, 1, (size_t)size, f);
     fclose(f);
@@ -454,16 +470,17 @@ static void test_bad_state_checkpoints(void **state)
         FILE *f = fopen(bad, "wb");
         assert_non_null(f);
         fwrite(bytes, 1, cut < (long)file_size ? (size_t)cut : file_size, f);
-        if (cut == (long)file_size) { /* whole, with the header's JSON broken in the middle */
-            assert_int_equal(fseek(f, 8 + 10, SEEK_SET), 0);
+        if (cut == (long)file_size) { /* whole, with the header's JSON broken after its first key */
+            assert_int_equal(fseek(f, (long)json_break_offset(bytes, file_size), SEEK_SET), 0);
             fputc('}', f);
         }
         fclose(f);
         nncl_train_position pos = sentinel;
+        poison_error();
         nncl_status st = nncl_network_load_state(target, bad, &pos);
         if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
             fail_msg("state cut at %ld of %zu bytes: %s", cut, file_size, nncl_status_name(st));
-        assert_true(strlen(nncl_context_last_error(ctx)) > 0);
+        assert_non_null(strstr(nncl_context_last_error(ctx), bad)); /* this load's message, naming the file */
         assert_memory_equal(&pos, &sentinel, sizeof pos);
         refused++;
     }
@@ -860,11 +877,11 @@ static void test_misuse(void **state)
     nncl_layer *orphan;
     TEST_OK(ctx, nncl_linear_create(ctx, 4, 2, 1, &orphan));
     assert_int_equal(nncl_network_add(NULL, orphan), NNCL_ERR_INVALID_ARG);
-    assert_non_null(strstr(nncl_context_last_error(NULL), "network is NULL"));
+    assert_non_null(strstr(nncl_context_last_error(NULL), "nncl_network_add: network is NULL"));
     nncl_loss *stray;
     TEST_OK(ctx, nncl_loss_create(ctx, NNCL_LOSS_MSE, 0.0f, &stray));
     assert_int_equal(nncl_network_set_loss(NULL, stray), NNCL_ERR_INVALID_ARG);
-    assert_non_null(strstr(nncl_context_last_error(NULL), "network is NULL"));
+    assert_non_null(strstr(nncl_context_last_error(NULL), "nncl_network_set_loss: network is NULL"));
     nncl_context_options cpu_opt = nncl_context_options_default();
     cpu_opt.backend = NNCL_BACKEND_CPU;
     nncl_context *elsewhere;
