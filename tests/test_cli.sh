@@ -77,7 +77,11 @@ errors)
   expect "unknown option, last" "unknown option --frobnicate" "$nncl" train --spec "$spec" --frobnicate
   expect "option without its value" "option --epochs needs a value" "$nncl" train --spec "$spec" --epochs
   expect "a negative device index" "--device takes platform:device" "$nncl" train --spec "$spec" --device 0:-5
+  expect "a device with junk" "--device takes platform:device" "$nncl" train --spec "$spec" --device 0:1x
   expect "check on a device with junk" "--device takes platform:device" "$nncl" check --device 0:0x
+  expect "check on device -1:-1" "--device takes platform:device" "$nncl" check --device -1:-1
+  expect "a check too long to run" "M\*N\*K up to 2^33" "$nncl" check --size 4096,2048,2048
+  expect "a normalisation with junk" "--normalize takes MEAN,STD" "$nncl" train --spec "$spec" --normalize 0.5,0.2x
   expect "contradicting options" "contradict" "$nncl" train --spec "$spec" --normalize 0.5,0.2 --no-normalize
   expect "devices with an argument" "takes no arguments" "$nncl" devices --bogus
   expect "data file of the wrong kind" "junk.idx" "$nncl" train --spec "$spec" --train-x junk.idx --train-y junk.idx

@@ -122,10 +122,15 @@ def main():
         print(__doc__)
         return 2
     binary, spec, optimizer, backend = sys.argv[1:5]
-    if backend == "opencl" and not re.search(r"^\d+:\d+ ", subprocess.run([binary, "devices"], capture_output=True,
-                                                                         text=True).stdout, re.M):
-        print("SKIPPED: no OpenCL device (nncl devices lists none)")  # CI sets NNCL_REQUIRE_OPENCL=1
-        return 1 if os.environ.get("NNCL_REQUIRE_OPENCL") == "1" else 77
+    if backend == "opencl":
+        devices = subprocess.run([binary, "devices"], capture_output=True, text=True)
+        if devices.returncode != 0:
+            print(devices.stdout, devices.stderr)
+            print("FAIL: nncl devices exited with", devices.returncode)
+            return 1
+        if not re.search(r"^\d+:\d+ ", devices.stdout, re.M):
+            print("SKIPPED: no OpenCL device (nncl devices lists none)")  # CI sets NNCL_REQUIRE_OPENCL=1
+            return 1 if os.environ.get("NNCL_REQUIRE_OPENCL") == "1" else 77
     work = sys.argv[5] if len(sys.argv) > 5 else tempfile.mkdtemp(prefix="nncl-parity-")
     os.makedirs(work, exist_ok=True)
     torch.manual_seed(1234)
