@@ -21,7 +21,8 @@
  * One exception, once: on a device that times its GEMM implementations per
  * shape (GPUs), a batch smaller than the planned one brings GEMM shapes the
  * plan did not time, and the first step with that batch size times them,
- * waiting for each run; the choices are kept, for later processes too.
+ * allocating a buffer for each and waiting for each run; the choices are
+ * kept, for later processes too.
  *
  * Parameter names follow the state_dict of the equivalent torch.nn.Sequential:
  * "<layer index>.<name>", e.g. "0.weight", "3.running_mean".
