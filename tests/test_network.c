@@ -374,16 +374,13 @@ static void test_bad_checkpoints(void **state)
     size_t file_size;
     unsigned char *bytes = test_read_file(wpath, &file_size);
     const long size = (long)file_size;
-    FILE *f;
     /* A different network (other weights) that must stay as it is. */
     nncl_network *target = make_net(NNCL_OPT_SGD, 4);
     size_t n0;
     float *before = all_weights(target, &n0);
     int refused = 0;
     for (long cut = 0; cut < size; cut++) { /* every truncation */
-        f = fopen(bad, "wb");
-        fwrite(bytes, 1, (size_t)cut, f);
-        fclose(f);
+        test_write_file(bad, bytes, (size_t)cut);
         poison_error();
         nncl_status st = nncl_network_load_weights(target, bad);
         if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
@@ -395,9 +392,7 @@ static void test_bad_checkpoints(void **state)
     unsigned char *corrupt = malloc((size_t)size);
     memcpy(corrupt, bytes, (size_t)size);
     corrupt[json_break_offset(bytes, (size_t)size)] = '}';
-    f = fopen(bad, "wb");
-    fwrite(corrupt, 1, (size_t)size, f);
-    fclose(f);
+    test_write_file(bad, corrupt, (size_t)size);
     assert_int_equal(nncl_network_load_weights(target, bad), NNCL_ERR_FORMAT);
     size_t n1;
     float *after = all_weights(target, &n1);
@@ -435,16 +430,23 @@ static void test_bad_checkpoints(void **state)
     unlink(wpath);
 }
 
+/* Trains one step and returns its loss, which must be finite. */
+static float one_step(nncl_network *net, uint64_t seed)
+{
+    float x[BATCH * SAMPLE], loss;
+    int64_t y[BATCH];
+    make_batch(seed, x, y);
+    TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
+    TEST_OK(ctx, nncl_network_train_step(net));
+    TEST_OK(ctx, nncl_network_metrics(net, &loss, NULL));
+    assert_true(isfinite(loss));
+    return loss;
+}
+
 /* Trains `steps` steps on batches seeded from `seed`. */
 static void train_steps(nncl_network *net, int steps, uint64_t seed)
 {
-    float x[BATCH * SAMPLE];
-    int64_t y[BATCH];
-    for (int s = 0; s < steps; s++) {
-        make_batch(seed + (uint64_t)s, x, y);
-        TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
-        TEST_OK(ctx, nncl_network_train_step(net));
-    }
+    for (int s = 0; s < steps; s++) one_step(net, seed + (uint64_t)s);
 }
 
 /* A training state cut anywhere, or with a broken header, is refused, and the network keeps its weights, its
@@ -465,21 +467,19 @@ static void test_bad_state_checkpoints(void **state)
     train_steps(target, 1, 950);
     train_steps(twin, 1, 950);
     const nncl_train_position sentinel = {.epoch = 7, .batch = 7, .batch_size = 7, .seed = 7};
+    unsigned char *corrupt = malloc(file_size); /* whole, with the header's JSON broken after its first key */
+    assert_non_null(corrupt);
+    memcpy(corrupt, bytes, file_size);
+    corrupt[json_break_offset(bytes, file_size)] = '}';
     long refused = 0;
-    for (long cut = 0; cut <= (long)file_size; cut++) { /* every truncation, then the corrupted header */
-        FILE *f = fopen(bad, "wb");
-        assert_non_null(f);
-        fwrite(bytes, 1, cut < (long)file_size ? (size_t)cut : file_size, f);
-        if (cut == (long)file_size) { /* whole, with the header's JSON broken after its first key */
-            assert_int_equal(fseek(f, (long)json_break_offset(bytes, file_size), SEEK_SET), 0);
-            fputc('}', f);
-        }
-        fclose(f);
+    for (size_t cut = 0; cut <= file_size; cut++) { /* every truncation, then the corrupted header */
+        if (cut < file_size) test_write_file(bad, bytes, cut);
+        else test_write_file(bad, corrupt, file_size);
         nncl_train_position pos = sentinel;
         poison_error();
         nncl_status st = nncl_network_load_state(target, bad, &pos);
         if (st != NNCL_ERR_FORMAT && st != NNCL_ERR_IO)
-            fail_msg("state cut at %ld of %zu bytes: %s", cut, file_size, nncl_status_name(st));
+            fail_msg("state cut at %zu of %zu bytes: %s", cut, file_size, nncl_status_name(st));
         assert_non_null(strstr(nncl_context_last_error(ctx), bad)); /* this load's message, naming the file */
         assert_memory_equal(&pos, &sentinel, sizeof pos);
         refused++;
@@ -500,7 +500,7 @@ static void test_bad_state_checkpoints(void **state)
     nncl_train_position pos = sentinel;
     TEST_OK(ctx, nncl_network_load_state(target, spath, &pos));
     assert_memory_equal(&pos, &saved, sizeof pos);
-    free(bytes), free(wt), free(ww);
+    free(bytes), free(corrupt), free(wt), free(ww);
     nncl_network_destroy(source);
     nncl_network_destroy(target);
     nncl_network_destroy(twin);
@@ -837,19 +837,6 @@ static void expect_error(nncl_status got, nncl_status want, const char *fragment
         fail_msg("%s instead of %s: %s", nncl_status_name(got), nncl_status_name(want), nncl_context_last_error(ctx));
     if (strstr(nncl_context_last_error(ctx), fragment) == NULL)
         fail_msg("message \"%s\" lacks \"%s\"", nncl_context_last_error(ctx), fragment);
-}
-
-/* Trains one step and returns its loss, which must be finite. */
-static float one_step(nncl_network *net, uint64_t seed)
-{
-    float x[BATCH * SAMPLE], loss;
-    int64_t y[BATCH];
-    make_batch(seed, x, y);
-    TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, BATCH));
-    TEST_OK(ctx, nncl_network_train_step(net));
-    TEST_OK(ctx, nncl_network_metrics(net, &loss, NULL));
-    assert_true(isfinite(loss));
-    return loss;
 }
 
 static void test_misuse(void **state)
