@@ -191,4 +191,8 @@ const char *nncl__loss_name(nncl_loss_kind kind);
 nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt);
 nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt);
 
+/* Parses "P:D" (NNCL_DEVICE, the tool's --device): two decimal numbers up to 1000 and nothing else, no sign or
+   space. Returns 1, or 0 when malformed. */
+int nncl__parse_device(const char *s, int *platform, int *device);
+
 #endif /* NNCL_INTERNAL_H */

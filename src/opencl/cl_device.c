@@ -1,6 +1,7 @@
 /*
  * cl_device.c - listing OpenCL devices and choosing the one a context uses.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,19 +114,23 @@ nncl_status nncl_device_list(nncl_device_info *out, size_t cap, size_t *count)
     return NNCL_OK;
 }
 
-/* Parses NNCL_DEVICE="platform:device" strictly. */
-static nncl_status parse_device_env(nncl_context *ctx, const char *s, int *platform, int *device)
+int nncl__parse_device(const char *s, int *platform, int *device)
 {
-    char *end = NULL;
+    char *end;
+    if (!isdigit((unsigned char)s[0])) return 0; /* strtol would take a sign or spaces */
     long p = strtol(s, &end, 10);
-    if (end == s || *end != ':' || p < 0 || p > 1000) goto bad;
-    const char *ds = end + 1;
-    long d = strtol(ds, &end, 10);
-    if (end == ds || *end != '\0' || d < 0 || d > 1000) goto bad;
+    if (*end != ':' || !isdigit((unsigned char)end[1])) return 0;
+    long d = strtol(end + 1, &end, 10);
+    if (*end != '\0' || p > 1000 || d > 1000) return 0;
     *platform = (int)p;
     *device = (int)d;
-    return NNCL_OK;
-bad:
+    return 1;
+}
+
+/* Parses NNCL_DEVICE="platform:device". */
+static nncl_status parse_device_env(nncl_context *ctx, const char *s, int *platform, int *device)
+{
+    if (nncl__parse_device(s, platform, device)) return NNCL_OK;
     return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
                       "NNCL_DEVICE=\"%s\" is not of the form platform:device, e.g. \"0:0\"", s);
 }

@@ -12,9 +12,6 @@
 /* Prints "nncl: <status name>: <message>" for a failure on ctx (NULL: the thread's slot); returns 1. */
 int cli_fail(nncl_context *ctx, nncl_status st);
 
-/* Parses --device's "P:D", two decimal numbers up to 1000 and nothing else; returns 1, or 0 when malformed. */
-int cli_parse_device(const char *s, int *platform, int *device);
-
 /* ---- data ---- */
 
 typedef struct dataset {

@@ -125,7 +125,7 @@ static int cmd_check(int argc, char **argv)
     long m = 129, n = 257, k = 513;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-            if (!cli_parse_device(argv[++i], &opt.platform, &opt.device)) {
+            if (!nncl__parse_device(argv[++i], &opt.platform, &opt.device)) {
                 fprintf(stderr, "nncl check: --device takes platform:device, e.g. 0:0\n");
                 return 1;
             }

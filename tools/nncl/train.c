@@ -19,7 +19,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -103,18 +102,6 @@ static int takes_value(const char *a)
     return 0;
 }
 
-int cli_parse_device(const char *s, int *platform, int *device)
-{
-    char *end;
-    if (!isdigit((unsigned char)s[0])) return 0; /* strtol would take a sign or spaces */
-    long p = strtol(s, &end, 10);
-    if (*end != ':' || !isdigit((unsigned char)end[1])) return 0;
-    long d = strtol(end + 1, &end, 10);
-    if (*end != '\0' || p > 1000 || d > 1000) return 0;
-    *platform = (int)p;
-    *device = (int)d;
-    return 1;
-}
 
 /*
  * The kind named by the last --optimizer (SGD without one), found before the
@@ -217,7 +204,7 @@ static int parse_options(int argc, char **argv, options *o)
             else return usage_error("unknown backend '%s' (cpu, opencl)", v);
         }
         else if (strcmp(a, "--device") == 0) {
-            if (!cli_parse_device(v, &o->ctx.platform, &o->ctx.device))
+            if (!nncl__parse_device(v, &o->ctx.platform, &o->ctx.device))
                 return usage_error("--device takes platform:device, e.g. 0:0, not '%s'", v);
         }
         else return usage_error("unknown option %s", a); /* in takes_value, but handled nowhere */
