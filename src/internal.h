@@ -175,8 +175,9 @@ void nncl__profile_scope(nncl_context *ctx, const char *fmt, ...) NNCL_PRINTF(2,
 /* The spec and kernel name of an activation ("relu", "leaky_relu", ...), or NULL when act is not one. */
 const char *nncl__activation_name(nncl_activation act);
 
-/* The kind a loss was created with, and its context. */
+/* The kind a loss was created with, its label smoothing, and its context. */
 nncl_loss_kind nncl__loss_kind(const nncl_loss *loss);
+float nncl__loss_smoothing(const nncl_loss *loss);
 nncl_context *nncl__loss_context(const nncl_loss *loss);
 
 /* Marks the loss as a network's (NNCL_ERR_INVALID_ARG when it already is one's); the network frees it. */

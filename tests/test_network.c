@@ -566,7 +566,8 @@ static void test_fused_conv_relu(void **state)
  * the relu has no kernel; linear + relu last: relu applied with the bias,
  * backward in place; flatten first: no input gradient for the first linear)
  * gives bit for bit the parameter gradients of its layers run one by one on
- * tensors of their own, with the relu layers' own kernels.
+ * tensors of their own, with the relu layers' own kernels; so does a second
+ * backward of the same forward, and one after an evaluation forward.
  */
 static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
 {
@@ -587,6 +588,28 @@ static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
     TEST_OK(ctx, nncl_network_backward(spec.net));
     size_t count, count2;
     float *fused = read_params(spec.net, GRADS, &count);
+    /* The training forward leaves the loss's gradient for the backward, which may overwrite it in place (the
+       last relu here): a second backward gives the same gradients. An evaluation forward leaves none: on a
+       new batch, its backward gives the training forward's gradients, not ones from the last batch's. */
+    TEST_OK(ctx, nncl_network_zero_grad(spec.net));
+    TEST_OK(ctx, nncl_network_backward(spec.net));
+    float *again = read_params(spec.net, GRADS, &count2);
+    assert_int_equal(count, count2);
+    assert_memory_equal(fused, again, sizeof(float) * count);
+    float *x2 = malloc(sizeof(float) * (size_t)(n * per)), *g[2];
+    int64_t labels2[16];
+    test_rng_fill(&r, x2, (size_t)(n * per), -1.0f, 1.0f);
+    for (int64_t i = 0; i < n; i++) labels2[i] = test_rng_below(&r, (uint32_t)classes);
+    TEST_OK(ctx, nncl_network_set_batch(spec.net, x2, labels2, NULL, n));
+    for (int train = 0; train < 2; train++) {
+        TEST_OK(ctx, nncl_network_forward(spec.net, train ? NNCL_TRAIN : NNCL_EVAL));
+        TEST_OK(ctx, nncl_network_zero_grad(spec.net));
+        TEST_OK(ctx, nncl_network_backward(spec.net));
+        g[train] = read_params(spec.net, GRADS, &count2);
+    }
+    assert_memory_equal(g[0], g[1], sizeof(float) * count);
+    assert_memory_not_equal(g[0], fused, sizeof(float) * count);
+    free(again), free(g[0]), free(g[1]), free(x2);
 
     /* The same layers apart: forward through every layer, the loss, then backward through every layer. */
     TEST_OK(ctx, nncl_network_zero_grad(spec.net));

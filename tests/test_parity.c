@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h" /* the network's loss step, ctx->ops->loss_step */
 #ifdef NNCL_TEST_PERTURB
 #include "opencl/cl.h"
 #endif
@@ -482,7 +483,73 @@ static void run_layer(nncl_context *ctx, const family *f, const parity_case *c, 
     TEST_OK(ctx, nncl_layer_destroy(l));
 }
 
-/* Runs a loss case on ctx: out->y is the loss, out->dx the input gradient. */
+/*
+ * The network's loss step (the backend's loss_step, which nncl_network_forward
+ * runs) on the case's tensors: on the same backend, its loss and gradient must
+ * be those of nncl_loss_forward and nncl_loss_backward bit for bit, its
+ * correct count the host's count of rows whose first largest entry is at the
+ * label, and its running sums the previous ones plus n loss (one fma) and
+ * the count; without a gradient it must leave dinput alone. OpenCL does it
+ * in two launches (the CPU backend counts one operation). metrics receives [loss, correct].
+ */
+static void check_loss_step(nncl_context *ctx, const parity_case *c, test_guarded *gx, test_guarded *gt,
+                            const float *x, const int64_t *labels, float loss, const float *dx, float metrics[2],
+                            const char *what)
+{
+    const int64_t n = c->shape[0], k = c->shape[1], two = 2, work_n = 2 * n;
+    const nncl_loss_kind kind = c->cfg.loss;
+    const int classes = kind == NNCL_LOSS_CROSS_ENTROPY || kind == NNCL_LOSS_NLL;
+    int64_t want_correct = 0;
+    for (int64_t i = 0; classes && i < n; i++) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; j++)
+            if (x[i * k + j] > x[i * k + best]) best = j;
+        want_correct += best == labels[i];
+    }
+    const float sum0[2] = {0.75f, 3.0f};
+    float *untouched = calloc((size_t)(n * k), sizeof(float)), *got_dx = malloc(sizeof(float) * (size_t)(n * k));
+    assert_non_null(untouched);
+    assert_non_null(got_dx);
+    test_guarded gm, gs, gw, gdx;
+    test_guarded_create(ctx, &gm, 1, &two, NULL);
+    test_guarded_create(ctx, &gs, 1, &two, sum0);
+    test_guarded_create(ctx, &gw, 1, &work_n, NULL);
+    test_guarded_create(ctx, &gdx, 2, c->shape, untouched);
+    nncl_stats before, after;
+    nncl_backend_kind backend;
+    TEST_OK(ctx, nncl_context_backend(ctx, &backend));
+    for (int grad = 0; grad < 2; grad++) {
+        TEST_OK(ctx, nncl_context_stats(ctx, &before));
+        TEST_OK(ctx, ctx->ops->loss_step(ctx, kind, &gm.view, &gs.view, grad ? &gdx.view : NULL, &gw.view, &gx->view,
+                                         &gt->view, n, k, c->cfg.smoothing));
+        TEST_OK(ctx, nncl_context_stats(ctx, &after));
+        assert_int_equal(after.kernel_launches - before.kernel_launches, backend == NNCL_BACKEND_OPENCL ? 2 : 1);
+        float m[2], sum[2];
+        test_guarded_read(ctx, &gm, m, what);
+        test_guarded_read(ctx, &gs, sum, what);
+        test_guarded_read(ctx, &gdx, got_dx, what);
+        char part[320];
+        snprintf(part, sizeof part, "%s: loss step%s, loss", what, grad ? " with the gradient" : "");
+        test_assert_bitwise(&m[0], &loss, 1, part);
+        if (m[1] != (float)want_correct) fail_msg("%s: %g correct, expected %lld", part, (double)m[1], (long long)want_correct);
+        /* The running sums after grad + 1 steps: fma, then fma again on the first's result. */
+        const float want_sum0 = fmaf((float)n, loss, grad ? fmaf((float)n, loss, sum0[0]) : sum0[0]);
+        const float want_sum1 = sum0[1] + (float)want_correct * (float)(grad + 1);
+        if (sum[0] != want_sum0 || sum[1] != want_sum1)
+            fail_msg("%s: running sums %g, %g, expected %g, %g", part, (double)sum[0], (double)sum[1],
+                     (double)want_sum0, (double)want_sum1);
+        snprintf(part, sizeof part, "%s: loss step%s, dinput", what, grad ? " with the gradient" : " without a gradient");
+        test_assert_bitwise(got_dx, grad ? dx : untouched, (size_t)(n * k), part);
+        memcpy(metrics, m, sizeof m);
+    }
+    test_guarded *all[] = {&gm, &gs, &gw, &gdx};
+    for (int i = 0; i < 4; i++) test_guarded_destroy(ctx, all[i]);
+    free(untouched);
+    free(got_dx);
+}
+
+/* Runs a loss case on ctx: out->y is the loss, out->dx the input gradient, out->buffers[0] the loss step's
+   [loss, correct count] (check_loss_step). */
 static void run_loss(nncl_context *ctx, const parity_case *c, uint64_t seed, const char *what, results *out)
 {
     memset(out, 0, sizeof *out);
@@ -510,6 +577,10 @@ static void run_loss(nncl_context *ctx, const parity_case *c, uint64_t seed, con
     out->dx = malloc(sizeof(float) * (size_t)out->nx);
     test_guarded_read(ctx, &gl, out->y, what);
     test_guarded_read(ctx, &gdx, out->dx, what);
+    out->buffers[0] = malloc(2 * sizeof(float));
+    out->nbuf[0] = 2;
+    out->n_total = 1;
+    check_loss_step(ctx, c, &gx, &gt, x, labels, out->y[0], out->dx, out->buffers[0], what);
     test_guarded_destroy(ctx, &gx);
     test_guarded_destroy(ctx, &gt);
     test_guarded_destroy(ctx, &gl);

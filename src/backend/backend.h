@@ -247,6 +247,16 @@ typedef struct nncl_backend_ops {
     nncl_status (*loss_backward)(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *dinput,
                                  const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
                                  float smoothing);
+    /* A network's loss step: metrics[0] = the mean loss (loss_forward's
+       value), metrics[1] = how many rows of input have their first largest
+       entry at the column their class target names (class losses; else 0);
+       sum[0] += n metrics[0] in one rounding, sum[1] += metrics[1]; and, when
+       dinput is not NULL, loss_backward's gradient in it. work: scratch of
+       2 n elements. */
+    nncl_status (*loss_step)(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *metrics,
+                             const nncl_tensor *sum, const nncl_tensor *dinput, const nncl_tensor *work,
+                             const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
+                             float smoothing);
 
     /* ---- training (all queued) ---- */
 
@@ -254,13 +264,6 @@ typedef struct nncl_backend_ops {
        (SGD: s1 the momentum buffer; Adam: s1, s2 the moments). */
     nncl_status (*optimizer_step)(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
                                   const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
-    /* out[0] = the number of rows of logits (rows, cols) whose first largest
-       entry is at the column labels[row]. */
-    nncl_status (*count_correct)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
-                                 const nncl_tensor *labels, int64_t rows, int64_t cols);
-    /* sum[0] += samples * metrics[0] (a batch's mean loss); sum[1] += metrics[1] (its correct count). */
-    nncl_status (*accumulate_metrics)(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
-                                      int64_t samples);
 } nncl_backend_ops;
 
 /*

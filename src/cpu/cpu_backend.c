@@ -181,10 +181,9 @@ static const nncl_backend_ops cpu_ops = {
     .layernorm_backward = nncl__cpu_layernorm_backward,
     .loss_forward = nncl__cpu_loss_forward,
     .loss_backward = nncl__cpu_loss_backward,
+    .loss_step = nncl__cpu_loss_step,
     .sumsq = nncl__cpu_sumsq,
     .optimizer_step = nncl__cpu_optimizer_step,
-    .count_correct = nncl__cpu_count_correct,
-    .accumulate_metrics = nncl__cpu_accumulate_metrics,
 };
 
 nncl_status nncl__cpu_backend_init(nncl_context *ctx, const nncl_context_options *opt)

@@ -131,3 +131,39 @@ nncl_status nncl__cpu_loss_backward(nncl_context *ctx, nncl_loss_kind kind, cons
     nncl__cpu_unstage(dinput, pdx);
     return nncl__cpu_op_end(ctx, "loss_backward", t0);
 }
+
+/* The loss step: loss_forward's and loss_backward's values, and the metrics, as one operation (work unused). */
+nncl_status nncl__cpu_loss_step(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *metrics,
+                                const nncl_tensor *sum, const nncl_tensor *dinput, const nncl_tensor *work,
+                                const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
+                                float smoothing)
+{
+    (void)work;
+    uint64_t t0 = nncl__cpu_op_begin(ctx);
+    double *pw, *px, *pt, *pdx;
+    NNCL_TRY(nncl__cpu_scratch(ctx, 0, (size_t)n, &pw));
+    NNCL_TRY(nncl__cpu_stage(ctx, 1, input, &px));
+    NNCL_TRY(nncl__cpu_stage(ctx, 2, target, &pt));
+    const float loss = (float)nncl__ref_loss_forward(kind, pw, px, pt, n, c, smoothing);
+    if (dinput) {
+        NNCL_TRY(nncl__cpu_scratch(ctx, 3, (size_t)(n * c), &pdx));
+        nncl__ref_loss_backward(kind, pdx, px, pt, n, c, smoothing);
+        nncl__cpu_unstage(dinput, pdx);
+    }
+    const float *x = nncl__cpu_tensor(input), *t = nncl__cpu_tensor(target);
+    int64_t correct = 0;
+    if (kind == NNCL_LOSS_CROSS_ENTROPY || kind == NNCL_LOSS_NLL) {
+        for (int64_t r = 0; r < n; r++) { /* the first largest entry of the row */
+            int64_t best = 0;
+            for (int64_t j = 1; j < c; j++)
+                if (x[r * c + j] > x[r * c + best]) best = j;
+            correct += (double)best == t[r];
+        }
+    }
+    float *m = nncl__cpu_tensor(metrics), *s = nncl__cpu_tensor(sum);
+    m[0] = loss;
+    m[1] = (float)correct;
+    s[0] = fmaf((float)n, m[0], s[0]); /* one rounding, as the kernel's fma */
+    s[1] += m[1];
+    return nncl__cpu_op_end(ctx, "loss_step", t0);
+}

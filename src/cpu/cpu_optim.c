@@ -58,30 +58,3 @@ nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, co
     }
     return nncl__cpu_op_end(ctx, "optimizer_step", t0);
 }
-
-nncl_status nncl__cpu_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
-                                    const nncl_tensor *labels, int64_t rows, int64_t cols)
-{
-    uint64_t t0 = nncl__cpu_op_begin(ctx);
-    const float *x = nncl__cpu_tensor(logits), *t = nncl__cpu_tensor(labels);
-    int64_t correct = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t best = 0;
-        for (int64_t j = 1; j < cols; j++)
-            if (x[r * cols + j] > x[r * cols + best]) best = j;
-        correct += (double)best == t[r];
-    }
-    *nncl__cpu_tensor(out) = (float)correct;
-    return nncl__cpu_op_end(ctx, "count_correct", t0);
-}
-
-nncl_status nncl__cpu_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
-                                         int64_t samples)
-{
-    uint64_t t0 = nncl__cpu_op_begin(ctx);
-    float *s = nncl__cpu_tensor(sum);
-    const float *m = nncl__cpu_tensor(metrics);
-    s[0] = fmaf((float)samples, m[0], s[0]); /* one rounding, as the kernel's fma */
-    s[1] += m[1];
-    return nncl__cpu_op_end(ctx, "accumulate_metrics", t0);
-}

@@ -46,6 +46,11 @@ nncl_loss_kind nncl__loss_kind(const nncl_loss *loss)
     return loss->kind;
 }
 
+float nncl__loss_smoothing(const nncl_loss *loss)
+{
+    return loss->smoothing;
+}
+
 nncl_context *nncl__loss_context(const nncl_loss *loss)
 {
     return loss->ctx;

@@ -47,6 +47,7 @@ struct nncl_network {
 
     nncl_tensor params, grads, buffers, opt1, opt2, act_arena, dact_arena;
     nncl_tensor targets, metrics, sumsq;
+    nncl_tensor loss_work;          /* 2 batch elements: the loss step's per-row losses and hits */
     nncl_tensor metrics_sum;        /* [sum of samples' losses, sum of correct] since the last reset */
     int64_t metrics_samples;
     float *label_staging;           /* batch floats: labels converted on the host, allocated once */
@@ -56,6 +57,7 @@ struct nncl_network {
     int64_t cur_n;                  /* samples in the current batch */
     int have_targets;               /* the current batch came with labels or targets */
     int forward_done;
+    int dout_ready;                 /* the training forward left the loss's gradient in dact[n_layers] */
 
     int broken;                     /* a plan failed after parameters moved: unusable */
     int have_opt;
@@ -187,7 +189,8 @@ static nncl_status zeros(nncl_context *ctx, int64_t n, nncl_tensor *out)
 static void unplan(nncl_network *net)
 {
     nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
-                            &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum};
+                            &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum,
+                            &net->loss_work};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(net->ctx, owned[i]);
     void **arrays[] = {(void **)&net->act,        (void **)&net->dact,          (void **)&net->cur_act,
                        (void **)&net->cur_dact,   (void **)&net->act_sample,    (void **)&net->fused,
@@ -303,6 +306,7 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     NNCL_TRY(zeros(ctx, 2, &net->metrics));
     NNCL_TRY(zeros(ctx, 1, &net->sumsq));
     NNCL_TRY(zeros(ctx, 2, &net->metrics_sum));
+    NNCL_TRY(zeros(ctx, 2 * batch, &net->loss_work));
 
     /* Class labels travel as floats: exact below 2^24. */
     if (net->loss && is_class_loss(net->loss_kind) && net->out_size > (1 << 24))
@@ -547,6 +551,7 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
     }
     net->have_targets = 0;
     net->forward_done = 0;
+    net->dout_ready = 0;
     net->cur_n = 0;
     NNCL_TRY(nncl_tensor_upload(ctx, &x, src, (size_t)count));
     if (labels) {
@@ -582,17 +587,23 @@ nncl_status nncl_network_get_normalization(const nncl_network *net, float *mean,
     return NNCL_OK;
 }
 
-/* The loss's view of the output (2-D for the class losses) and of the targets. */
-static void loss_views(const nncl_network *net, nncl_tensor *out, nncl_tensor *target)
+/* The loss's view of the output (2-D for the class losses), of the targets, and of the output's gradient. */
+static void loss_views(nncl_network *net, nncl_tensor *out, nncl_tensor *target, nncl_tensor *dout)
 {
-    int64_t n = net->cur_n;
-    *out = net->cur_act[net->n_layers];
+    const int64_t n = net->cur_n;
+    const size_t last = net->n_layers;
+    *out = net->cur_act[last];
     out->ndim = 2;
     out->shape[0] = n;
     out->shape[1] = net->out_size;
     *target = net->targets;
     target->ndim = 1;
     target->shape[0] = is_class_loss(net->loss_kind) ? n : n * net->out_size;
+    net->cur_dact[last] = first_rows(&net->dact[last], n);
+    *dout = net->cur_dact[last];
+    dout->ndim = 2;
+    dout->shape[0] = n;
+    dout->shape[1] = net->out_size;
 }
 
 nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
@@ -611,18 +622,16 @@ nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
             NNCL_TRY(nncl_layer_forward(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
     }
     nncl__profile_scope(ctx, "loss forward");
+    net->dout_ready = 0;
     if (net->loss && net->have_targets) {
-        nncl_tensor out, target, loss_value = {.buf = net->metrics.buf, .offset = net->metrics.offset, .ndim = 1,
-                                               .shape = {1}};
-        loss_views(net, &out, &target);
-        NNCL_TRY(nncl_loss_forward(net->loss, &out, &target, &loss_value));
-        nncl_tensor correct = loss_value;
-        correct.offset += 1;
-        if (is_class_loss(net->loss_kind))
-            NNCL_TRY(ctx->ops->count_correct(ctx, &correct, &out, &target, net->cur_n, net->out_size));
-        else
-            NNCL_TRY(nncl_tensor_fill(ctx, &correct, 0.0f));
-        NNCL_TRY(ctx->ops->accumulate_metrics(ctx, &net->metrics_sum, &net->metrics, net->cur_n));
+        /* The loss, the metrics and, when training, the loss's gradient for the backward that follows: the
+           same values as nncl_loss_forward and nncl_loss_backward, in two launches. */
+        nncl_tensor out, target, dout, work = first_rows(&net->loss_work, 2 * net->cur_n);
+        loss_views(net, &out, &target, &dout);
+        NNCL_TRY(ctx->ops->loss_step(ctx, net->loss_kind, &net->metrics, &net->metrics_sum,
+                                     mode == NNCL_TRAIN ? &dout : NULL, &work, &out, &target, net->cur_n,
+                                     net->out_size, nncl__loss_smoothing(net->loss)));
+        net->dout_ready = mode == NNCL_TRAIN;
         net->metrics_samples += net->cur_n;
     }
     net->forward_done = 1;
@@ -636,15 +645,13 @@ nncl_status nncl_network_backward(nncl_network *net)
     if (!net->forward_done || !net->have_targets || net->loss == NULL)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: needs a forward of a batch with labels or targets", __func__);
     size_t n = net->n_layers;
-    nncl_tensor out, target;
-    loss_views(net, &out, &target);
-    net->cur_dact[n] = first_rows(&net->dact[n], net->cur_n);
-    nncl_tensor dout = net->cur_dact[n];
-    dout.ndim = 2;
-    dout.shape[0] = net->cur_n;
-    dout.shape[1] = net->out_size;
+    nncl_tensor out, target, dout;
+    loss_views(net, &out, &target, &dout);
+    /* The layers' backward may overwrite dout in place: a later backward computes it again. */
+    const int dout_ready = net->dout_ready;
+    net->dout_ready = 0;
     nncl__profile_scope(ctx, "loss backward");
-    NNCL_TRY(nncl_loss_backward(net->loss, &out, &target, &dout));
+    if (!dout_ready) NNCL_TRY(nncl_loss_backward(net->loss, &out, &target, &dout));
     /* The network's input needs no gradient: neither does the input of the first layer that is not an alias
        (flatten before the first linear layer, say), nor the aliases before it, which are skipped. */
     const size_t first = first_with_dx(net);

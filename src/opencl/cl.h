@@ -323,10 +323,6 @@ nncl_status nncl__cl_gemm_prepare(nncl_context *ctx, const nncl_gemm_args *g);
 nncl_status nncl__cl_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
-nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
-                                   const nncl_tensor *labels, int64_t rows, int64_t cols);
-nncl_status nncl__cl_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
-                                        int64_t samples);
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);
 nncl_status nncl__cl_bias_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *b, int64_t outer,
                               int64_t channels, int64_t inner, int relu);
@@ -385,5 +381,9 @@ nncl_status nncl__cl_loss_forward(nncl_context *ctx, nncl_loss_kind kind, const 
 nncl_status nncl__cl_loss_backward(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *dinput,
                                    const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
                                    float smoothing);
+nncl_status nncl__cl_loss_step(nncl_context *ctx, nncl_loss_kind kind, const nncl_tensor *metrics,
+                               const nncl_tensor *sum, const nncl_tensor *dinput, const nncl_tensor *work,
+                               const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
+                               float smoothing);
 
 #endif /* NNCL_CL_H */

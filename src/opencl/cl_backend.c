@@ -243,10 +243,9 @@ static const nncl_backend_ops cl_ops = {
     .layernorm_backward = nncl__cl_layernorm_backward,
     .loss_forward = nncl__cl_loss_forward,
     .loss_backward = nncl__cl_loss_backward,
+    .loss_step = nncl__cl_loss_step,
     .sumsq = nncl__cl_sumsq,
     .optimizer_step = nncl__cl_optimizer_step,
-    .count_correct = nncl__cl_count_correct,
-    .accumulate_metrics = nncl__cl_accumulate_metrics,
 };
 
 nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options *opt)

@@ -1,6 +1,6 @@
 /*
  * cl_reduce.c - host side of kernels_cl/reduce.cl: the sum and the sum of
- * squares of a vector, and the count of correct predictions.
+ * squares of a vector.
  */
 #include "opencl/cl.h"
 
@@ -47,31 +47,4 @@ nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_t
 nncl_status nncl__cl_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
 {
     return reduce(ctx, out, x, 1);
-}
-
-nncl_status nncl__cl_count_correct(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *logits,
-                                   const nncl_tensor *labels, int64_t rows, int64_t cols)
-{
-    const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "count_correct", &k));
-    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
-    nncl__cl_arg_tensor(&a, out);
-    nncl__cl_arg_tensor(&a, logits);
-    nncl__cl_arg_tensor(&a, labels);
-    nncl__cl_arg_u64(&a, (uint64_t)rows);
-    nncl__cl_arg_u64(&a, (uint64_t)cols);
-    return nncl__cl_launch_1d(&a, NNCL_CL_WG); /* one work-group */
-}
-
-nncl_status nncl__cl_accumulate_metrics(nncl_context *ctx, const nncl_tensor *sum, const nncl_tensor *metrics,
-                                        int64_t samples)
-{
-    const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "accumulate_metrics", &k));
-    nncl__cl_args a = nncl__cl_args_begin(ctx, k);
-    nncl__cl_arg_tensor(&a, sum);
-    nncl__cl_arg_tensor(&a, metrics);
-    nncl__cl_arg_f32(&a, (float)samples);
-    size_t one = 1;
-    return nncl__cl_launch(&a, 1, &one, &one);
 }
