@@ -379,9 +379,15 @@ __kernel void conv_bias_grad(__global float *db, ulong db_off, __global const fl
  * image go to part[(ni oc + co) (rows + 1) + r]; conv_grad_reduce
  * (below) adds them up over the images in order. rows = cg kh kw, at
  * most CONV_FEW_ROWS (registers).
+ *
+ * A kernel per row count would unroll every count exactly, but each one
+ * instantiated costs every program build about 35 ms on PoCL, used or not.
+ * So there are four, conv_weight_grad_few_<R> for R = 3, 6, 9, 11, and a
+ * count runs on the smallest R >= rows: the R - rows taps past the last
+ * repeat it, and their sums are dropped.
  */
 
-NNCL_INSTANTIATED void conv_weight_grad_few(const int rows, __global float *part, __global const float *xp,
+NNCL_INSTANTIATED void conv_weight_grad_few(const int R, int rows, __global float *part, __global const float *xp,
                                             __global const float *dy, int n, int c, int hp, int wp, int oc, int oh,
                                             int ow, int kh, int kw, int sh, int dh, int dw_, int groups)
 {
@@ -389,14 +395,16 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int rows, __global float *part
     if (t >= n * oc) return;
     const int ni = t / oc, co = t - ni * oc, ocg = oc / groups, gi = co / ocg, cg = c / groups;
     const int taps = kh * kw;
-    int off[CONV_FEW_ROWS]; /* offset in xp of each tap's first input */
+    int off[CONV_FEW_ROWS]; /* offset in xp of each tap's first input; taps past the last repeat it */
 #pragma unroll
-    for (int r = 0; r < rows; r++)
-        off[r] = ((ni * c + gi * cg + r / taps) * hp + r % taps / kw * dh) * wp + r % kw * dw_;
+    for (int i = 0; i < R; i++) {
+        const int r = min(i, rows - 1);
+        off[i] = ((ni * c + gi * cg + r / taps) * hp + r % taps / kw * dh) * wp + r % kw * dw_;
+    }
     float8 acc[CONV_FEW_ROWS], bias8 = 0.0f;
     float tail[CONV_FEW_ROWS], bias1 = 0.0f;
 #pragma unroll
-    for (int r = 0; r < rows; r++) acc[r] = 0.0f, tail[r] = 0.0f;
+    for (int r = 0; r < R; r++) acc[r] = 0.0f, tail[r] = 0.0f;
     __global const float *d = dy + (ulong)t * oh * ow;
     for (int oy = 0; oy < oh; oy++, d += ow) {
         __global const float *xr = xp + oy * sh * wp;
@@ -405,7 +413,7 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int rows, __global float *part
             const float8 g = vload8(0, d + ox);
             bias8 += g;
 #pragma unroll
-            for (int r = 0; r < rows; r++) acc[r] = fma(vload8(0, xr + off[r] + ox), g, acc[r]);
+            for (int r = 0; r < R; r++) acc[r] = fma(vload8(0, xr + off[r] + ox), g, acc[r]);
         }
         if (ox < ow && ow >= 8) { /* the row's last eight pixels, the ones done already masked to 0 */
             const int base = ow - 8;
@@ -413,7 +421,7 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int rows, __global float *part
             const float8 g = select((float8)0.0f, vload8(0, d + base), fresh);
             bias8 += g;
 #pragma unroll
-            for (int r = 0; r < rows; r++)
+            for (int r = 0; r < R; r++)
                 acc[r] = fma(select((float8)0.0f, vload8(0, xr + off[r] + base), fresh), g, acc[r]);
             ox = ow;
         }
@@ -421,38 +429,29 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int rows, __global float *part
             const float g = d[ox];
             bias1 += g;
 #pragma unroll
-            for (int r = 0; r < rows; r++) tail[r] = fma(xr[off[r] + ox], g, tail[r]);
+            for (int r = 0; r < R; r++) tail[r] = fma(xr[off[r] + ox], g, tail[r]);
         }
     }
     __global float *out = part + (ulong)t * (rows + 1);
 #define CONV_HSUM(v) ((v).s0 + (v).s1 + (v).s2 + (v).s3 + (v).s4 + (v).s5 + (v).s6 + (v).s7)
 #pragma unroll
-    for (int r = 0; r < rows; r++) out[r] = CONV_HSUM(acc[r]) + tail[r];
+    for (int r = 0; r < R; r++)
+        if (r < rows) out[r] = CONV_HSUM(acc[r]) + tail[r];
     out[rows] = CONV_HSUM(bias8) + bias1;
 }
 
-/*
- * A kernel per row count, conv_weight_grad_few_<rows>, so that the loops over
- * the rows have a fixed length, unroll, and keep their sums in registers.
- */
-#define CONV_FEW_KERNEL(rows)                                                                                      \
-    __kernel void conv_weight_grad_few_##rows(__global float *part, __global const float *xp,                      \
-                                              __global const float *dy, ulong dy_off, int n, int c, int hp, int wp, \
-                                              int oc, int oh, int ow, int kh, int kw, int sh, int dh, int dw_,      \
-                                              int groups)                                                          \
+/* conv_weight_grad_few_<R>: its loops over R taps have a fixed length, unroll, and keep their sums in registers. */
+#define CONV_FEW_KERNEL(R)                                                                                         \
+    __kernel void conv_weight_grad_few_##R(__global float *part, __global const float *xp, __global const float *dy, \
+                                           ulong dy_off, int rows, int n, int c, int hp, int wp, int oc, int oh,    \
+                                           int ow, int kh, int kw, int sh, int dh, int dw_, int groups)            \
     {                                                                                                              \
-        conv_weight_grad_few(rows, part, xp, dy + dy_off, n, c, hp, wp, oc, oh, ow, kh, kw, sh, dh, dw_, groups);  \
+        conv_weight_grad_few(R, rows, part, xp, dy + dy_off, n, c, hp, wp, oc, oh, ow, kh, kw, sh, dh, dw_,        \
+                             groups);                                                                              \
     }
-CONV_FEW_KERNEL(1)
-CONV_FEW_KERNEL(2)
 CONV_FEW_KERNEL(3)
-CONV_FEW_KERNEL(4)
-CONV_FEW_KERNEL(5)
 CONV_FEW_KERNEL(6)
-CONV_FEW_KERNEL(7)
-CONV_FEW_KERNEL(8)
 CONV_FEW_KERNEL(9)
-CONV_FEW_KERNEL(10)
 CONV_FEW_KERNEL(11)
 
 /* dw[co][r] += sum over images of part[ni][co][r]; db[co] += the same of the last column (has_bias). */

@@ -345,13 +345,18 @@ static nncl_status direct_params_few(nncl_context *ctx, const nncl_tensor *dw, c
     NNCL_TRY(pad_input(ctx, x, g, &xp, &hp, &wp));
     NNCL_TRY(nncl__cl_scratch(ctx, 0, (size_t)(g->n * g->oc * (rows + 1)) * sizeof(float), &part));
 
-    /* One kernel per row count, whose loops over the rows unroll (kernels_cl/conv2d.cl). */
+    /* The kernel for the smallest instantiated tap count R >= rows, whose loops over R taps unroll
+       (kernels_cl/conv2d.cl). */
+    static const int instantiated[] = {3, 6, 9, CONV_FEW_TAPS};
+    int r = 0;
+    while (instantiated[r] < rows) r++;
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_getf(ctx, &k, "conv_weight_grad_few_%d", (int)rows));
+    NNCL_TRY(nncl__cl_kernel_getf(ctx, &k, "conv_weight_grad_few_%d", instantiated[r]));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_mem(&a, part);
     nncl__cl_arg_mem(&a, xp);
     nncl__cl_arg_tensor(&a, dy);
+    nncl__cl_arg_i32(&a, (int32_t)rows);
     const int64_t v[13] = {g->n, g->c, hp, wp, g->oc, g->oh, g->ow, g->kh, g->kw, g->sh, g->dh, g->dw, g->groups};
     for (int i = 0; i < 13; i++) nncl__cl_arg_i32(&a, (int32_t)v[i]);
     NNCL_TRY(nncl__cl_launch_1d(&a, (size_t)(g->n * g->oc))); /* one per (image, output channel) */
