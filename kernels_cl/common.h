@@ -44,19 +44,21 @@
 #define NNCL_INSTANTIATED static __attribute__((always_inline))
 
 /*
- * NNCL_VECTOR_LOOP goes before a loop whose body is written in vector types
- * already (the GEMM's and the convolutions' register blocks, the pooling's
- * float4 lanes), and before the scalar edge loops of those kernels. Clang's
- * loop vectoriser would try to widen such a loop again: on PoCL, which runs
- * it when a kernel is first launched, that took 0.3 to 0.4 s more per kernel
- * (pool2d_backward_max2: 0.65 s to compile, 0.25 s without), and made no
- * faster code. The streaming kernels' plain loops keep the vectoriser: it is
- * what makes their code SIMD. Compilers without clang's loop pragmas ignore it.
+ * NNCL_NO_AUTOVEC goes before a loop that clang's loop vectoriser should
+ * leave alone: one whose body is written in vector types already (the GEMM's
+ * and the convolutions' register blocks, the pooling's float4 lanes), a
+ * scalar edge loop of such a kernel, or a loop over one row of a loss's few
+ * class scores. PoCL runs the vectoriser when a kernel is first launched, and
+ * on such loops it spent up to 0.4 s per kernel for no faster code
+ * (pool2d_backward_max2 took 0.65 s to compile, 0.25 s without; the loss
+ * step 0.3 s, 0.2 s without). The streaming kernels' plain loops keep it: it
+ * is what makes their code SIMD. Compilers without clang's loop pragmas
+ * ignore it.
  */
 #ifdef __clang__
-#define NNCL_VECTOR_LOOP _Pragma("clang loop vectorize(disable)")
+#define NNCL_NO_AUTOVEC _Pragma("clang loop vectorize(disable)")
 #else
-#define NNCL_VECTOR_LOOP
+#define NNCL_NO_AUTOVEC
 #endif
 
 /* relu as every kernel rounds it, fused or not: x if x > 0, else +0 (NaN and -0 included). */

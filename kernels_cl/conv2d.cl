@@ -235,10 +235,10 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
         NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1);                                                            \
     } while (0)
     const int rows3 = kw == 3 && dw == 1; /* the common 3-wide window: its row of taps unrolled */
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int ci = 0; ci < cg; ci++) {
         __global const float *xc = xp + ((ulong)ni * c + gi * cg + ci) * hp * wp;
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int ky = 0; ky < kh; ky++) {
             __global const float *xr = xc + ky * dh * wp;
             if (rows3) {
@@ -248,7 +248,7 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
                 pr += 3 * ldp;
                 continue;
             }
-            NNCL_VECTOR_LOOP
+            NNCL_NO_AUTOVEC
             for (int kx = 0; kx < kw; kx++, pr += ldp) CONV_STEP(pr, xr + kx * dw);
         }
     }
@@ -274,10 +274,10 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
     /* A block at an edge, element by element: acc[i][o] is pixel p0 + i, channel o0 + o. */
     float acc[CONV_PB][CONV_OB];
     CONV_SPILL(acc);
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int o = 0; o < on; o++) {
         const float b = has_bias ? bias[bias_off + gi * ocg + o0 + o] : 0.0f;
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int i = 0; i < pn; i++) {
             const float v = acc[i][o] + b;
             y[y0 + (ulong)o * npix + i] = relu ? nncl_relu(v) : v;
@@ -330,13 +330,13 @@ __kernel void conv_weight_grad(__global float *dw, ulong dw_off, __global const 
     NNCL_BLOCK_ZERO(float8);
     __global const float *dr = dyt + gi * ldp + o0;
     const int ldq = groups * ldp;
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int ni = 0; ni < n; ni++) {
         __global const float *xi = xp + (ulong)ni * c * hp * wp;
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int oy = 0; oy < oh; oy++) {
             __global const float *xr = xi + oy * sh * wp;
-            NNCL_VECTOR_LOOP
+            NNCL_NO_AUTOVEC
             for (int ox = 0; ox < ow; ox++, dr += ldq) {
                 __global const float *xt = xr + ox * sw;
                 const float8 b0 = vload8(0, dr), b1 = vload8(1, dr);
@@ -348,10 +348,10 @@ __kernel void conv_weight_grad(__global float *dw, ulong dw_off, __global const 
     float acc[CONV_PB][CONV_OB]; /* acc[i][o]: tap r0 + i, channel o0 + o */
     CONV_SPILL(acc);
     const int rn = min(CONV_PB, rows - r0), on = min(CONV_OB, ocg - o0);
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int o = 0; o < on; o++) {
         __global float *wr = dw + dw_off + (ulong)(gi * ocg + o0 + o) * rows + r0;
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int i = 0; i < rn; i++) wr[i] += acc[i][o];
     }
 }
@@ -365,7 +365,7 @@ __kernel void conv_bias_grad(__global float *db, ulong db_off, __global const fl
     const int gi = ob / oblocks, o0 = (ob - gi * oblocks) * CONV_OB, ldq = groups * ldp;
     float8 s0 = 0.0f, s1 = 0.0f;
     __global const float *dr = dyt + gi * ldp + o0;
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int q = 0; q < rows; q++, dr += ldq) {
         s0 += vload8(0, dr);
         s1 += vload8(1, dr);
@@ -417,11 +417,11 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int R, int rows, __global floa
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f, tail[r] = 0.0f;
     __global const float *d = dy + (ulong)t * oh * ow;
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int oy = 0; oy < oh; oy++, d += ow) {
         __global const float *xr = xp + oy * sh * wp;
         int ox = 0;
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (; ox + 8 <= ow; ox += 8) {
             const float8 g = vload8(0, d + ox);
             bias8 += g;
@@ -438,7 +438,7 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int R, int rows, __global floa
                 acc[r] = fma(select((float8)0.0f, vload8(0, xr + off[r] + base), fresh), g, acc[r]);
             ox = ow;
         }
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (; ox < ow; ox++) {
             const float g = d[ox];
             bias1 += g;

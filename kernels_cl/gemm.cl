@@ -95,7 +95,7 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
         __global const float *a4p = A + min(i0 + 4, last) * ra;
         __global const float *a5p = A + min(i0 + 5, last) * ra;
         NNCL_BLOCK_ZERO(floatV);
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (ulong p = 0; p < k; p++) {
             __global const float *bp = B + p * ldb + j0;
             const floatV b0 = vloadV(0, bp), b1 = vloadV(0, bp + GEMM_V);
@@ -106,17 +106,17 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
         /* One store loop over the rows, not six copies of it: the stores are a sliver of the time, and
            one copy compiles in half the time. */
         const floatV block[2 * GEMM_MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int r = 0; r < GEMM_MR && i0 + r < m; r++) STORE_ROW(r, block[2 * r], block[2 * r + 1]);
         return;
     }
     /* A block at the right edge: one dot product per element, in the same order. */
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (ulong r = 0; r < GEMM_MR && i0 + r < m; r++) {
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (ulong c = 0; c < GEMM_NR && j0 + c < n; c++) {
             float acc = 0.0f;
-            NNCL_VECTOR_LOOP
+            NNCL_NO_AUTOVEC
             for (ulong p = 0; p < k; p++) acc = fma(A[(i0 + r) * ra + p * ca], B[p * ldb + j0 + c], acc);
             __global float *cij = trans_c ? C + (j0 + c) * ldc + i0 + r : C + (i0 + r) * ldc + j0 + c;
             const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;

@@ -25,7 +25,9 @@ int valid_class(float t, ulong c)
 float row_log_sum(__global const float *x, ulong c, float *m_out)
 {
     float m = -INFINITY, s = 0.0f;
+    NNCL_NO_AUTOVEC
     for (ulong j = 0; j < c; j++) m = fmax(m, x[j]);
+    NNCL_NO_AUTOVEC
     for (ulong j = 0; j < c; j++) s += exp(x[j] - m);
     *m_out = m;
     return log(s);
@@ -37,8 +39,10 @@ NNCL_INSTANTIATED float loss_row(const int kind, __global const float *x, __glob
 {
     float row = 0.0f;
     if (kind == 0) {
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) row += (x[j] - t[r * c + j]) * (x[j] - t[r * c + j]);
     } else if (kind == 2) {
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) row += fmax(x[j], 0.0f) - x[j] * t[r * c + j] + log1p(exp(-fabs(x[j])));
     } else if (!valid_class(t[r], c)) {
         row = NAN;
@@ -46,6 +50,7 @@ NNCL_INSTANTIATED float loss_row(const int kind, __global const float *x, __glob
         float m;
         const float ls = row_log_sum(x, c, &m);
         float sum_logp = 0.0f;
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) sum_logp += (x[j] - m) - ls;
         row = -(1.0f - smoothing) * ((x[(ulong)t[r]] - m) - ls) - smoothing / (float)c * sum_logp;
     } else {
@@ -69,19 +74,24 @@ NNCL_INSTANTIATED void loss_row_grad(const int kind, __global float *dx, __globa
 {
     const float all = (float)(n * c), rows = (float)n;
     if (kind == 0) {
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) dx[j] = 2.0f * (x[j] - t[r * c + j]) / all;
     } else if (kind == 2) {
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) dx[j] = (1.0f / (1.0f + exp(-x[j])) - t[r * c + j]) / all;
     } else if (!valid_class(t[r], c)) {
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) dx[j] = NAN;
     } else if (kind == 1) {
         float m;
         const float ls = row_log_sum(x, c, &m);
         const ulong k = (ulong)t[r];
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++)
             dx[j] = (exp((x[j] - m) - ls) - (j == k ? 1.0f - smoothing : 0.0f) - smoothing / (float)c) / rows;
     } else {
         const ulong k = (ulong)t[r];
+        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) dx[j] = j == k ? -1.0f / rows : 0.0f;
     }
 }
@@ -109,6 +119,7 @@ NNCL_INSTANTIATED void loss_step(const int kind, __global float *work, __global 
     work[r] = loss_row(kind, x, t, r, c, smoothing);
     ulong best = 0;
     if (kind == 1 || kind == 3)
+        NNCL_NO_AUTOVEC
         for (ulong j = 1; j < c; j++)
             if (x[j] > x[best]) best = j;
     work[n + r] = (kind == 1 || kind == 3) && (float)best == t[r] ? 1.0f : 0.0f;

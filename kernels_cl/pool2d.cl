@@ -45,7 +45,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
     const int p = t / oh, oy = t - p * oh;
     __global const float *xp = x + x_off + (ulong)p * h * w;
     const ulong row = y_off + (ulong)t * ow, irow = idx_off + (ulong)t * ow;
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int b = 0; b < ow; b += 4) {
         /* In a row at least four wide, the last block ends at the row's end, overlapping the block before
            it: those outputs are computed again, the same way, and stored again with the same values. */
@@ -61,7 +61,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
         at = select(at, pos, take);                                                                                \
         sum += select((float4)0.0f, v, inside);                                                                    \
     } while (0)
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int ky = 0; ky < kh; ky++) {
             const int iy = oy * sh - ph + ky;
             if (iy < 0 || iy >= h) continue;
@@ -72,7 +72,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
                 POOL_TAKE(v8.odd, pos + 1, (int4)(-1));
                 continue;
             }
-            NNCL_VECTOR_LOOP
+            NNCL_NO_AUTOVEC
             for (int kx = 0; kx < kw; kx++) {
                 const int4 ix = ox * sw - pw + kx;
                 const int4 inside = ix >= 0 && ix < w;
@@ -95,7 +95,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
         vstore4(best, 0, vb);
         vstore4(sum, 0, vs);
         vstore4(at, 0, va);
-        NNCL_VECTOR_LOOP
+        NNCL_NO_AUTOVEC
         for (int l = 0; l < 4 && ox0 + l < ow; l++) {
             if (is_max) {
                 y[row + ox0 + l] = vb[l];
@@ -181,7 +181,7 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
     /* Four outputs at a time: two vectors of eight inputs. The last block of a row ends at its end,
        overlapping the one before (the same values are stored again); rows under four take the scalar path. */
     int ox0 = 0;
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (int b = 0; ow >= 4 && b < ow; b += 4) {
         ox0 = min(b, ow - 4);
         float4 g = vload4(0, dy + dy_off + o + ox0);
@@ -194,7 +194,7 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
         vstore8(shuffle2(t0, t1, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, d0 + 2 * ox0);
         vstore8(shuffle2(b0, b1, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, d1 + 2 * ox0);
     }
-    NNCL_VECTOR_LOOP
+    NNCL_NO_AUTOVEC
     for (ox0 = ow >= 4 ? ow : 0; ox0 < ow; ox0++) {
         const float g = passes(relu, ry, ry_off + o + ox0) ? dy[dy_off + o + ox0] : 0.0f;
         const int at = (int)idx[idx_off + o + ox0], top = (2 * oy) * w + 2 * ox0;
