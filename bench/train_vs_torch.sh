@@ -19,6 +19,9 @@ torch() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 "$repo/t
 echo "== device"
 "$build/tools/nncl/nncl" devices | head -n 9
 echo "PoCL: $(dpkg-query -W -f '${Version}' pocl-opencl-icd 2>/dev/null || echo '?'), POCL_CACHE_DIR=${POCL_CACHE_DIR:-default}"
+# The CPU both sides run on: the issue's figures came from an AVX-512 machine, this one may differ.
+echo "CPU: $(nproc) cores, $(awk -F': ' '/^model name/ {m = $2} /^cpu family/ {f = $2} /^model\t/ {d = $2}
+  END {printf "%s (family %s, model %s)", m, f, d}' /proc/cpuinfo), AVX-512: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no)"
 
 # This machine's speed drifts from minute to minute (it shares its host), so
 # each side runs ROUNDS times, alternating, and the summary keeps each side's

@@ -124,7 +124,11 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
 nncl_status nncl_network_set_normalization(nncl_network *net, float mean, float std);
 nncl_status nncl_network_get_normalization(const nncl_network *net, float *mean, float *std);
 
-/* Runs every layer on the current batch, then the loss when there are labels or targets. */
+/*
+ * Runs every layer on the current batch, then the loss when there are labels
+ * or targets. A training forward also computes the loss's gradient then, for
+ * the backward that follows (one pass over the output, not two).
+ */
 nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode);
 
 /* Backward through the loss and every layer; parameter gradients accumulate. */
