@@ -39,10 +39,8 @@ NNCL_INSTANTIATED float loss_row(const int kind, __global const float *x, __glob
 {
     float row = 0.0f;
     if (kind == 0) {
-        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) row += (x[j] - t[r * c + j]) * (x[j] - t[r * c + j]);
     } else if (kind == 2) {
-        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) row += fmax(x[j], 0.0f) - x[j] * t[r * c + j] + log1p(exp(-fabs(x[j])));
     } else if (!valid_class(t[r], c)) {
         row = NAN;
@@ -74,10 +72,8 @@ NNCL_INSTANTIATED void loss_row_grad(const int kind, __global float *dx, __globa
 {
     const float all = (float)(n * c), rows = (float)n;
     if (kind == 0) {
-        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) dx[j] = 2.0f * (x[j] - t[r * c + j]) / all;
     } else if (kind == 2) {
-        NNCL_NO_AUTOVEC
         for (ulong j = 0; j < c; j++) dx[j] = (1.0f / (1.0f + exp(-x[j])) - t[r * c + j]) / all;
     } else if (!valid_class(t[r], c)) {
         NNCL_NO_AUTOVEC
@@ -118,10 +114,11 @@ NNCL_INSTANTIATED void loss_step(const int kind, __global float *work, __global 
     __global const float *x = input + r * c;
     work[r] = loss_row(kind, x, t, r, c, smoothing);
     ulong best = 0;
-    if (kind == 1 || kind == 3)
+    if (kind == 1 || kind == 3) {
         NNCL_NO_AUTOVEC
         for (ulong j = 1; j < c; j++)
             if (x[j] > x[best]) best = j;
+    }
     work[n + r] = (kind == 1 || kind == 3) && (float)best == t[r] ? 1.0f : 0.0f;
     if (grad) loss_row_grad(kind, dinput + r * c, x, t, r, n, c, smoothing);
 }

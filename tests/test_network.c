@@ -567,7 +567,7 @@ static void test_fused_conv_relu(void **state)
  * backward in place; flatten first: no input gradient for the first linear)
  * gives bit for bit the parameter gradients of its layers run one by one on
  * tensors of their own, with the relu layers' own kernels; so does a second
- * backward of the same forward, and one after an evaluation forward.
+ * backward of the same forward.
  */
 static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
 {
@@ -588,28 +588,13 @@ static void check_fused_step(const char *spec_text, int64_t n, int64_t classes)
     TEST_OK(ctx, nncl_network_backward(spec.net));
     size_t count, count2;
     float *fused = read_params(spec.net, GRADS, &count);
-    /* The training forward leaves the loss's gradient for the backward, which may overwrite it in place (the
-       last relu here): a second backward gives the same gradients. An evaluation forward leaves none: on a
-       new batch, its backward gives the training forward's gradients, not ones from the last batch's. */
+    /* A second backward of the same forward gives the same gradients. */
     TEST_OK(ctx, nncl_network_zero_grad(spec.net));
     TEST_OK(ctx, nncl_network_backward(spec.net));
     float *again = read_params(spec.net, GRADS, &count2);
     assert_int_equal(count, count2);
     assert_memory_equal(fused, again, sizeof(float) * count);
-    float *x2 = malloc(sizeof(float) * (size_t)(n * per)), *g[2];
-    int64_t labels2[16];
-    test_rng_fill(&r, x2, (size_t)(n * per), -1.0f, 1.0f);
-    for (int64_t i = 0; i < n; i++) labels2[i] = test_rng_below(&r, (uint32_t)classes);
-    TEST_OK(ctx, nncl_network_set_batch(spec.net, x2, labels2, NULL, n));
-    for (int train = 0; train < 2; train++) {
-        TEST_OK(ctx, nncl_network_forward(spec.net, train ? NNCL_TRAIN : NNCL_EVAL));
-        TEST_OK(ctx, nncl_network_zero_grad(spec.net));
-        TEST_OK(ctx, nncl_network_backward(spec.net));
-        g[train] = read_params(spec.net, GRADS, &count2);
-    }
-    assert_memory_equal(g[0], g[1], sizeof(float) * count);
-    assert_memory_not_equal(g[0], fused, sizeof(float) * count);
-    free(again), free(g[0]), free(g[1]), free(x2);
+    free(again);
 
     /* The same layers apart: forward through every layer, the loss, then backward through every layer. */
     TEST_OK(ctx, nncl_network_zero_grad(spec.net));
@@ -1081,6 +1066,41 @@ static void test_count_correct_first_maximum(void **state)
 }
 
 /* Two p = 0.5 dropout layers keep about a quarter of the elements: their masks are independent. */
+/*
+ * A training forward leaves the loss's gradient for the backward (computed with the loss); a later forward
+ * makes it stale. With dropout the training output differs from the evaluation one, so a backward after
+ * forward(TRAIN), forward(EVAL) must give the gradients of the evaluation forward alone, not the training one's.
+ */
+static void test_backward_follows_last_forward(void **state)
+{
+    (void)state;
+    enum { N = 7, IN = 6, CLASSES = 3 };
+    nncl_spec spec;
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 6\nlinear 16\nrelu\ndropout p=0.5\nlinear 3\nloss cross_entropy\n",
+                                 "handoff.spec", &spec));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, N));
+    TEST_OK(ctx, nncl_network_init(spec.net, 5));
+    float x[N * IN];
+    int64_t labels[N];
+    test_rng r = test_rng_seed(9);
+    test_rng_fill(&r, x, N * IN, -1.0f, 1.0f);
+    for (int i = 0; i < N; i++) labels[i] = test_rng_below(&r, CLASSES);
+    size_t count;
+    float *g[3];
+    for (int run = 0; run < 3; run++) { /* train then eval; eval alone; train alone */
+        TEST_OK(ctx, nncl_network_set_batch(spec.net, x, labels, NULL, N));
+        if (run == 0) TEST_OK(ctx, nncl_network_forward(spec.net, NNCL_TRAIN));
+        TEST_OK(ctx, nncl_network_forward(spec.net, run == 2 ? NNCL_TRAIN : NNCL_EVAL));
+        TEST_OK(ctx, nncl_network_zero_grad(spec.net));
+        TEST_OK(ctx, nncl_network_backward(spec.net));
+        g[run] = read_params(spec.net, GRADS, &count);
+    }
+    assert_memory_equal(g[0], g[1], sizeof(float) * count);
+    assert_memory_not_equal(g[1], g[2], sizeof(float) * count); /* dropout makes the two forwards differ */
+    for (int i = 0; i < 3; i++) free(g[i]);
+    nncl_network_destroy(spec.net);
+}
+
 static void test_spec_dropout_keys(void **state)
 {
     (void)state;
@@ -1125,6 +1145,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_state_metadata),
         cmocka_unit_test(test_metrics_sum_weights_samples),
         cmocka_unit_test(test_spec_dropout_keys),
+        cmocka_unit_test(test_backward_follows_last_forward),
         cmocka_unit_test(test_count_correct_first_maximum),
     };
     int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);

@@ -127,7 +127,7 @@ nncl_status nncl_network_get_normalization(const nncl_network *net, float *mean,
 /*
  * Runs every layer on the current batch, then the loss when there are labels
  * or targets. A training forward also computes the loss's gradient then, for
- * the backward that follows (one pass over the output, not two).
+ * the backward that follows (in the loss's launch, not one of its own).
  */
 nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode);
 

@@ -551,7 +551,6 @@ nncl_status nncl_network_set_batch(nncl_network *net, const float *inputs, const
     }
     net->have_targets = 0;
     net->forward_done = 0;
-    net->dout_ready = 0;
     net->cur_n = 0;
     NNCL_TRY(nncl_tensor_upload(ctx, &x, src, (size_t)count));
     if (labels) {
@@ -611,6 +610,9 @@ nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
     CHECK_NET(net);
     nncl_context *ctx = net->ctx;
     if (net->cur_n == 0) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: no batch set", __func__);
+    /* Until this forward has finished, neither its output nor a loss gradient from an earlier one is there. */
+    net->forward_done = 0;
+    net->dout_ready = 0;
     net->cur_act[0] = first_rows(&net->act[0], net->cur_n);
     for (size_t i = 0; i < net->n_layers; i++) {
         net->cur_act[i + 1] = first_rows(&net->act[i + 1], net->cur_n);
@@ -622,7 +624,6 @@ nncl_status nncl_network_forward(nncl_network *net, nncl_mode mode)
             NNCL_TRY(nncl_layer_forward(net->layers[i], mode, &net->cur_act[i], &net->cur_act[i + 1]));
     }
     nncl__profile_scope(ctx, "loss forward");
-    net->dout_ready = 0;
     if (net->loss && net->have_targets) {
         /* The loss, the metrics and, when training, the loss's gradient for the backward that follows: the
            same values as nncl_loss_forward and nncl_loss_backward, in two launches. */

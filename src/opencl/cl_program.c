@@ -11,8 +11,9 @@
  * kernel to machine code only when it is first launched, so the kernels a
  * network does not use cost little more than their parsing. So a kernel
  * that wants a value fixed at compile time is instantiated in its file for
- * each value it can take (activation_forward_relu, conv_weight_grad_few_9)
- * rather than built per value with a -D option.
+ * each value it can take (activation_forward_relu, loss_step_mse) rather
+ * than built per value with a -D option; where the copies are large, for a
+ * few values that the others round up to (conv_weight_grad_few_<R>).
  *
  * Build options are always "-cl-std=CL1.2" and -DNNCL_EW for the device, plus
  * the caller's defines; never fast-math. Built programs are also kept on
