@@ -67,12 +67,14 @@ float nncl_relu(float x)
     return x > 0.0f ? x : 0.0f;
 }
 
-/* The epilogue of one element of a GEMM's C, given its column's bias (gemm.cl, gemm_tiled.cl):
-   epilogue & 1 adds the bias, then epilogue & 2 applies nncl_relu. */
-float nncl_gemm_epilogue(int epilogue, float v, float bias)
+/* The epilogue of one element of a GEMM's C, given its column's bias and its element of the mask (gemm.cl,
+   gemm_tiled.cl): epilogue & 1 adds the bias, then epilogue & 2 applies nncl_relu, then epilogue & 4 zeroes
+   the element unless the mask's is > 0 (the backward of the relu whose output the mask is). */
+float nncl_gemm_epilogue(int epilogue, float v, float bias, float mask)
 {
     if (epilogue & 1) v += bias;
-    return epilogue & 2 ? nncl_relu(v) : v;
+    if (epilogue & 2) v = nncl_relu(v);
+    return epilogue & 4 && !(mask > 0.0f) ? 0.0f : v;
 }
 
 /*

@@ -18,8 +18,10 @@
  *
  * Epilogue (a linear layer's bias and fused relu, saving their own pass over
  * C): epilogue & 1 adds bias[j] to column j, then epilogue & 2 applies
- * nncl_relu, each rounded as a separate op would round it (nncl_gemm_epilogue,
- * common.h, shared with gemm_tiled.cl).
+ * nncl_relu, then epilogue & 4 zeroes C[i][j] unless mask[i][j] > 0 (the
+ * backward of the relu before a linear layer, in its input gradient; mask is
+ * laid out as C), each rounded as a separate op would round it
+ * (nncl_gemm_epilogue, common.h, shared with gemm_tiled.cl).
  */
 
 #define GEMM_MR 6
@@ -49,9 +51,9 @@
             vstoreV(hi, 0, vals + GEMM_V);                                                         \
             const float bi = epilogue & 1 ? bias[i0 + (r)] : 0.0f;                                 \
             for (int e = 0; e < GEMM_NR; e++) {                                                    \
-                __global float *cij = C + (j0 + e) * ldc + i0 + (r);                               \
-                const float v = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * *cij;    \
-                *cij = nncl_gemm_epilogue(epilogue, v, bi);                                        \
+                const ulong at = (j0 + e) * ldc + i0 + (r);                                        \
+                const float v = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * C[at];   \
+                C[at] = nncl_gemm_epilogue(epilogue, v, bi, epilogue & 4 ? mask[at] : 0.0f);       \
             }                                                                                      \
         } else {                                                                                   \
             floatV v0 = alpha * (lo), v1 = alpha * (hi);                                           \
@@ -67,6 +69,11 @@
                 v0 = select((floatV)(0.0f), v0, isgreater(v0, (floatV)(0.0f)));                    \
                 v1 = select((floatV)(0.0f), v1, isgreater(v1, (floatV)(0.0f)));                    \
             }                                                                                      \
+            if (epilogue & 4) { /* the relu backward: mask > 0 ? v : 0 */                          \
+                __global const float *mr = mask + (i0 + (r)) * ldc + j0;                           \
+                v0 = select((floatV)(0.0f), v0, isgreater(vloadV(0, mr), (floatV)(0.0f)));         \
+                v1 = select((floatV)(0.0f), v1, isgreater(vloadV(0, mr + GEMM_V), (floatV)(0.0f))); \
+            }                                                                                      \
             vstoreV(v0, 0, cr);                                                                    \
             vstoreV(v1, 0, cr + GEMM_V);                                                           \
         }                                                                                          \
@@ -75,7 +82,7 @@
 __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c, __global const float *A,
                          ulong a_off, ulong lda, int trans_a, __global const float *B, ulong b_off, ulong ldb, ulong m,
                          ulong n, ulong k, float alpha, float beta, __global const float *bias, ulong bias_off,
-                         int epilogue)
+                         __global const float *mask, ulong mask_off, int epilogue)
 {
     const ulong j0 = get_global_id(0) * GEMM_NR, i0 = get_global_id(1) * GEMM_MR;
     if (j0 >= n || i0 >= m) return;
@@ -83,6 +90,7 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
     A += a_off;
     B += b_off;
     bias += bias_off;
+    mask += mask_off;
     /* op(A)[i][p] = A[i * ra + p * ca] */
     const ulong ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
     if (j0 + GEMM_NR <= n) {
@@ -118,9 +126,10 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
             float acc = 0.0f;
             NNCL_NO_AUTOVEC
             for (ulong p = 0; p < k; p++) acc = fma(A[(i0 + r) * ra + p * ca], B[p * ldb + j0 + c], acc);
-            __global float *cij = trans_c ? C + (j0 + c) * ldc + i0 + r : C + (i0 + r) * ldc + j0 + c;
-            const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
-            *cij = nncl_gemm_epilogue(epilogue, v, epilogue & 1 ? bias[trans_c ? i0 + r : j0 + c] : 0.0f);
+            const ulong at = trans_c ? (j0 + c) * ldc + i0 + r : (i0 + r) * ldc + j0 + c;
+            const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * C[at];
+            C[at] = nncl_gemm_epilogue(epilogue, v, epilogue & 1 ? bias[trans_c ? i0 + r : j0 + c] : 0.0f,
+                                       epilogue & 4 ? mask[at] : 0.0f);
         }
     }
 }

@@ -20,24 +20,28 @@
  * raw sums to part[chunk][m][n] and gemm_split_reduce adds them in chunk
  * order, then applies alpha, beta and the epilogue; with one, the tile is
  * finished here. Epilogue as in gemm.cl: epilogue & 1 adds bias[j] to
- * column j, then epilogue & 2 applies nncl_relu.
+ * column j, then epilogue & 2 applies nncl_relu, then epilogue & 4 zeroes
+ * C[i][j] unless mask[i][j] (laid out as C) is > 0.
  */
 
 #define TILE 64
 #define TILE_K 16
 #define TILE_PAD 1 /* a row of local memory is TILE + 1 floats long: stores by columns spread over banks */
 
-/* The finished value of C's element at c (with beta == 0, C is not read). */
-float gemm_tiled_finish(float acc, float alpha, float beta, __global const float *c, int epilogue, float bias)
+/* The finished value of C's element at (i, j) (with beta == 0, C is not read); C and mask point at row 0. */
+float gemm_tiled_finish(float acc, float alpha, float beta, __global const float *C, ulong ldc, ulong i, ulong j,
+                        int epilogue, __global const float *bias, __global const float *mask)
 {
-    const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
-    return nncl_gemm_epilogue(epilogue, v, bias);
+    const ulong at = i * ldc + j;
+    const float v = beta == 0.0f ? alpha * acc : alpha * acc + beta * C[at];
+    return nncl_gemm_epilogue(epilogue, v, epilogue & 1 ? bias[j] : 0.0f, epilogue & 4 ? mask[at] : 0.0f);
 }
 
 __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void
 gemm_tiled(__global float *C, ulong c_off, ulong ldc, __global const float *A, ulong a_off, ulong lda, int trans_a,
            __global const float *B, ulong b_off, ulong ldb, int trans_b, ulong m, ulong n, ulong k, ulong k_chunk,
-           float alpha, float beta, __global const float *bias, ulong bias_off, int epilogue, __global float *part)
+           float alpha, float beta, __global const float *bias, ulong bias_off, __global const float *mask,
+           ulong mask_off, int epilogue, __global float *part)
 {
     __local float As[TILE_K][TILE + TILE_PAD]; /* As[p][i] = op(A)[i0 + i][p0 + p] */
     __local float Bs[TILE_K][TILE + TILE_PAD]; /* Bs[p][j] = op(B)[p0 + p][j0 + j] */
@@ -79,11 +83,8 @@ gemm_tiled(__global float *C, ulong c_off, ulong ldc, __global const float *A, u
             const ulong j = j0 + tx + 16 * c;
             if (j >= n) break;
             if (split) part[i * n + j] = acc[r][c];
-            else {
-                __global float *cij = C + c_off + i * ldc + j;
-                *cij = gemm_tiled_finish(acc[r][c], alpha, beta, cij, epilogue,
-                                         epilogue & 1 ? bias[bias_off + j] : 0.0f);
-            }
+            else C[c_off + i * ldc + j] = gemm_tiled_finish(acc[r][c], alpha, beta, C + c_off, ldc, i, j, epilogue,
+                                                            bias + bias_off, mask + mask_off);
         }
     }
 }
@@ -91,12 +92,12 @@ gemm_tiled(__global float *C, ulong c_off, ulong ldc, __global const float *A, u
 /* C = alpha sum_z part[z] + beta C, then the epilogue: one work-item per element, columns fastest. */
 __kernel void gemm_split_reduce(__global float *C, ulong c_off, ulong ldc, __global const float *part, ulong m,
                                 ulong n, ulong splits, float alpha, float beta, __global const float *bias,
-                                ulong bias_off, int epilogue)
+                                ulong bias_off, __global const float *mask, ulong mask_off, int epilogue)
 {
     const ulong j = get_global_id(0), i = get_global_id(1);
     if (i >= m || j >= n) return;
     float acc = 0.0f;
     for (ulong z = 0; z < splits; z++) acc += part[(z * m + i) * n + j];
-    __global float *cij = C + c_off + i * ldc + j;
-    *cij = gemm_tiled_finish(acc, alpha, beta, cij, epilogue, epilogue & 1 ? bias[bias_off + j] : 0.0f);
+    C[c_off + i * ldc + j] = gemm_tiled_finish(acc, alpha, beta, C + c_off, ldc, i, j, epilogue, bias + bias_off,
+                                               mask + mask_off);
 }

@@ -37,7 +37,8 @@ typedef struct gemm_case {
     int64_t pad_a, pad_b, pad_c; /* lda = cols + pad */
     float alpha, beta;
     int c_nan;                   /* C starts as NaN (only with beta == 0) */
-    int epilogue;                /* nncl__gemm_epilogue: & 1 adds a bias per column, & 2 applies relu */
+    int epilogue;                /* nncl__gemm_epilogue: & 1 adds a bias per column, & 2 applies relu,
+                                    & 4 zeroes C where a mask (laid out as C, a third of it <= 0) is not > 0 */
 } gemm_case;
 
 static double gamma_n(double n)
@@ -53,16 +54,18 @@ static void run_case(const gemm_case *c, uint64_t seed)
     int64_t b_rows = c->tb ? c->n : c->k, b_cols = c->tb ? c->k : c->n;
     int64_t lda = a_cols + c->pad_a, ldb = b_cols + c->pad_b, ldc = c->n + c->pad_c;
     int64_t na = a_rows * lda, nb = b_rows * ldb, nc = c->m * ldc;
-    char what[160];
-    snprintf(what, sizeof what, "gemm %s%s m=%lld n=%lld k=%lld ld=(%lld,%lld,%lld) alpha=%g beta=%g%s%s%s",
+    char what[176];
+    snprintf(what, sizeof what, "gemm %s%s m=%lld n=%lld k=%lld ld=(%lld,%lld,%lld) alpha=%g beta=%g%s%s%s%s",
              c->ta ? "T" : "N", c->tb ? "T" : "N", (long long)c->m, (long long)c->n, (long long)c->k,
              (long long)lda, (long long)ldb, (long long)ldc, (double)c->alpha, (double)c->beta,
-             c->c_nan ? " C=NaN" : "", c->epilogue & 1 ? " +bias" : "", c->epilogue & 2 ? " relu" : "");
+             c->c_nan ? " C=NaN" : "", c->epilogue & 1 ? " +bias" : "", c->epilogue & 2 ? " relu" : "",
+             c->epilogue & 4 ? " mask" : "");
 
     float *a = malloc(sizeof(float) * (size_t)na), *b = malloc(sizeof(float) * (size_t)nb);
     float *c0 = malloc(sizeof(float) * (size_t)nc), *got = malloc(sizeof(float) * (size_t)nc);
     float *ref = malloc(sizeof(float) * (size_t)nc), *bias = malloc(sizeof(float) * (size_t)c->n);
-    assert_true(a && b && c0 && got && ref && bias);
+    float *mask = malloc(sizeof(float) * (size_t)nc);
+    assert_true(a && b && c0 && got && ref && bias && mask);
     test_rng r = test_rng_seed(seed);
     test_rng_fill(&r, a, (size_t)na, -1.0f, 1.0f);
     test_rng_fill(&r, b, (size_t)nb, -1.0f, 1.0f);
@@ -70,21 +73,24 @@ static void run_case(const gemm_case *c, uint64_t seed)
     if (c->c_nan)
         for (int64_t i = 0; i < nc; i++) c0[i] = NAN;
     test_rng_fill(&r, bias, (size_t)c->n, -1.0f, 1.0f);
+    test_rng_fill(&r, mask, (size_t)nc, -0.5f, 1.0f);
+    for (int64_t i = 0; i < nc; i += 7) mask[i] = i % 2 ? -0.0f : NAN; /* not > 0 either */
     int64_t nbias = c->n;
 
     nncl_context *ctxs[2] = {cpu, ocl};
     float *outs[2] = {ref, got};
     for (int side = 0; side < 2; side++) {
         nncl_context *ctx = ctxs[side];
-        test_guarded ga, gb, gc, gbias;
+        test_guarded ga, gb, gc, gbias, gmask;
         test_guarded_create(ctx, &ga, 1, &na, a);
         test_guarded_create(ctx, &gb, 1, &nb, b);
         test_guarded_create(ctx, &gc, 1, &nc, c0);
         test_guarded_create(ctx, &gbias, 1, &nbias, bias);
+        test_guarded_create(ctx, &gmask, 1, &nc, mask);
         if (c->epilogue)
             TEST_OK(ctx, nncl__gemm_epilogue(ctx, c->ta, c->tb, c->m, c->n, c->k, c->alpha, &ga.view, lda, &gb.view,
                                              ldb, c->beta, &gc.view, ldc, c->epilogue & 1 ? &gbias.view : NULL,
-                                             c->epilogue & 2));
+                                             c->epilogue & 2, c->epilogue & 4 ? &gmask.view : NULL));
         else
             TEST_OK(ctx, nncl_gemm(ctx, c->ta, c->tb, c->m, c->n, c->k, c->alpha, &ga.view, lda, &gb.view, ldb,
                                    c->beta, &gc.view, ldc));
@@ -93,6 +99,7 @@ static void run_case(const gemm_case *c, uint64_t seed)
         test_guarded_destroy(ctx, &gb);
         test_guarded_destroy(ctx, &gc);
         test_guarded_destroy(ctx, &gbias);
+        test_guarded_destroy(ctx, &gmask);
     }
 
     for (int64_t i = 0; i < c->m; i++) {
@@ -101,6 +108,12 @@ static void run_case(const gemm_case *c, uint64_t seed)
             if (j >= c->n) { /* padding between rows of C: untouched on both sides */
                 test_assert_bitwise(&got[at], &c0[at], 1, what);
                 test_assert_bitwise(&ref[at], &c0[at], 1, what);
+                continue;
+            }
+            if (c->epilogue & 4 && !(mask[at] > 0.0f)) { /* the relu backward: exactly +0 on both sides */
+                const float zero = 0.0f;
+                test_assert_bitwise(&got[at], &zero, 1, what);
+                test_assert_bitwise(&ref[at], &zero, 1, what);
                 continue;
             }
             double mag = 0.0;
@@ -127,6 +140,7 @@ static void run_case(const gemm_case *c, uint64_t seed)
     free(got);
     free(ref);
     free(bias);
+    free(mask);
 }
 
 /* Every size in every position, for one transpose combination. */
@@ -193,6 +207,9 @@ static void test_long_k(void **state)
             c.pad_c = 0;
             c.epilogue = 1 + (s + t) % 3;
             run_case(&c, 600u + (uint64_t)(3 * t + s));
+            /* The mask (the relu backward in a linear layer's input gradient), alone and after the others. */
+            c.epilogue = 4 | (s == 2 ? 3 : 0);
+            run_case(&c, 700u + (uint64_t)(3 * t + s));
         }
     }
 }

@@ -35,10 +35,15 @@ typedef struct nncl_gemm_args {
     nncl_buffer *c;       /* C starts at element c_off, rows ldc apart */
     size_t c_off, ldc;
     /* Epilogue (a linear layer's): C[i][j] += bias[j] when bias is not NULL, then relu
-       (x > 0 ? x : 0) when relu is set; each after C is complete, as separate ops would. */
+       (x > 0 ? x : 0) when relu is set, then, when mask is not NULL, C[i][j] = 0 where
+       mask[i][j] is not > 0 (the backward of the relu whose output is mask: the input
+       gradient of a linear layer that follows a relu); each after C is complete, as
+       separate ops would. */
     const nncl_buffer *bias; /* n elements from bias_off */
     size_t bias_off;
     int relu;
+    const nncl_buffer *mask; /* laid out as C: element (i, j) at mask_off + i ldc + j */
+    size_t mask_off;
 } nncl_gemm_args;
 
 /*
@@ -268,12 +273,13 @@ typedef struct nncl_backend_ops {
 
 /*
  * nncl_gemm with the epilogue of nncl_gemm_args: C += bias (n elements, NULL
- * for none) broadcast over the rows, then relu when `relu` is set.
+ * for none) broadcast over the rows, then relu when `relu` is set, then C = 0
+ * where mask (NULL for none; m rows of n, ldc apart, like C) is not > 0.
  */
 nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
                                 int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
                                 const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc,
-                                const nncl_tensor *bias, int relu);
+                                const nncl_tensor *bias, int relu, const nncl_tensor *mask);
 
 /*
  * nncl_gemm's checks, then the backend's gemm_prepare (when it has one):

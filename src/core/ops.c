@@ -85,7 +85,7 @@ static nncl_status gemm_args(nncl_context *ctx, nncl_transpose trans_a, nncl_tra
 nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,
                                 int64_t n, int64_t k, float alpha, const nncl_tensor *a, int64_t lda,
                                 const nncl_tensor *b, int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc,
-                                const nncl_tensor *bias, int relu)
+                                const nncl_tensor *bias, int relu, const nncl_tensor *mask)
 {
     NNCL_CHECK_CTX(ctx);
     nncl_gemm_args g;
@@ -101,6 +101,17 @@ nncl_status nncl__gemm_epilogue(nncl_context *ctx, nncl_transpose trans_a, nncl_
         g.bias_off = bias->offset;
     }
     g.relu = relu != 0;
+    if (mask != NULL) {
+        NNCL_TRY(nncl__tensor_check(ctx, mask, "mask", "nncl_gemm"));
+        const uint64_t extent = matrix_extent(m, n, ldc);
+        if ((uint64_t)nncl_tensor_numel(mask) < extent)
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: the mask has %" PRId64 " elements, C spans %" PRIu64,
+                              nncl_tensor_numel(mask), extent);
+        if (overlaps(c->buf, c->offset, extent, mask->buf, mask->offset, extent))
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "nncl_gemm: C overlaps the mask");
+        g.mask = mask->buf;
+        g.mask_off = mask->offset;
+    }
     return ctx->ops->gemm(ctx, &g);
 }
 
@@ -110,7 +121,7 @@ nncl_status nncl_gemm(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose 
                       const nncl_tensor *b, int64_t ldb, float beta,
                       const nncl_tensor *c, int64_t ldc)
 {
-    return nncl__gemm_epilogue(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, 0);
+    return nncl__gemm_epilogue(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, 0, NULL);
 }
 
 nncl_status nncl__gemm_prepare(nncl_context *ctx, nncl_transpose trans_a, nncl_transpose trans_b, int64_t m,

@@ -10,6 +10,7 @@ nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g)
     const float *b = nncl__cpu_ptr(g->b, g->b_off);
     float *c = nncl__cpu_ptr(g->c, g->c_off);
     const float *bias = g->bias != NULL ? nncl__cpu_ptr(g->bias, g->bias_off) : NULL;
+    const float *mask = g->mask != NULL ? nncl__cpu_ptr(g->mask, g->mask_off) : NULL;
     /* Element (row, col) of op(X) lives at X[row * ld + col], or at
        X[col * ld + row] when X is stored transposed. */
     for (size_t i = 0; i < g->m; i++) {
@@ -25,7 +26,9 @@ nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g)
             double old = g->beta == 0.0f ? 0.0 : (double)g->beta * *cij;
             float v = (float)(g->alpha * acc + old);
             if (g->bias != NULL) v += bias[j]; /* in float, as a separate bias add */
-            *cij = g->relu && !(v > 0.0f) ? 0.0f : v;
+            if (g->relu && !(v > 0.0f)) v = 0.0f;
+            if (mask != NULL && !(mask[i * g->ldc + j] > 0.0f)) v = 0.0f; /* the relu backward's test */
+            *cij = v;
         }
     }
     ctx->stats.gemm_calls++;

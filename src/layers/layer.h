@@ -41,7 +41,8 @@ typedef struct nncl_layer_ops {
                             nncl_tensor *dx);
     /*
      * backward, composed with the backward of a relu that produced x (optional:
-     * max pooling, whose output tells where the relu passed its gradient).
+     * max pooling, whose output tells where the relu passed its gradient;
+     * linear, whose input gradient GEMM zeroes it where x is not > 0).
      * A network gives a relu between a forward_relu layer and such a layer no
      * kernel at all.
      */

@@ -5,7 +5,9 @@
  * leading dimensions; y is (..., out). W is (out, in), b is (out).
  *   forward:   y  = x W^T + b        GEMM (rows x out x in), the bias (and a
  *                                    fused relu) in its epilogue
- *   backward:  dx = dy W             GEMM (rows x in x out)
+ *   backward:  dx = dy W             GEMM (rows x in x out); after a relu
+ *                                    (backward_relu), its backward in the
+ *                                    epilogue: dx = 0 where x is not > 0
  *              dW += dy^T x          GEMM (out x in x rows), beta = 1
  *              db += column sums of dy
  */
@@ -34,19 +36,19 @@ static nncl_status linear_shape(const nncl_layer *l, int ndim, const int64_t *in
     return NNCL_OK;
 }
 
-/* A GEMM with an epilogue (bias, relu), run or prepared: the layer's GEMMs are written once, for both. */
+/* A GEMM with an epilogue (bias, relu, mask), run or prepared: the layer's GEMMs are written once, for both. */
 typedef nncl_status (*gemm_fn)(nncl_context *ctx, nncl_transpose ta, nncl_transpose tb, int64_t m, int64_t n,
                                int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
                                int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, const nncl_tensor *bias,
-                               int relu);
+                               int relu, const nncl_tensor *mask);
 
 /* nncl__gemm_prepare under gemm_fn: the epilogue does not change the choice. */
 static nncl_status gemm_prepare(nncl_context *ctx, nncl_transpose ta, nncl_transpose tb, int64_t m, int64_t n,
                                 int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
                                 int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, const nncl_tensor *bias,
-                                int relu)
+                                int relu, const nncl_tensor *mask)
 {
-    (void)bias, (void)relu;
+    (void)bias, (void)relu, (void)mask;
     return nncl__gemm_prepare(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -57,20 +59,20 @@ static nncl_status gemm_forward(const nncl_layer *l, gemm_fn gemm, const nncl_te
     const linear *s = (const linear *)l;
     const int64_t rows = nncl_tensor_numel(x) / s->in;
     return gemm(l->ctx, NNCL_NO_TRANS, NNCL_TRANS, rows, s->out, s->in, 1.0f, x, s->in, &l->params[0].value, s->in,
-                0.0f, y, s->out, s->bias ? &l->params[1].value : NULL, relu);
+                0.0f, y, s->out, s->bias ? &l->params[1].value : NULL, relu, NULL);
 }
 
-/* dx = dy W (when dx is not NULL), dW += dy^T x */
+/* dx = dy W (when dx is not NULL), zero where x is not > 0 when relu_before is set; dW += dy^T x */
 static nncl_status gemm_backward(const nncl_layer *l, gemm_fn gemm, const nncl_tensor *x, const nncl_tensor *dy,
-                                 const nncl_tensor *dx)
+                                 const nncl_tensor *dx, int relu_before)
 {
     const linear *s = (const linear *)l;
     const int64_t rows = nncl_tensor_numel(x) / s->in;
     if (dx != NULL)
         NNCL_TRY(gemm(l->ctx, NNCL_NO_TRANS, NNCL_NO_TRANS, rows, s->in, s->out, 1.0f, dy, s->out, &l->params[0].value,
-                      s->in, 0.0f, dx, s->in, NULL, 0));
+                      s->in, 0.0f, dx, s->in, NULL, 0, relu_before ? x : NULL));
     return gemm(l->ctx, NNCL_TRANS, NNCL_NO_TRANS, s->out, s->in, rows, 1.0f, dy, s->out, x, s->in, 1.0f,
-                &l->params[0].grad, s->in, NULL, 0);
+                &l->params[0].grad, s->in, NULL, 0, NULL);
 }
 
 static nncl_status forward(nncl_layer *l, const nncl_tensor *x, nncl_tensor *y, int relu)
@@ -90,16 +92,30 @@ static nncl_status linear_forward_relu(nncl_layer *l, nncl_mode mode, const nncl
     return forward(l, x, y, 1);
 }
 
+static nncl_status backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *dy, nncl_tensor *dx,
+                            int relu_before)
+{
+    const linear *s = (const linear *)l;
+    nncl_context *ctx = l->ctx;
+    int64_t rows = nncl_tensor_numel(x) / s->in;
+    NNCL_TRY(gemm_backward(l, nncl__gemm_epilogue, x, dy, dx, relu_before));
+    if (s->bias) NNCL_TRY(ctx->ops->bias_backward(ctx, &l->params[1].grad, dy, rows, s->out, 1));
+    return NNCL_OK;
+}
+
 static nncl_status linear_backward(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
                                    nncl_tensor *dx)
 {
     (void)y;
-    const linear *s = (const linear *)l;
-    nncl_context *ctx = l->ctx;
-    int64_t rows = nncl_tensor_numel(x) / s->in;
-    NNCL_TRY(gemm_backward(l, nncl__gemm_epilogue, x, dy, dx));
-    if (s->bias) NNCL_TRY(ctx->ops->bias_backward(ctx, &l->params[1].grad, dy, rows, s->out, 1));
-    return NNCL_OK;
+    return backward(l, x, dy, dx, 0);
+}
+
+/* The backward of a relu before the layer (x is its output) and of the layer, in the same GEMM. */
+static nncl_status linear_backward_relu(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y,
+                                        const nncl_tensor *dy, nncl_tensor *dx)
+{
+    (void)y;
+    return backward(l, x, dy, dx, 1);
 }
 
 /* The backend's choice of implementation for each of the three GEMMs' shapes. */
@@ -107,7 +123,7 @@ static nncl_status linear_prepare(nncl_layer *l, const nncl_tensor *x, const nnc
                                   nncl_tensor *dx)
 {
     NNCL_TRY(gemm_forward(l, gemm_prepare, x, y, 0));
-    return gemm_backward(l, gemm_prepare, x, dy, dx);
+    return gemm_backward(l, gemm_prepare, x, dy, dx, 0);
 }
 
 /* PyTorch: kaiming_uniform(a = sqrt 5) for W and U(+-1/sqrt(in)) for b: both bounds are 1/sqrt(in). */
@@ -125,6 +141,7 @@ static const nncl_layer_ops linear_ops = {
     .forward = linear_forward,
     .forward_relu = linear_forward_relu,
     .backward = linear_backward,
+    .backward_relu = linear_backward_relu,
     .prepare = linear_prepare,
 };
 

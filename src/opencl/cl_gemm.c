@@ -100,17 +100,24 @@ static int clblast_takes(const nncl_gemm_args *g)
     return g->a_off <= INT32_MAX && g->b_off <= INT32_MAX && g->c_off <= INT32_MAX;
 }
 
-/* The epilogue as its own pass over C, for CLBlast, which has none. */
+/* The epilogue as passes of their own over C, for CLBlast, which has none. */
 static nncl_status epilogue_apart(nncl_context *ctx, const nncl_gemm_args *g)
 {
-    if (g->bias == NULL && !g->relu) return NNCL_OK;
+    if (g->bias == NULL && !g->relu && g->mask == NULL) return NNCL_OK;
     if (g->ldc != g->n) /* the layers that ask for an epilogue write C densely */
         return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "a GEMM epilogue needs ldc (%zu) = n (%zu)", g->ldc, g->n);
     const int64_t elems = (int64_t)(g->m * g->n);
     const nncl_tensor c = {.buf = g->c, .offset = g->c_off, .ndim = 1, .shape = {elems}};
-    if (g->bias == NULL) return nncl__cl_activation_forward(ctx, &c, &c, NNCL_ACT_RELU, 0.0f);
-    const nncl_tensor bias = {.buf = (nncl_buffer *)g->bias, .offset = g->bias_off, .ndim = 1, .shape = {(int64_t)g->n}};
-    return nncl__cl_bias_add(ctx, &c, &bias, (int64_t)g->m, (int64_t)g->n, 1, g->relu);
+    if (g->bias != NULL) {
+        const nncl_tensor bias = {.buf = (nncl_buffer *)g->bias, .offset = g->bias_off, .ndim = 1,
+                                  .shape = {(int64_t)g->n}};
+        NNCL_TRY(nncl__cl_bias_add(ctx, &c, &bias, (int64_t)g->m, (int64_t)g->n, 1, g->relu));
+    } else if (g->relu) {
+        NNCL_TRY(nncl__cl_activation_forward(ctx, &c, &c, NNCL_ACT_RELU, 0.0f));
+    }
+    if (g->mask == NULL) return NNCL_OK;
+    const nncl_tensor mask = {.buf = (nncl_buffer *)g->mask, .offset = g->mask_off, .ndim = 1, .shape = {elems}};
+    return nncl__cl_activation_backward(ctx, &c, &mask, &mask, &c, NNCL_ACT_RELU, 0.0f); /* in place */
 }
 
 static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
@@ -153,13 +160,15 @@ static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
 
 /* ---- nncl's own kernel ------------------------------------------------------------------ */
 
-/* The epilogue's two kernel arguments, as gemm.cl and gemm_tiled.cl take them: the bias (C, unread, when there
-   is none) and the flags (1: add the bias, 2: relu). */
+/* The epilogue's kernel arguments, as gemm.cl and gemm_tiled.cl take them: the bias and the mask (each C,
+   unread, when there is none) and the flags (1: add the bias, 2: relu, 4: the mask). */
 static void arg_epilogue(nncl__cl_args *a, const nncl_gemm_args *g)
 {
     if (g->bias != NULL) nncl__cl_arg_view(a, g->bias, g->bias_off);
     else nncl__cl_arg_view(a, g->c, 0);
-    nncl__cl_arg_i32(a, (g->bias != NULL) | (g->relu ? 2 : 0));
+    if (g->mask != NULL) nncl__cl_arg_view(a, g->mask, g->mask_off);
+    else nncl__cl_arg_view(a, g->c, 0);
+    nncl__cl_arg_i32(a, (g->bias != NULL) | (g->relu ? 2 : 0) | (g->mask != NULL ? 4 : 0));
 }
 
 #define GEMM_MR 6  /* rows per work-item: GEMM_MR in kernels_cl/gemm.cl */
