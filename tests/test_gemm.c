@@ -214,6 +214,23 @@ static void test_long_k(void **state)
     }
 }
 
+/*
+ * Every epilogue (bias, relu, mask and their combinations) on products with short k, which the tiled kernel
+ * finishes in one pass (test_long_k's go through its split-k reduce), on every transposition.
+ */
+static void test_epilogues(void **state)
+{
+    (void)state;
+    const int64_t shapes[][3] = {{6, 17, 4}, {64, 64, 100}, {65, 33, 200}};
+    for (int t = 0; t < 4; t++)
+        for (int s = 0; s < 3; s++)
+            for (int e = 1; e < 8; e++) {
+                gemm_case c = {t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], s, (s + 1) % 3, 0,
+                               e % 2 ? 1.0f : -0.5f, e % 3 ? 0.0f : 0.5f, 0, e};
+                run_case(&c, 800u + (uint64_t)(21 * t + 7 * s + e));
+            }
+}
+
 /* A CPU-only sanity check of the reference itself, by hand. */
 static void test_reference_by_hand(void **state)
 {
@@ -261,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_tt),
         cmocka_unit_test(test_beta_zero_ignores_c),
         cmocka_unit_test(test_long_k),
+        cmocka_unit_test(test_epilogues),
     };
     int failed = cmocka_run_group_tests_name("gemm parity (CPU reference vs OpenCL)", tests, NULL, NULL);
     printf("gemm parity: %d cases, worst error / bound = %.3g\n", n_cases, worst_ratio);

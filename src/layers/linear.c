@@ -42,7 +42,8 @@ typedef nncl_status (*gemm_fn)(nncl_context *ctx, nncl_transpose ta, nncl_transp
                                int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, const nncl_tensor *bias,
                                int relu, const nncl_tensor *mask);
 
-/* nncl__gemm_prepare under gemm_fn: the epilogue does not change the choice. */
+/* nncl__gemm_prepare under gemm_fn: the choice is measured without the epilogue, which nncl's kernels apply
+   as they store C and CLBlast as passes of their own after it. */
 static nncl_status gemm_prepare(nncl_context *ctx, nncl_transpose ta, nncl_transpose tb, int64_t m, int64_t n,
                                 int64_t k, float alpha, const nncl_tensor *a, int64_t lda, const nncl_tensor *b,
                                 int64_t ldb, float beta, const nncl_tensor *c, int64_t ldc, const nncl_tensor *bias,

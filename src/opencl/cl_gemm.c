@@ -101,11 +101,23 @@ static int clblast_takes(const nncl_gemm_args *g)
 }
 
 /* The epilogue as passes of their own over C, for CLBlast, which has none. */
+static int has_epilogue(const nncl_gemm_args *g)
+{
+    return g->bias != NULL || g->relu || g->mask != NULL;
+}
+
+/* Checked before CLBlast writes C: the passes below take C as one dense vector. */
+static nncl_status epilogue_apart_check(nncl_context *ctx, const nncl_gemm_args *g)
+{
+    if (has_epilogue(g) && g->ldc != g->n) /* the layers that ask for an epilogue write C densely */
+        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "a GEMM epilogue after CLBlast needs ldc (%zu) = n (%zu)",
+                          g->ldc, g->n);
+    return NNCL_OK;
+}
+
 static nncl_status epilogue_apart(nncl_context *ctx, const nncl_gemm_args *g)
 {
-    if (g->bias == NULL && !g->relu && g->mask == NULL) return NNCL_OK;
-    if (g->ldc != g->n) /* the layers that ask for an epilogue write C densely */
-        return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED, "a GEMM epilogue needs ldc (%zu) = n (%zu)", g->ldc, g->n);
+    if (!has_epilogue(g)) return NNCL_OK;
     const int64_t elems = (int64_t)(g->m * g->n);
     const nncl_tensor c = {.buf = g->c, .offset = g->c_off, .ndim = 1, .shape = {elems}};
     if (g->bias != NULL) {
@@ -131,6 +143,7 @@ static nncl_status gemm_clblast(nncl_context *ctx, const nncl_gemm_args *g)
         return NNCL_ERROR(ctx, NNCL_ERR_UNSUPPORTED,
                           "CLBlast takes element offsets below 2^31; got A %zu, B %zu, C %zu", g->a_off, g->b_off,
                           g->c_off);
+    NNCL_TRY(epilogue_apart_check(ctx, g));
     size_t temp_bytes = 0;
     CLBlastStatusCode s = CLBlastSGemmTempBufferSize(layout, ta, tb, g->m, g->n, g->k, g->a_off, g->lda, g->b_off,
                                                      g->ldb, g->c_off, g->ldc, &cl->queue, &temp_bytes);
