@@ -72,16 +72,16 @@ NNCL_INSTANTIATED void activation_backward(int act, __global float *dx, __global
 }
 
 /* The kernels of one function; PoCL compiles only those that are launched. */
-#define ACTIVATION_KERNELS(name, act)                                                                              \
-    __kernel void activation_forward_##name(__global float *y, ulong y_off, __global const float *x, ulong x_off,  \
-                                            ulong n, float a)                                                      \
-    {                                                                                                              \
-        activation_forward(act, y + y_off, x + x_off, n, a);                                                       \
-    }                                                                                                              \
-    __kernel void activation_backward_##name(__global float *dx, ulong dx_off, __global const float *x,            \
+#define ACTIVATION_KERNELS(name, act)                                                                               \
+    __kernel void activation_forward_##name(__global float *y, ulong y_off, __global const float *x, ulong x_off,   \
+                                            ulong n, float a)                                                       \
+    {                                                                                                               \
+        activation_forward(act, y + y_off, x + x_off, n, a);                                                        \
+    }                                                                                                               \
+    __kernel void activation_backward_##name(__global float *dx, ulong dx_off, __global const float *x,             \
                                              ulong x_off, __global const float *dy, ulong dy_off, ulong n, float a) \
-    {                                                                                                              \
-        activation_backward(act, dx + dx_off, x + x_off, dy + dy_off, n, a);                                       \
+    {                                                                                                               \
+        activation_backward(act, dx + dx_off, x + x_off, dy + dy_off, n, a);                                        \
     }
 
 ACTIVATION_KERNELS(relu, 0)

@@ -84,14 +84,14 @@ float nncl_gemm_epilogue(int epilogue, float v, float bias, float mask)
  * broadcast. One reduction step multiplies six scalars a0 .. a5 (one per
  * row) into the two vectors b0, b1.
  */
-#define NNCL_BLOCK_ZERO(type)                                                                                       \
+#define NNCL_BLOCK_ZERO(type)                                                                                      \
     type c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f, c30 = 0.0f, c31 = 0.0f,           \
          c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f
-#define NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1)                                                              \
+#define NNCL_BLOCK_FMA(a0, a1, a2, a3, a4, a5, b0, b1)                                                             \
     (c00 = fma(a0, b0, c00), c01 = fma(a0, b1, c01), c10 = fma(a1, b0, c10), c11 = fma(a1, b1, c11),               \
      c20 = fma(a2, b0, c20), c21 = fma(a2, b1, c21), c30 = fma(a3, b0, c30), c31 = fma(a3, b1, c31),               \
      c40 = fma(a4, b0, c40), c41 = fma(a4, b1, c41), c50 = fma(a5, b0, c50), c51 = fma(a5, b1, c51))
-#define NNCL_EW_RANGE(n)                                                                                          \
+#define NNCL_EW_RANGE(n)                                                                                           \
     const ulong i0 = get_global_id(0) * NNCL_EW;                                                                   \
     if (i0 >= (n)) return;                                                                                         \
     const ulong i1 = min(i0 + NNCL_EW, (ulong)(n))

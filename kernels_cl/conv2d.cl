@@ -263,7 +263,7 @@ __kernel void conv_direct(__global float *y, ulong y_off, __global const float *
         CONV_OUT(c50, b0), CONV_OUT(c01, b1), CONV_OUT(c11, b1), CONV_OUT(c21, b1), CONV_OUT(c31, b1);
         CONV_OUT(c41, b1), CONV_OUT(c51, b1);
 #define CONV_STORE(o, h, lane)                                                                                     \
-    vstore4((float4)(c0##h.lane, c1##h.lane, c2##h.lane, c3##h.lane), 0, y + y0 + (ulong)(o) * npix),             \
+    vstore4((float4)(c0##h.lane, c1##h.lane, c2##h.lane, c3##h.lane), 0, y + y0 + (ulong)(o) * npix),              \
         vstore2((float2)(c4##h.lane, c5##h.lane), 0, y + y0 + (ulong)(o) * npix + 4)
         CONV_STORE(0, 0, s0), CONV_STORE(1, 0, s1), CONV_STORE(2, 0, s2), CONV_STORE(3, 0, s3);
         CONV_STORE(4, 0, s4), CONV_STORE(5, 0, s5), CONV_STORE(6, 0, s6), CONV_STORE(7, 0, s7);
@@ -458,13 +458,13 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int R, int rows, __global floa
 }
 
 /* conv_weight_grad_few_<R>: its loops over R taps have a fixed length, unroll, and keep their sums in registers. */
-#define CONV_FEW_KERNEL(R)                                                                                         \
+#define CONV_FEW_KERNEL(R)                                                                                           \
     __kernel void conv_weight_grad_few_##R(__global float *part, __global const float *xp, __global const float *dy, \
-                                           ulong dy_off, int rows, int n, int c, int hp, int wp, int oc, int oh,    \
-                                           int ow, int kh, int kw, int sh, int dh, int dw_, int groups)            \
-    {                                                                                                              \
-        conv_weight_grad_few(R, rows, part, xp, dy + dy_off, n, c, hp, wp, oc, oh, ow, kh, kw, sh, dh, dw_,        \
-                             groups);                                                                              \
+                                           ulong dy_off, int rows, int n, int c, int hp, int wp, int oc, int oh,     \
+                                           int ow, int kh, int kw, int sh, int dh, int dw_, int groups)              \
+    {                                                                                                                \
+        conv_weight_grad_few(R, rows, part, xp, dy + dy_off, n, c, hp, wp, oc, oh, ow, kh, kw, sh, dh, dw_,          \
+                             groups);                                                                                \
     }
 CONV_FEW_KERNEL(3)
 CONV_FEW_KERNEL(6)

@@ -42,41 +42,41 @@
  * C[j * ldc + i] (the caller asked for the transposed product): the row is
  * written element by element, and its bias is that of C's column i0 + r.
  */
-#define STORE_ROW(r, lo, hi)                                                                        \
-    do {                                                                                            \
-        __global float *cr = C + (i0 + (r)) * ldc + j0;                                             \
-        if (trans_c) {                                                                              \
-            float vals[GEMM_NR];                                                                    \
-            vstoreV(lo, 0, vals);                                                                   \
-            vstoreV(hi, 0, vals + GEMM_V);                                                          \
-            const float bi = epilogue & 1 ? bias[i0 + (r)] : 0.0f;                                  \
-            for (int e = 0; e < GEMM_NR; e++) {                                                     \
-                const ulong at = (j0 + e) * ldc + i0 + (r);                                         \
-                const float v = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * C[at];    \
-                C[at] = nncl_gemm_epilogue(epilogue, v, bi, epilogue & 4 ? mask[at] : 0.0f);        \
-            }                                                                                       \
-        } else {                                                                                    \
-            floatV v0 = alpha * (lo), v1 = alpha * (hi);                                            \
-            if (beta != 0.0f) {                                                                     \
-                v0 += beta * vloadV(0, cr);                                                         \
-                v1 += beta * vloadV(0, cr + GEMM_V);                                                \
-            }                                                                                       \
-            if (epilogue & 1) {                                                                     \
-                v0 += vloadV(0, bias + j0);                                                         \
-                v1 += vloadV(0, bias + j0 + GEMM_V);                                                \
-            }                                                                                       \
-            if (epilogue & 2) { /* nncl_relu: x > 0 ? x : 0 */                                      \
-                v0 = select((floatV)(0.0f), v0, isgreater(v0, (floatV)(0.0f)));                     \
-                v1 = select((floatV)(0.0f), v1, isgreater(v1, (floatV)(0.0f)));                     \
-            }                                                                                       \
-            if (epilogue & 4) { /* the relu backward: mask > 0 ? v : 0 */                           \
-                __global const float *mr = mask + (i0 + (r)) * ldc + j0;                            \
-                v0 = select((floatV)(0.0f), v0, isgreater(vloadV(0, mr), (floatV)(0.0f)));          \
-                v1 = select((floatV)(0.0f), v1, isgreater(vloadV(0, mr + GEMM_V), (floatV)(0.0f))); \
-            }                                                                                       \
-            vstoreV(v0, 0, cr);                                                                     \
-            vstoreV(v1, 0, cr + GEMM_V);                                                            \
-        }                                                                                           \
+#define STORE_ROW(r, lo, hi)                                                                                       \
+    do {                                                                                                           \
+        __global float *cr = C + (i0 + (r)) * ldc + j0;                                                            \
+        if (trans_c) {                                                                                             \
+            float vals[GEMM_NR];                                                                                   \
+            vstoreV(lo, 0, vals);                                                                                  \
+            vstoreV(hi, 0, vals + GEMM_V);                                                                         \
+            const float bi = epilogue & 1 ? bias[i0 + (r)] : 0.0f;                                                 \
+            for (int e = 0; e < GEMM_NR; e++) {                                                                    \
+                const ulong at = (j0 + e) * ldc + i0 + (r);                                                        \
+                const float v = beta == 0.0f ? alpha * vals[e] : alpha * vals[e] + beta * C[at];                   \
+                C[at] = nncl_gemm_epilogue(epilogue, v, bi, epilogue & 4 ? mask[at] : 0.0f);                       \
+            }                                                                                                      \
+        } else {                                                                                                   \
+            floatV v0 = alpha * (lo), v1 = alpha * (hi);                                                           \
+            if (beta != 0.0f) {                                                                                    \
+                v0 += beta * vloadV(0, cr);                                                                        \
+                v1 += beta * vloadV(0, cr + GEMM_V);                                                               \
+            }                                                                                                      \
+            if (epilogue & 1) {                                                                                    \
+                v0 += vloadV(0, bias + j0);                                                                        \
+                v1 += vloadV(0, bias + j0 + GEMM_V);                                                               \
+            }                                                                                                      \
+            if (epilogue & 2) { /* nncl_relu: x > 0 ? x : 0 */                                                     \
+                v0 = select((floatV)(0.0f), v0, isgreater(v0, (floatV)(0.0f)));                                    \
+                v1 = select((floatV)(0.0f), v1, isgreater(v1, (floatV)(0.0f)));                                    \
+            }                                                                                                      \
+            if (epilogue & 4) { /* the relu backward: mask > 0 ? v : 0 */                                          \
+                __global const float *mr = mask + (i0 + (r)) * ldc + j0;                                           \
+                v0 = select((floatV)(0.0f), v0, isgreater(vloadV(0, mr), (floatV)(0.0f)));                         \
+                v1 = select((floatV)(0.0f), v1, isgreater(vloadV(0, mr + GEMM_V), (floatV)(0.0f)));                \
+            }                                                                                                      \
+            vstoreV(v0, 0, cr);                                                                                    \
+            vstoreV(v1, 0, cr + GEMM_V);                                                                           \
+        }                                                                                                          \
     } while (0)
 
 __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c, __global const float *A,

@@ -138,27 +138,27 @@ __kernel void loss_step_finish(__global float *metrics, ulong metrics_off, __glo
 }
 
 /* The kernels of one kind; dst is work (loss_rows) or the input's gradient (loss_backward). */
-#define LOSS_KERNELS(name, kind)                                                                                   \
+#define LOSS_KERNELS(name, kind)                                                                                     \
     __kernel void loss_rows_##name(__global float *dst, ulong dst_off, __global const float *input, ulong input_off, \
-                                   __global const float *target, ulong target_off, ulong n, ulong c, float s)      \
-    {                                                                                                              \
-        const size_t r = get_global_id(0);                                                                         \
-        if (r < n) dst[dst_off + r] = loss_row(kind, input + input_off + r * c, target + target_off, r, c, s);      \
-    }                                                                                                              \
-    __kernel void loss_backward_##name(__global float *dst, ulong dst_off, __global const float *input,            \
-                                       ulong input_off, __global const float *target, ulong target_off, ulong n,   \
-                                       ulong c, float s)                                                           \
-    {                                                                                                              \
-        const size_t r = get_global_id(0);                                                                         \
-        if (r < n)                                                                                                 \
-            loss_row_grad(kind, dst + dst_off + r * c, input + input_off + r * c, target + target_off, r, n, c, s); \
-    }                                                                                                              \
-    __kernel void loss_step_##name(__global float *work, ulong work_off, __global float *dinput, ulong dinput_off,  \
-                                   int grad, __global const float *input, ulong input_off,                         \
-                                   __global const float *target, ulong target_off, ulong n, ulong c, float s)      \
-    {                                                                                                              \
-        loss_step(kind, work + work_off, dinput + dinput_off, grad, input + input_off, target + target_off, n, c,   \
-                  s);                                                                                              \
+                                   __global const float *target, ulong target_off, ulong n, ulong c, float s)        \
+    {                                                                                                                \
+        const size_t r = get_global_id(0);                                                                           \
+        if (r < n) dst[dst_off + r] = loss_row(kind, input + input_off + r * c, target + target_off, r, c, s);       \
+    }                                                                                                                \
+    __kernel void loss_backward_##name(__global float *dst, ulong dst_off, __global const float *input,              \
+                                       ulong input_off, __global const float *target, ulong target_off, ulong n,     \
+                                       ulong c, float s)                                                             \
+    {                                                                                                                \
+        const size_t r = get_global_id(0);                                                                           \
+        if (r < n)                                                                                                   \
+            loss_row_grad(kind, dst + dst_off + r * c, input + input_off + r * c, target + target_off, r, n, c, s);  \
+    }                                                                                                                \
+    __kernel void loss_step_##name(__global float *work, ulong work_off, __global float *dinput, ulong dinput_off,   \
+                                   int grad, __global const float *input, ulong input_off,                           \
+                                   __global const float *target, ulong target_off, ulong n, ulong c, float s)        \
+    {                                                                                                                \
+        loss_step(kind, work + work_off, dinput + dinput_off, grad, input + input_off, target + target_off, n, c,    \
+                  s);                                                                                                \
     }
 
 LOSS_KERNELS(mse, 0)

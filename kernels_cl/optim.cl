@@ -14,7 +14,7 @@
 
 /* The arguments of every kind's kernel, after (p, p_off); the helper below takes them with the offsets applied. */
 #define OPTIMIZER_ARGS                                                                                             \
-    __global const float *g, ulong g_off, __global float *s1, ulong s1_off, __global float *s2, ulong s2_off,       \
+    __global const float *g, ulong g_off, __global float *s1, ulong s1_off, __global float *s2, ulong s2_off,      \
         ulong n, float lr, float momentum, float dampening, float wd, int nesterov, int first, float beta1,        \
         float beta2, float eps, float step_size, float bc2_sqrt, float max_norm, __global const float *sumsq,      \
         ulong sumsq_off
