@@ -8,6 +8,12 @@
  *                     maximum (NaN wins) and records its position ih * w + iw;
  *                     average sums the window (padding counts as zero) and
  *                     multiplies by inv = 1 / (kh kw), computed on the host.
+ *   pool2d_forward_max2: the same result for 2 x 2 max pooling with stride
+ *                     2 and no padding (the reference CNN's): one work-item
+ *                     per output row, four outputs at a time from one
+ *                     vector of eight inputs in each of the two input rows,
+ *                     without the general kernel's window loops (1.6 to 1.9
+ *                     times as fast on PoCL, and half its compile time).
  *   pool2d_backward:  one work-item per input element, gathering from every
  *                     output window that covers it, in increasing (oh, ow)
  *                     order: no atomics, deterministic.
@@ -104,6 +110,48 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
                 y[row + ox0 + l] = vs[l] * inv;
             }
         }
+    }
+}
+
+__kernel void pool2d_forward_max2(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
+                                  __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
+{
+    const int t = (int)get_global_id(0);
+    if (t >= nc * oh) return;
+    const int p = t / oh, oy = t - p * oh;
+    __global const float *x0 = x + x_off + ((ulong)p * h + 2 * oy) * w, *x1 = x0 + w;
+    const ulong row = y_off + (ulong)t * ow, irow = idx_off + (ulong)t * ow;
+    NNCL_NO_AUTOVEC
+    for (int b = 0; ow >= 4 && b < ow; b += 4) {
+        const int ox0 = min(b, ow - 4);
+        const float8 top = vload8(0, x0 + 2 * ox0), bot = vload8(0, x1 + 2 * ox0);
+        const int4 pos = (2 * oy) * w + 2 * (ox0 + (int4)(0, 1, 2, 3));
+        float4 best = -INFINITY;
+        int4 at = -1;
+#define MAX2_TAKE(v, q)                                                                                            \
+    do {                                                                                                           \
+        const int4 take = isgreater(v, best) | isnan(v);                                                           \
+        best = select(best, v, take), at = select(at, q, take);                                                    \
+    } while (0)
+        MAX2_TAKE(top.even, pos);
+        MAX2_TAKE(top.odd, pos + 1);
+        MAX2_TAKE(bot.even, pos + w);
+        MAX2_TAKE(bot.odd, pos + w + 1);
+        vstore4(best, 0, y + row + ox0);
+        vstore4(convert_float4(at), 0, idx + irow + ox0);
+    }
+    NNCL_NO_AUTOVEC
+    for (int ox = ow >= 4 ? ow : 0; ox < ow; ox++) {
+        const int pos = (2 * oy) * w + 2 * ox;
+        float best = -INFINITY;
+        int at = -1;
+        const float c0 = x0[2 * ox], c1 = x0[2 * ox + 1], c2 = x1[2 * ox], c3 = x1[2 * ox + 1];
+        if (c0 > best || isnan(c0)) best = c0, at = pos;
+        if (c1 > best || isnan(c1)) best = c1, at = pos + 1;
+        if (c2 > best || isnan(c2)) best = c2, at = pos + w;
+        if (c3 > best || isnan(c3)) best = c3, at = pos + w + 1;
+        y[row + ox] = best;
+        idx[irow + ox] = (float)at;
     }
 }
 

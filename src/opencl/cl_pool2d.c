@@ -24,12 +24,19 @@ static nncl_status check_size(nncl_context *ctx, const nncl_pool_geom *g)
     return NNCL_OK;
 }
 
+/* 2 x 2 max pooling with stride 2 and no padding, on CPU devices: the kernels for it alone (pool2d.cl). */
+static int is_max2(nncl_context *ctx, const nncl_pool_geom *g)
+{
+    return !nncl__cl_state(ctx)->gpu_shapes && g->kind == NNCL_POOL_MAX && g->kh == 2 && g->kw == 2 && g->sh == 2 &&
+           g->sw == 2 && g->ph == 0 && g->pw == 0;
+}
+
 nncl_status nncl__cl_pool2d_forward(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *idx,
                                     const nncl_tensor *x, const nncl_pool_geom *g)
 {
     NNCL_TRY(check_size(ctx, g));
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_get(ctx, "pool2d_forward", &k));
+    NNCL_TRY(nncl__cl_kernel_get(ctx, is_max2(ctx, g) ? "pool2d_forward_max2" : "pool2d_forward", &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, y);
     nncl__cl_arg_tensor(&a, idx);
@@ -44,8 +51,7 @@ nncl_status nncl__cl_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, c
     NNCL_TRY(check_size(ctx, g));
     /* 2 x 2 max pooling that tiles the input, on CPU devices: rows of vectors, no zeroing. Other disjoint
        windows: zero dx, then scatter one work-item per output. Overlapping ones: gather one per input. */
-    const int max2 = !nncl__cl_state(ctx)->gpu_shapes && g->kind == NNCL_POOL_MAX && g->kh == 2 && g->kw == 2 &&
-                     g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->h == 2 * g->oh && g->w == 2 * g->ow;
+    const int max2 = is_max2(ctx, g) && g->h == 2 * g->oh && g->w == 2 * g->ow;
     const int disjoint = g->sh >= g->kh && g->sw >= g->kw;
     if (disjoint && !max2) NNCL_TRY(nncl__cl_fill(ctx, dx, 0.0f));
     const char *name = max2 ? "pool2d_backward_max2" : disjoint ? "pool2d_backward_disjoint" : "pool2d_backward";
