@@ -33,6 +33,15 @@
 
 #define POOL_GEOM int nc, int h, int w, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw
 
+/* Max pooling's step over four lanes: where inside, value v at position pos replaces the best so far when
+   greater, or NaN (the first maximum wins, NaN wins). best and at are the caller's float4 and int4. */
+#define POOL_MAX_TAKE(v, pos, inside)                                                                              \
+    do {                                                                                                           \
+        const int4 take = (inside) & (isgreater(v, best) | isnan(v));                                              \
+        best = select(best, v, take);                                                                              \
+        at = select(at, pos, take);                                                                                \
+    } while (0)
+
 /*
  * Four outputs of a row at once, as lanes of float4: which element of a window
  * wins is data, and a scalar compare becomes a branch (the compiler turns even
@@ -62,9 +71,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
         int4 at = -1;
 #define POOL_TAKE(v, pos, inside)                                                                                  \
     do {                                                                                                           \
-        const int4 take = (inside) & (isgreater(v, best) | isnan(v));                                              \
-        best = select(best, v, take);                                                                              \
-        at = select(at, pos, take);                                                                                \
+        POOL_MAX_TAKE(v, pos, inside);                                                                             \
         sum += select((float4)0.0f, v, inside);                                                                    \
     } while (0)
         NNCL_NO_AUTOVEC
@@ -128,15 +135,10 @@ __kernel void pool2d_forward_max2(__global float *y, ulong y_off, __global float
         const int4 pos = (2 * oy) * w + 2 * (ox0 + (int4)(0, 1, 2, 3));
         float4 best = -INFINITY;
         int4 at = -1;
-#define MAX2_TAKE(v, q)                                                                                            \
-    do {                                                                                                           \
-        const int4 take = isgreater(v, best) | isnan(v);                                                           \
-        best = select(best, v, take), at = select(at, q, take);                                                    \
-    } while (0)
-        MAX2_TAKE(top.even, pos);
-        MAX2_TAKE(top.odd, pos + 1);
-        MAX2_TAKE(bot.even, pos + w);
-        MAX2_TAKE(bot.odd, pos + w + 1);
+        POOL_MAX_TAKE(top.even, pos, (int4)(-1));
+        POOL_MAX_TAKE(top.odd, pos + 1, (int4)(-1));
+        POOL_MAX_TAKE(bot.even, pos + w, (int4)(-1));
+        POOL_MAX_TAKE(bot.odd, pos + w + 1, (int4)(-1));
         vstore4(best, 0, y + row + ox0);
         vstore4(convert_float4(at), 0, idx + irow + ox0);
     }

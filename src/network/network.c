@@ -18,7 +18,8 @@
  * is its input. Its backward runs in place (dx and dy share memory), from its
  * input, whose sign is the pre-activation's; or, when the layer after it has
  * a backward_relu (max pooling, linear), inside that layer's backward, and
- * the relu launches nothing at all. Results are bit for bit those of the layers apart.
+ * the relu launches nothing at all. Results are bit for bit those of the
+ * layers apart.
  *   targets         class labels (as floats) or regression targets
  *   metrics         [loss, correct]: read together, in one host wait
  */

@@ -100,7 +100,6 @@ static int clblast_takes(const nncl_gemm_args *g)
     return g->a_off <= INT32_MAX && g->b_off <= INT32_MAX && g->c_off <= INT32_MAX;
 }
 
-/* The epilogue as passes of their own over C, for CLBlast, which has none. */
 static int has_epilogue(const nncl_gemm_args *g)
 {
     return g->bias != NULL || g->relu || g->mask != NULL;
@@ -115,6 +114,7 @@ static nncl_status epilogue_apart_check(nncl_context *ctx, const nncl_gemm_args 
     return NNCL_OK;
 }
 
+/* The epilogue as passes of their own over C, for CLBlast, which has none. */
 static nncl_status epilogue_apart(nncl_context *ctx, const nncl_gemm_args *g)
 {
     if (!has_epilogue(g)) return NNCL_OK;

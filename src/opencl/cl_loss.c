@@ -10,14 +10,20 @@ static float mean_denominator(nncl_loss_kind kind, int64_t n, int64_t c)
     return (float)(kind == NNCL_LOSS_MSE || kind == NNCL_LOSS_BCE_WITH_LOGITS ? n * c : n);
 }
 
+/* The kernel <prefix>_<kind> (loss.cl instantiates each per kind). */
+static nncl_status kind_kernel(nncl_context *ctx, const char *prefix, nncl_loss_kind kind, const nncl__cl_kernel **k)
+{
+    const char *kind_name = nncl__loss_name(kind);
+    if (kind_name == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown loss kind %d", (int)kind);
+    return nncl__cl_kernel_getf(ctx, k, "%s_%s", prefix, kind_name);
+}
+
 /* loss_rows_<kind> or loss_backward_<kind>: the same arguments, one work-item per row of the input. */
 static nncl_status per_row(nncl_context *ctx, const char *direction, const nncl_tensor *dst, const nncl_tensor *input,
                            const nncl_tensor *target, nncl_loss_kind kind, int64_t n, int64_t c, float smoothing)
 {
-    const char *kind_name = nncl__loss_name(kind);
-    if (kind_name == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown loss kind %d", (int)kind);
     const nncl__cl_kernel *k;
-    NNCL_TRY(nncl__cl_kernel_getf(ctx, &k, "%s_%s", direction, kind_name));
+    NNCL_TRY(kind_kernel(ctx, direction, kind, &k));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, dst);
     nncl__cl_arg_tensor(&a, input);
@@ -57,10 +63,8 @@ nncl_status nncl__cl_loss_step(nncl_context *ctx, nncl_loss_kind kind, const nnc
                                const nncl_tensor *input, const nncl_tensor *target, int64_t n, int64_t c,
                                float smoothing)
 {
-    const char *kind_name = nncl__loss_name(kind);
-    if (kind_name == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "unknown loss kind %d", (int)kind);
     const nncl__cl_kernel *k, *kf;
-    NNCL_TRY(nncl__cl_kernel_getf(ctx, &k, "loss_step_%s", kind_name));
+    NNCL_TRY(kind_kernel(ctx, "loss_step", kind, &k));
     NNCL_TRY(nncl__cl_kernel_get(ctx, "loss_step_finish", &kf));
     nncl__cl_args a = nncl__cl_args_begin(ctx, k);
     nncl__cl_arg_tensor(&a, work);
