@@ -17,7 +17,7 @@ __kernel void bn_stats(__global float *mean, ulong mean_off, __global float *inv
                        __global const float *x, ulong x_off, ulong n, ulong c, ulong inner, float momentum, float eps)
 {
     __local float scratch[NNCL_WG];
-    const size_t ci = get_group_id(0);
+    const size_t ci = NNCL_GROUP();
     const uint lid = get_local_id(0);
     const ulong m = n * inner;
     nncl_kahan s = {0.0f, 0.0f};
@@ -45,7 +45,7 @@ __kernel void bn_apply(__global float *y, ulong y_off, __global const float *x, 
                        __global const float *gamma, ulong gamma_off, __global const float *beta, ulong beta_off,
                        ulong c, ulong inner, ulong total, int invstd_is_var, float eps)
 {
-    size_t i = get_global_id(0);
+    size_t i = NNCL_GID();
     if (i >= total) return;
     ulong ci = (i / inner) % c;
     float is = invstd[invstd_off + ci];
@@ -59,7 +59,7 @@ __kernel void bn_backward_reduce(__global float *dgamma, ulong dgamma_off, __glo
                                  __global const float *invstd, ulong invstd_off, ulong n, ulong c, ulong inner)
 {
     __local float scratch[NNCL_WG];
-    const size_t ci = get_group_id(0);
+    const size_t ci = NNCL_GROUP();
     const uint lid = get_local_id(0);
     const ulong m = n * inner;
     nncl_kahan k_dy = {0.0f, 0.0f}, k_dyx = {0.0f, 0.0f};
@@ -85,7 +85,7 @@ __kernel void bn_backward_apply(__global float *dx, ulong dx_off, __global const
                                 __global const float *invstd, ulong invstd_off, __global const float *gamma,
                                 ulong gamma_off, __global const float *sums, ulong n, ulong c, ulong inner, int train)
 {
-    size_t i = get_global_id(0);
+    size_t i = NNCL_GID();
     if (i >= n * c * inner) return;
     ulong ci = (i / inner) % c;
     const float is = invstd[invstd_off + ci], g = gamma[gamma_off + ci], d = dy[dy_off + i];
@@ -101,7 +101,7 @@ __kernel void bn_backward_apply(__global float *dx, ulong dx_off, __global const
 __kernel void bn_invstd(__global float *invstd, ulong invstd_off, __global const float *var, ulong var_off, ulong c,
                         float eps)
 {
-    size_t i = get_global_id(0);
+    size_t i = NNCL_GID();
     if (i >= c) return;
     invstd[invstd_off + i] = 1.0f / sqrt(var[var_off + i] + eps);
 }

@@ -26,7 +26,7 @@ __kernel void bias_add(__global float *y, ulong y_off, __global const float *b, 
                        ulong inner, ulong rows, int relu)
 {
     /* One work-item per row (o, c) of `inner` elements: one division per row, not per element. */
-    const size_t t = get_global_id(0);
+    const size_t t = NNCL_GID();
     if (t >= rows) return;
     const float v = b[b_off + t % channels];
     __global float *row = y + y_off + t * inner;
@@ -40,7 +40,7 @@ __kernel void bias_backward(__global float *db, ulong db_off, __global const flo
                             ulong channels, ulong inner)
 {
     __local float scratch[NNCL_WG];
-    const size_t c = get_group_id(0);
+    const size_t c = NNCL_GROUP();
     const uint lid = get_local_id(0);
     const ulong m = outer * inner;
     float acc = 0.0f;
@@ -53,7 +53,7 @@ __kernel void bias_backward(__global float *db, ulong db_off, __global const flo
 __kernel void bias_backward_serial(__global float *db, ulong db_off, __global const float *dy, ulong dy_off,
                                    ulong outer, ulong channels, ulong inner)
 {
-    const size_t c = get_global_id(0);
+    const size_t c = NNCL_GID();
     if (c >= channels) return;
     float acc = 0.0f;
     for (ulong o = 0; o < outer; o++) {
@@ -66,7 +66,7 @@ __kernel void bias_backward_serial(__global float *db, ulong db_off, __global co
 __kernel void bias_add_ew(__global float *y, ulong y_off, __global const float *b, ulong b_off, ulong channels,
                           ulong inner, ulong total, int relu)
 {
-    const size_t t = get_global_id(0);
+    const size_t t = NNCL_GID();
     if (t >= total) return;
     const float s = y[y_off + t] + b[b_off + (t / inner) % channels];
     y[y_off + t] = relu ? nncl_relu(s) : s;
@@ -76,20 +76,20 @@ __kernel void bias_backward_part(__global float *part, __global const float *dy,
                                  uint channels, uint inner, uint groups)
 {
     __local float scratch[NNCL_WG];
-    const uint c = get_group_id(0) / groups, g = get_group_id(0) % groups, lid = get_local_id(0);
+    const uint c = NNCL_GROUP() / groups, g = NNCL_GROUP() % groups, lid = get_local_id(0);
     const uint m = outer * inner, chunk = (m + groups - 1) / groups, end = min(m, (g + 1) * chunk);
     float acc = 0.0f;
     if (c < channels)
         for (uint j = g * chunk + lid; j < end; j += NNCL_WG)
             acc += dy[dy_off + ((ulong)(j / inner) * channels + c) * inner + j % inner];
     const float total = nncl_group_sum(acc, scratch);
-    if (c < channels && lid == 0) part[get_group_id(0)] = total;
+    if (c < channels && lid == 0) part[NNCL_GROUP()] = total;
 }
 
 __kernel void bias_backward_finish(__global float *db, ulong db_off, __global const float *part, uint channels,
                                    uint groups)
 {
-    const uint c = get_global_id(0);
+    const uint c = NNCL_GID();
     if (c >= channels) return;
     float acc = 0.0f;
     for (uint g = 0; g < groups; g++) acc += part[c * groups + g];

@@ -22,6 +22,19 @@
 #endif
 
 /*
+ * The index of this work-item, and of its work-group, in a one-dimensional
+ * launch. A kernel queued in one dimension uses these, never get_global_id(0)
+ * or get_group_id(0): the host (nncl__cl_launch) folds a grid of
+ * NNCL_CL_FOLD work-items or more into rows of a second dimension. PoCL
+ * compiles each kernel for grids narrower than 65,535 in every dimension
+ * (its "smallgrid" specialisation) and once more for any wider, so without
+ * the fold a kernel launched on both a small and a large tensor is compiled
+ * twice. In an unfolded launch get_global_id(1) and get_group_id(1) are 0.
+ */
+#define NNCL_GID() (get_global_id(1) * get_global_size(0) + get_global_id(0))
+#define NNCL_GROUP() (get_group_id(1) * get_num_groups(0) + get_group_id(0))
+
+/*
  * Elements per work-item of the streaming element-wise kernels, set by the
  * host per device (-DNNCL_EW; launched with nncl__cl_launch_ew). On CPU
  * devices (32) a work-item per element costs more in scheduling than the
@@ -92,7 +105,7 @@ float nncl_gemm_epilogue(int epilogue, float v, float bias, float mask)
      c20 = fma(a2, b0, c20), c21 = fma(a2, b1, c21), c30 = fma(a3, b0, c30), c31 = fma(a3, b1, c31),               \
      c40 = fma(a4, b0, c40), c41 = fma(a4, b1, c41), c50 = fma(a5, b0, c50), c51 = fma(a5, b1, c51))
 #define NNCL_EW_RANGE(n)                                                                                           \
-    const ulong i0 = get_global_id(0) * NNCL_EW;                                                                   \
+    const ulong i0 = NNCL_GID() * NNCL_EW;                                                                         \
     if (i0 >= (n)) return;                                                                                         \
     const ulong i1 = min(i0 + NNCL_EW, (ulong)(n))
 

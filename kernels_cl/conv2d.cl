@@ -30,7 +30,7 @@
 __kernel void im2col(__global float *col, ulong col_off, __global const float *x, ulong x_off, CONV_GEOM)
 {
     /* One work-item per row segment (r, n, oy): the ow columns ox = 0 .. ow-1 are contiguous in col. */
-    const int t = (int)get_global_id(0);
+    const int t = (int)NNCL_GID();
     if (t >= c * kh * kw * n * oh) return;
     const int r = t / (n * oh), no = t - r * (n * oh), ni = no / oh, oy = no - ni * oh;
     const int ci = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
@@ -50,7 +50,7 @@ __kernel void im2col(__global float *col, ulong col_off, __global const float *x
 __kernel void col2im(__global float *dx, ulong dx_off, __global const float *col, ulong col_off, CONV_GEOM)
 {
     /* One work-item per input row (n, c, iy), gathering every tap that read each of its w elements. */
-    const int t = (int)get_global_id(0);
+    const int t = (int)NNCL_GID();
     if (t >= n * c * h) return;
     const int iy = t % h, ci = (t / h) % c, ni = t / (h * c);
     const int q_count = n * oh * ow;
@@ -75,7 +75,7 @@ __kernel void col2im(__global float *dx, ulong dx_off, __global const float *col
 __kernel void swap_outer(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, int a, int b,
                          int p)
 {
-    const int row = (int)get_global_id(0); /* = i b + j */
+    const int row = (int)NNCL_GID(); /* = i b + j */
     if (row >= a * b) return;
     const int i = row / b, j = row - i * b;
     __global float *d = dst + dst_off + (ulong)row * p;
@@ -85,8 +85,8 @@ __kernel void swap_outer(__global float *dst, ulong dst_off, __global const floa
 
 __kernel void im2col_ew(__global float *col, ulong col_off, __global const float *x, ulong x_off, CONV_GEOM)
 {
-    if (get_global_id(0) >= (size_t)(c * kh * kw * n * oh * ow)) return;
-    const int t = (int)get_global_id(0);
+    if (NNCL_GID() >= (size_t)(c * kh * kw * n * oh * ow)) return;
+    const int t = (int)NNCL_GID();
     const int ox = t % ow, oy = (t / ow) % oh, ni = (t / (ow * oh)) % n, r = t / (ow * oh * n);
     const int ci = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
     const int iy = oy * sh - ph + ky * dh, ix = ox * sw - pw + kx * dw;
@@ -96,8 +96,8 @@ __kernel void im2col_ew(__global float *col, ulong col_off, __global const float
 
 __kernel void col2im_ew(__global float *dx, ulong dx_off, __global const float *col, ulong col_off, CONV_GEOM)
 {
-    if (get_global_id(0) >= (size_t)(n * c * h * w)) return;
-    const int t = (int)get_global_id(0);
+    if (NNCL_GID() >= (size_t)(n * c * h * w)) return;
+    const int t = (int)NNCL_GID();
     const int ix = t % w, iy = (t / w) % h, ci = (t / (w * h)) % c, ni = t / (w * h * c);
     const int q_count = n * oh * ow;
     float acc = 0.0f;
@@ -119,8 +119,8 @@ __kernel void col2im_ew(__global float *dx, ulong dx_off, __global const float *
 __kernel void swap_outer_ew(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, int a,
                             int b, int p)
 {
-    if (get_global_id(0) >= (size_t)(a * b * p)) return;
-    const int t = (int)get_global_id(0);
+    if (NNCL_GID() >= (size_t)(a * b * p)) return;
+    const int t = (int)NNCL_GID();
     const int e = t % p, row = t / p, i = row / b, j = row - i * b;
     dst[dst_off + t] = src[src_off + ((ulong)j * a + i) * p + e];
 }
@@ -167,7 +167,7 @@ __kernel void conv_pack(__global float *p, __global const float *wt, ulong w_off
 {
     const int ocg = oc / groups, taps = kh * kw;
     const int rows = (flip ? ocg : cg) * taps, outs = flip ? cg : ocg;
-    const int t = (int)get_global_id(0);
+    const int t = (int)NNCL_GID();
     if (t >= groups * rows * ldp) return;
     const int o = t % ldp, r = (t / ldp) % rows, gi = t / (ldp * rows);
     const int a = r / taps, tap = r % taps; /* a: input channel (forward) or output channel (flip) */
@@ -189,7 +189,7 @@ __kernel void conv_pack(__global float *p, __global const float *wt, ulong w_off
 __kernel void conv_pad(__global float *xp, __global const float *x, ulong x_off, int images, int h, int w, int hp,
                        int wp, int ph, int pw)
 {
-    const int t = (int)get_global_id(0); /* = image hp + yp */
+    const int t = (int)NNCL_GID(); /* = image hp + yp */
     if (t >= images * hp) return;
     const int img = t / hp, iy = t - img * hp - ph;
     __global float *dst = xp + (ulong)t * wp;
@@ -299,7 +299,7 @@ __kernel void conv_channels_last(__global float *dyt, __global const float *dy, 
                                  int npix, int groups, int ldp)
 {
     /* dyt[q][g ldp + o] = dy[ni][g ocg + o][p] (0 for o >= ocg), q = ni npix + p: one work-item per q. */
-    const int q = (int)get_global_id(0);
+    const int q = (int)NNCL_GID();
     if (q >= n * npix) return;
     const int ni = q / npix, pix = q - ni * npix, ocg = oc / groups;
     __global float *dst = dyt + (ulong)q * groups * ldp;
@@ -360,7 +360,7 @@ __kernel void conv_weight_grad(__global float *dw, ulong dw_off, __global const 
 __kernel void conv_bias_grad(__global float *db, ulong db_off, __global const float *dyt, int rows, int oc,
                              int groups, int ldp)
 {
-    const int ocg = oc / groups, oblocks = ldp / CONV_OB, ob = (int)get_global_id(0);
+    const int ocg = oc / groups, oblocks = ldp / CONV_OB, ob = (int)NNCL_GID();
     if (ob >= groups * oblocks) return;
     const int gi = ob / oblocks, o0 = (ob - gi * oblocks) * CONV_OB, ldq = groups * ldp;
     float8 s0 = 0.0f, s1 = 0.0f;
@@ -405,7 +405,7 @@ NNCL_INSTANTIATED void conv_weight_grad_few(const int R, int rows, __global floa
                                             __global const float *dy, int n, int c, int hp, int wp, int oc, int oh,
                                             int ow, int kh, int kw, int sh, int dh, int dw_, int groups)
 {
-    const int t = (int)get_global_id(0); /* = ni oc + co */
+    const int t = (int)NNCL_GID(); /* = ni oc + co */
     if (t >= n * oc) return;
     const int ni = t / oc, co = t - ni * oc, ocg = oc / groups, gi = co / ocg, cg = c / groups;
     const int taps = kh * kw;
@@ -475,7 +475,7 @@ CONV_FEW_KERNEL(11)
 __kernel void conv_grad_reduce(__global float *dw, ulong dw_off, __global float *db, ulong db_off, int has_bias,
                                __global const float *part, int n, int oc, int rows)
 {
-    const int t = (int)get_global_id(0); /* = co (rows + 1) + r */
+    const int t = (int)NNCL_GID(); /* = co (rows + 1) + r */
     if (t >= oc * (rows + 1)) return;
     const int co = t / (rows + 1), r = t - co * (rows + 1);
     if (r == rows && !has_bias) return;

@@ -138,7 +138,7 @@ __kernel void gemm_block(__global float *C, ulong c_off, ulong ldc, int trans_c,
 __kernel void gemm_transpose(__global float *dst, ulong dst_off, __global const float *src, ulong src_off, ulong ld,
                              ulong rows, ulong cols)
 {
-    const size_t c = get_global_id(0);
+    const size_t c = NNCL_GID();
     if (c >= cols) return;
     __global float *d = dst + dst_off + c * rows;
     __global const float *s = src + src_off + c;

@@ -15,7 +15,7 @@ __kernel void layernorm_forward(__global float *y, ulong y_off, __global float *
                                 ulong beta_off, ulong rows, ulong cols, float eps, int has_affine)
 {
     __local float scratch[NNCL_WG];
-    const size_t r = get_group_id(0);
+    const size_t r = NNCL_GROUP();
     const uint lid = get_local_id(0);
     const int live = r < rows;
     __global const float *xr = x + x_off + (live ? r : 0) * cols;
@@ -46,7 +46,7 @@ __kernel void layernorm_backward_data(__global float *dx, ulong dx_off, __global
                                       int has_affine)
 {
     __local float scratch[NNCL_WG];
-    const size_t r = get_group_id(0);
+    const size_t r = NNCL_GROUP();
     const uint lid = get_local_id(0);
     const int live = r < rows;
     const ulong rr = live ? r : 0;
@@ -75,7 +75,7 @@ __kernel void layernorm_backward_params(__global float *dgamma, ulong dgamma_off
                                         ulong mean_off, __global const float *rstd, ulong rstd_off, ulong rows,
                                         ulong cols)
 {
-    size_t j = get_global_id(0);
+    size_t j = NNCL_GID();
     if (j >= cols) return;
     nncl_kahan sg = {0.0f, 0.0f}, sb = {0.0f, 0.0f};
     for (ulong r = 0; r < rows; r++) {

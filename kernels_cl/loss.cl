@@ -60,7 +60,7 @@ NNCL_INSTANTIATED float loss_row(const int kind, __global const float *x, __glob
 __kernel void loss_mean(__global float *out, ulong out_off, __global const float *work, ulong work_off, ulong n,
                         float denom)
 {
-    if (get_global_id(0) != 0) return;
+    if (NNCL_GID() != 0) return;
     float s = 0.0f;
     for (ulong r = 0; r < n; r++) s += work[work_off + r];
     out[out_off] = s / denom;
@@ -109,7 +109,7 @@ NNCL_INSTANTIATED void loss_step(const int kind, __global float *work, __global 
                                  __global const float *input, __global const float *t, ulong n, ulong c,
                                  float smoothing)
 {
-    size_t r = get_global_id(0);
+    size_t r = NNCL_GID();
     if (r >= n) return;
     __global const float *x = input + r * c;
     work[r] = loss_row(kind, x, t, r, c, smoothing);
@@ -126,7 +126,7 @@ NNCL_INSTANTIATED void loss_step(const int kind, __global float *work, __global 
 __kernel void loss_step_finish(__global float *metrics, ulong metrics_off, __global float *sum, ulong sum_off,
                                __global const float *work, ulong work_off, ulong n, float denom, float samples)
 {
-    if (get_global_id(0) != 0) return;
+    if (NNCL_GID() != 0) return;
     float loss = 0.0f, correct = 0.0f;
     for (ulong r = 0; r < n; r++) loss += work[work_off + r];
     for (ulong r = 0; r < n; r++) correct += work[work_off + n + r];
@@ -142,14 +142,14 @@ __kernel void loss_step_finish(__global float *metrics, ulong metrics_off, __glo
     __kernel void loss_rows_##name(__global float *dst, ulong dst_off, __global const float *input, ulong input_off, \
                                    __global const float *target, ulong target_off, ulong n, ulong c, float s)        \
     {                                                                                                                \
-        const size_t r = get_global_id(0);                                                                           \
+        const size_t r = NNCL_GID();                                                                           \
         if (r < n) dst[dst_off + r] = loss_row(kind, input + input_off + r * c, target + target_off, r, c, s);       \
     }                                                                                                                \
     __kernel void loss_backward_##name(__global float *dst, ulong dst_off, __global const float *input,              \
                                        ulong input_off, __global const float *target, ulong target_off, ulong n,     \
                                        ulong c, float s)                                                             \
     {                                                                                                                \
-        const size_t r = get_global_id(0);                                                                           \
+        const size_t r = NNCL_GID();                                                                           \
         if (r < n)                                                                                                   \
             loss_row_grad(kind, dst + dst_off + r * c, input + input_off + r * c, target + target_off, r, n, c, s);  \
     }                                                                                                                \

@@ -55,7 +55,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
                              __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
 {
     /* One work-item per output row (plane p, row oy): no index division per element. */
-    const int t = (int)get_global_id(0);
+    const int t = (int)NNCL_GID();
     if (t >= nc * oh) return;
     const int p = t / oh, oy = t - p * oh;
     __global const float *xp = x + x_off + (ulong)p * h * w;
@@ -123,7 +123,7 @@ __kernel void pool2d_forward(__global float *y, ulong y_off, __global float *idx
 __kernel void pool2d_forward_max2(__global float *y, ulong y_off, __global float *idx, ulong idx_off,
                                   __global const float *x, ulong x_off, POOL_GEOM, int is_max, float inv)
 {
-    const int t = (int)get_global_id(0);
+    const int t = (int)NNCL_GID();
     if (t >= nc * oh) return;
     const int p = t / oh, oy = t - p * oh;
     __global const float *x0 = x + x_off + ((ulong)p * h + 2 * oy) * w, *x1 = x0 + w;
@@ -167,7 +167,7 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
                               __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
                               __global const float *ry, ulong ry_off, int relu)
 {
-    const int i = (int)get_global_id(0);
+    const int i = (int)NNCL_GID();
     if (i >= nc * h * w) return;
     const int p = i / (h * w), r = i % (h * w), iy = r / w, ix = r % w;
     /* Outputs whose window covers (iy, ix): oy * sh - ph <= iy < oy * sh - ph + kh. */
@@ -198,7 +198,7 @@ __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __globa
                                        __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
                                        __global const float *ry, ulong ry_off, int relu)
 {
-    const int o = (int)get_global_id(0);
+    const int o = (int)NNCL_GID();
     if (o >= nc * oh * ow) return;
     const int p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
     __global float *dxp = dx + dx_off + (ulong)p * h * w;
@@ -223,7 +223,7 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
                                    __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
                                    __global const float *ry, ulong ry_off, int relu)
 {
-    const int t = (int)get_global_id(0); /* output row oy of plane p */
+    const int t = (int)NNCL_GID(); /* output row oy of plane p */
     if (t >= nc * oh) return;
     const int p = t / oh, oy = t - p * oh;
     __global float *d0 = dx + dx_off + ((ulong)p * h + 2 * oy) * w, *d1 = d0 + w;

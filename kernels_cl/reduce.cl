@@ -14,7 +14,7 @@
 __kernel void sum_partials(__global float *partials, __global const float *x, ulong x_off, ulong n,
                            uint parts, int square)
 {
-    size_t g = get_global_id(0);
+    size_t g = NNCL_GID();
     if (g >= parts) return;
     float acc = 0.0f;
     for (ulong i = g; i < n; i += parts) {
@@ -26,7 +26,7 @@ __kernel void sum_partials(__global float *partials, __global const float *x, ul
 
 __kernel void sum_finish(__global float *out, ulong out_off, __global const float *partials, uint parts)
 {
-    if (get_global_id(0) != 0) return;
+    if (NNCL_GID() != 0) return;
     float acc = 0.0f;
     for (uint g = 0; g < parts; g++) acc += partials[g];
     out[out_off] = acc;

@@ -8,7 +8,7 @@
 __kernel void softmax_forward(__global float *y, ulong y_off, __global const float *x, ulong x_off, ulong rows,
                               ulong cols, int log_)
 {
-    size_t r = get_global_id(0);
+    size_t r = NNCL_GID();
     if (r >= rows) return;
     __global const float *xr = x + x_off + r * cols;
     __global float *yr = y + y_off + r * cols;
@@ -23,7 +23,7 @@ __kernel void softmax_forward(__global float *y, ulong y_off, __global const flo
 __kernel void softmax_backward(__global float *dx, ulong dx_off, __global const float *y, ulong y_off,
                                __global const float *dy, ulong dy_off, ulong rows, ulong cols, int log_)
 {
-    size_t r = get_global_id(0);
+    size_t r = NNCL_GID();
     if (r >= rows) return;
     __global const float *yr = y + y_off + r * cols, *dyr = dy + dy_off + r * cols;
     __global float *dxr = dx + dx_off + r * cols;

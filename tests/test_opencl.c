@@ -202,6 +202,26 @@ static void test_launch_rounds_global_size(void **state)
     test_guarded_destroy(ctx, &g);
 }
 
+/* A one-dimensional grid of NNCL_CL_FOLD work-items or more runs folded into two dimensions (NNCL_GID):
+   a fill that needs 65,536 work-items of 32 elements each, plus one element, reaches every element and
+   no canary past the end. (The parity_folded tests fold every kernel at a few work-groups.) */
+static void test_launch_folds_wide_grids(void **state)
+{
+    (void)state;
+    const int64_t n = (int64_t)NNCL_CL_FOLD * NNCL_CL_EW_CPU + NNCL_CL_EW_CPU + 1;
+    test_guarded g;
+    test_guarded_create(ctx, &g, 1, &n, NULL);
+    TEST_OK(ctx, nncl_tensor_fill(ctx, &g.view, 5.0f));
+    float *out = malloc((size_t)n * sizeof *out);
+    assert_non_null(out);
+    test_guarded_read(ctx, &g, out, "fill of a folded grid");
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += out[i] != 5.0f;
+    assert_int_equal(wrong, 0);
+    free(out);
+    test_guarded_destroy(ctx, &g);
+}
+
 /* Programs are saved on disk and loaded by the next context; a corrupt file is ignored. */
 static void test_binary_cache(void **state)
 {
@@ -299,7 +319,7 @@ static void test_binary_cache(void **state)
 
 /* The environment the cache tests change, saved by env_save and put back by env_restore (also on failure). */
 static const char *const ENV_NAMES[] = {"NNCL_CACHE_DIR", "NNCL_GEMM", "NNCL_CONV", "NNCL_CACHE_BINARIES",
-                                        "NNCL_KERNELS"};
+                                        "NNCL_KERNELS", "NNCL_GRID_FOLD"};
 #define N_ENV ((int)(sizeof ENV_NAMES / sizeof ENV_NAMES[0]))
 static char env_saved[N_ENV][512];
 static int env_had[N_ENV];
@@ -329,8 +349,8 @@ static int env_restore(void **state)
 static void test_bad_policy_values(void **state)
 {
     (void)state;
-    const char *const vars[] = {"NNCL_GEMM", "NNCL_CONV", "NNCL_KERNELS"};
-    for (int i = 0; i < 3; i++) {
+    const char *const vars[] = {"NNCL_GEMM", "NNCL_CONV", "NNCL_KERNELS", "NNCL_GRID_FOLD"};
+    for (int i = 0; i < 4; i++) {
         setenv(vars[i], "fastest", 1);
         nncl_context *c = NULL;
         assert_int_equal(nncl_context_create(NULL, &c), NNCL_ERR_INVALID_ARG);
@@ -498,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_build_log_mapped_to_files),
         cmocka_unit_test(test_launch_error_names_kernel),
         cmocka_unit_test(test_launch_rounds_global_size),
+        cmocka_unit_test(test_launch_folds_wide_grids),
         cmocka_unit_test(test_profiling),
         cmocka_unit_test_setup_teardown(test_binary_cache, env_save, env_restore),
         cmocka_unit_test_setup_teardown(test_choices_made_at_plan, env_save, env_restore),

@@ -20,6 +20,15 @@
 /* Elements per work-item of streaming element-wise kernels on CPU devices (NNCL_EW in kernels_cl/common.h). */
 #define NNCL_CL_EW_CPU 32
 
+/*
+ * One-dimensional grids of this many work-items or more are queued as rows of
+ * a second dimension (NNCL_GID in kernels_cl/common.h): PoCL compiles a kernel
+ * once for grids narrower than 65,535 in every dimension and once more for
+ * wider ones. NNCL_GRID_FOLD=N folds at N instead (the tests fold at a few
+ * work-groups, so that every kernel runs folded).
+ */
+#define NNCL_CL_FOLD 65535
+
 /* Number of partial sums in the first pass of a reduction (kernels_cl/reduce.cl). */
 #define NNCL_CL_PARTIALS 1024
 
@@ -95,6 +104,7 @@ typedef struct nncl__cl {
     int gpu_shapes;   /* kernels shaped for GPUs: one work-item per element where a CPU device runs
                          one per row, bias gradients over many work-groups. Not on CPU devices;
                          NNCL_KERNELS=gpu or cpu forces it (the tests run the GPU shapes on PoCL) */
+    size_t fold;      /* NNCL_CL_FOLD, or NNCL_GRID_FOLD */
     int ew;           /* NNCL_EW: NNCL_CL_EW_CPU with CPU shapes; 1 with GPU shapes, where neighbouring
                          work-items must touch neighbouring elements to coalesce */
     int gemm_policy;  /* NNCL_GEMM: 0 auto, 1 measure per shape on any device, 2 forced to gemm_forced */

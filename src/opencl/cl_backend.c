@@ -303,6 +303,17 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_KERNELS=\"%s\" is not auto, cpu or gpu", shapes);
     cl->gpu_shapes = shapes != NULL && strcmp(shapes, "auto") != 0 ? strcmp(shapes, "gpu") == 0 : !cl->cpu_device;
     cl->ew = cl->gpu_shapes ? 1 : NNCL_CL_EW_CPU;
+    /* NNCL_GRID_FOLD=N: one-dimensional grids fold into two at N work-items rather than NNCL_CL_FOLD (tests). */
+    const char *fold = getenv("NNCL_GRID_FOLD");
+    cl->fold = NNCL_CL_FOLD;
+    if (fold != NULL) {
+        char *end = NULL;
+        unsigned long long v = strtoull(fold, &end, 10);
+        if (end == fold || *end != '\0' || v < 1 || v > NNCL_CL_FOLD)
+            return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GRID_FOLD=\"%s\" is not a number of work-items "
+                              "from 1 to %d", fold, NNCL_CL_FOLD);
+        cl->fold = (size_t)v;
+    }
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};

@@ -88,12 +88,24 @@ nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global
 {
     if (a->status != NNCL_OK) return a->status;
     nncl_context *ctx = a->ctx;
-    size_t rounded[3];
+    size_t rounded[3], folded_local[2];
     for (cl_uint d = 0; d < dims; d++) {
         if (local[d] == 0 || global[d] == 0)
             return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "launch of %s: zero global or local size in dimension %u",
                               a->k->name, d);
         rounded[d] = (global[d] + local[d] - 1) / local[d] * local[d];
+    }
+    const size_t fold = nncl__cl_state(ctx)->fold;
+    if (dims == 1 && rounded[0] >= fold) {
+        /* Rows of whole work-groups, narrower than the fold (NNCL_CL_FOLD); the kernel takes its index
+           from NNCL_GID and guards the tail of the last row as it guards any rounded-up tail. */
+        const size_t width = fold > local[0] ? (fold - 1) / local[0] * local[0] : local[0];
+        rounded[1] = (rounded[0] + width - 1) / width;
+        rounded[0] = width;
+        folded_local[0] = local[0];
+        folded_local[1] = 1;
+        local = folded_local;
+        dims = 2;
     }
     cl_event ev = NULL;
     cl_int err = clEnqueueNDRangeKernel(nncl__cl_state(ctx)->queue, a->k->kernel, dims, NULL, rounded, local, 0,
