@@ -81,18 +81,23 @@ static const char *SPEC = "# a small CNN with every kind of state\n"
 #define BATCH 16
 #define SAMPLE 64
 
-static nncl_network *make_net(nncl_optimizer_kind kind, uint64_t seed)
+static nncl_network *make_net_batch(nncl_optimizer_kind kind, uint64_t seed, int64_t batch)
 {
     nncl_spec spec;
     TEST_OK(ctx, nncl_spec_parse(ctx, SPEC, "test.spec", &spec));
     assert_int_equal(spec.ndim, 3);
-    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, BATCH));
+    TEST_OK(ctx, nncl_network_plan(spec.net, spec.ndim, spec.shape, batch));
     TEST_OK(ctx, nncl_network_init(spec.net, seed));
     nncl_optimizer_options o = nncl_optimizer_options_default(kind);
     o.momentum = kind == NNCL_OPT_SGD ? 0.9f : 0.0f;
     o.clip_norm = 5.0f;
     TEST_OK(ctx, nncl_network_set_optimizer(spec.net, &o));
     return spec.net;
+}
+
+static nncl_network *make_net(nncl_optimizer_kind kind, uint64_t seed)
+{
+    return make_net_batch(kind, seed, BATCH);
 }
 
 static void make_batch(uint64_t seed, float *x, int64_t *y)
@@ -189,6 +194,49 @@ static void test_steady_state_step(void **state)
     TEST_OK(ctx, nncl_context_stats(ctx, &before));
     assert_int_equal(before.host_waits, after.host_waits + 1);
     assert_true(isfinite(loss) && correct >= 0 && correct <= BATCH);
+    nncl_network_destroy(net);
+}
+
+/*
+ * Steps queued without reading anything back: no device or host allocation,
+ * and the host waits only to keep the batch uploads at most two steps ahead
+ * of the device, once per step at most (the batch of each step is two
+ * uploads; tensor.h). The loss read at the end is one more wait.
+ */
+static void test_steps_without_reads(void **state)
+{
+    (void)state;
+    enum { B = 16 * BATCH }; /* a batch large enough for the host to run ahead of the device */
+    nncl_network *net = make_net_batch(NNCL_OPT_SGD, 8, B);
+    static float x[B * SAMPLE];
+    static int64_t y[B];
+    for (int part = 0; part < 16; part++) make_batch(300 + (uint64_t)part, x + part * BATCH * SAMPLE, y + part * BATCH);
+    for (int s = 0; s < 2; s++) { /* warm-up: programs, scratch, all four staging slots */
+        TEST_OK(ctx, nncl_network_set_batch(net, x, y, NULL, B));
+        TEST_OK(ctx, nncl_network_train_step(net));
+    }
+    TEST_OK(ctx, nncl_context_finish(ctx));
+    nncl_stats before, after;
+    TEST_OK(ctx, nncl_context_stats(ctx, &before));
+    long allocs_before = host_allocs;
+    const int steps = 24;
+    nncl_status st = NNCL_OK;
+    for (int s = 0; s < steps && st == NNCL_OK; s++) {
+        st = nncl_network_set_batch(net, x, y, NULL, B);
+        if (st == NNCL_OK) st = nncl_network_train_step(net);
+    }
+    long allocs = host_allocs - allocs_before;
+    TEST_OK(ctx, st);
+    TEST_OK(ctx, nncl_context_stats(ctx, &after));
+    print_message("%d steps without a read: %llu waits, %llu device and %ld host allocations\n", steps,
+                  (unsigned long long)(after.host_waits - before.host_waits),
+                  (unsigned long long)(after.device_allocs - before.device_allocs), allocs);
+    assert_int_equal(after.device_allocs, before.device_allocs);
+    assert_int_equal(allocs, 0);
+    assert_true(after.host_waits - before.host_waits <= (uint64_t)steps);
+    float loss;
+    TEST_OK(ctx, nncl_network_metrics(net, &loss, NULL));
+    assert_true(isfinite(loss));
     nncl_network_destroy(net);
 }
 
@@ -1130,6 +1178,7 @@ int main(int argc, char **argv)
     if (mkdtemp(tmpdir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_steady_state_step),
+        cmocka_unit_test(test_steps_without_reads),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_init_is_backend_independent),
         cmocka_unit_test(test_schedules),

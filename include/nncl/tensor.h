@@ -73,7 +73,10 @@ nncl_status nncl_tensor_write(nncl_context *ctx, const nncl_tensor *dst, const f
  * copied into a staging area owned by the context (so `src` may be reused at
  * once) and the transfer is queued. The staging area grows on first use and is
  * then reused; the host waits only if the transfer of four uploads ago is
- * still in flight. This is how a training step uploads its batch.
+ * still in flight, and then also for the one after it. This is how a training
+ * step uploads its batch (two uploads): a step that reads nothing back waits
+ * only while the host is two steps ahead of the device, and then once, which
+ * bounds both the staging memory and how far the queue runs ahead.
  */
 nncl_status nncl_tensor_upload(nncl_context *ctx, const nncl_tensor *dst, const float *src, size_t count);
 

@@ -85,7 +85,10 @@ static nncl_status cl_upload(nncl_context *ctx, nncl_buffer *dst, size_t off, co
                                     NULL);
         if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clGetEventInfo(upload)");
         if (status != CL_COMPLETE) {
-            err = clWaitForEvents(1, &cl->staging[i].event);
+            /* The host is two steps ahead of the device: wait, but for the next slot's upload, queued after
+               this one, so that one wait frees both a step's input and its labels. */
+            const int j = (i + 1) % NNCL_CL_STAGING;
+            err = clWaitForEvents(1, cl->staging[j].event != NULL ? &cl->staging[j].event : &cl->staging[i].event);
             if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clWaitForEvents(upload)");
             ctx->stats.host_waits++;
         }
