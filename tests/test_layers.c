@@ -13,6 +13,8 @@
  *   - the cases random data never reaches: softmax of logits near 1000 (the
  *     max shift), batch norm of a channel with zero running variance (eps),
  *     max pooling over equal values (the first maximum takes the gradient);
+ *   - max pooling's backward is refused for an input its last forward did
+ *     not see;
  *   - bad configurations and bad inputs return NNCL_ERR_INVALID_ARG or
  *     NNCL_ERR_SHAPE with a message naming the layer and the values, and the
  *     context keeps working.
@@ -539,6 +541,44 @@ static void test_maxpool_ties(void **state)
     }
 }
 
+/*
+ * Max pooling's backward reads the argmax positions of its last forward, which
+ * index that forward's input planes: a backward on an input of another shape
+ * (here no larger: 16 planes of one element after one plane of 16) is refused
+ * before any kernel runs, and the layer still works for the shape it saw.
+ * Before this check it wrote outside dx's planes (found by ASan).
+ */
+static void test_maxpool_backward_needs_its_forward(void **state)
+{
+    (void)state;
+    nncl_layer *l;
+    TEST_OK(ctx, nncl_pool2d_create(ctx, NNCL_POOL_MAX, 1, 1, 0, &l));
+    const int64_t a_shape[4] = {1, 1, 4, 4}, b_shape[4] = {16, 1, 1, 1};
+    nncl_tensor xa, ya, xb, yb, dyb, dxb;
+    random_tensor(&xa, 4, a_shape, 31, -1.0f, 1.0f);
+    random_tensor(&xb, 4, b_shape, 32, -1.0f, 1.0f);
+    random_tensor(&dyb, 4, b_shape, 33, -1.0f, 1.0f);
+    TEST_OK(ctx, nncl_tensor_create(ctx, 4, a_shape, &ya));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 4, b_shape, &yb));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 4, b_shape, &dxb));
+    /* Before any forward, and after a forward of another shape. */
+    assert_int_equal(nncl_layer_backward(l, &xb, &yb, &dyb, &dxb), NNCL_ERR_INVALID_ARG);
+    TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, &xa, &ya));
+    assert_int_equal(nncl_layer_backward(l, &xb, &yb, &dyb, &dxb), NNCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "backward without a forward of this x"));
+    test_assert_context_works(ctx);
+    /* A forward of that shape makes the backward valid: a 1x1 window passes dy through. */
+    TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, &xb, &yb));
+    TEST_OK(ctx, nncl_layer_backward(l, &xb, &yb, &dyb, &dxb));
+    float *got = read_all(&dxb), *want = read_all(&dyb);
+    test_assert_bitwise(got, want, 16, "max pooling 1x1 backward");
+    free(got);
+    free(want);
+    nncl_tensor *all[] = {&xa, &ya, &xb, &yb, &dyb, &dxb};
+    for (int i = 0; i < 6; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+    nncl_layer_destroy(l);
+}
+
 /* ---- bad configurations -------------------------------------------------------------------- */
 
 /* The call returned `want`, the message names `name` and `value`, and the context still works. */
@@ -680,6 +720,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_softmax_large_logits),
         cmocka_unit_test(test_batchnorm_eps),
         cmocka_unit_test(test_maxpool_ties),
+        cmocka_unit_test(test_maxpool_backward_needs_its_forward),
         cmocka_unit_test(test_bad_configurations),
         cmocka_unit_test(test_bad_loss_inputs),
     };

@@ -7,6 +7,7 @@
  * size of y, where each maximum came from, for the backward pass.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "layers/layer.h"
 
@@ -17,6 +18,7 @@ typedef struct pool2d {
     int64_t k, s, p;
     nncl_tensor idx;       /* max pooling: argmax positions, (numel of y) */
     int64_t idx_capacity;
+    int64_t idx_shape[4];  /* max pooling: the x whose positions idx holds; zeros before a forward */
 } pool2d;
 
 static nncl_status geometry(const nncl_layer *l, int ndim, const int64_t *in, nncl_pool_geom *g)
@@ -61,6 +63,7 @@ static nncl_status pool2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     const nncl_tensor *idx = NULL;
     if (s->kind == NNCL_POOL_MAX) {
         NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
+        memcpy(s->idx_shape, x->shape, sizeof s->idx_shape);
         idx = &s->idx;
     }
     return l->ctx->ops->pool2d_forward(l->ctx, y, idx, x, &g);
@@ -76,9 +79,10 @@ static nncl_status backward(nncl_layer *l, const nncl_tensor *x, const nncl_tens
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *idx = NULL;
     if (s->kind == NNCL_POOL_MAX) {
-        if (s->idx_capacity < nncl_tensor_numel(y))
+        /* The positions index planes of the last forward's x: any other shape would read and write
+           outside this x's planes. */
+        if (memcmp(s->idx_shape, x->shape, sizeof s->idx_shape) != 0)
             return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: backward without a forward of this x", l->desc);
-        NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
         idx = &s->idx;
     }
     return l->ctx->ops->pool2d_backward(l->ctx, dx, dy, idx, relu ? y : NULL, &g);
