@@ -75,6 +75,9 @@ struct nncl_context {
 nncl_status nncl__error(nncl_context *ctx, nncl_status status, const char *file, int line,
                         const char *fmt, ...) NNCL_PRINTF(5, 6);
 
+/* Records the last error again as `status`, after a formatted prefix; it keeps its own " at file:line". */
+nncl_status nncl__error_prefix(nncl_context *ctx, nncl_status status, const char *fmt, ...) NNCL_PRINTF(3, 4);
+
 /* Appends more formatted text (a build log, say) to the last message. */
 void nncl__error_append(nncl_context *ctx, const char *fmt, ...) NNCL_PRINTF(2, 3);
 
@@ -131,6 +134,9 @@ void nncl__error_mark_drop(nncl__error_mark *mark);                       /* rel
  * holds, and small enough that sums of such sizes cannot overflow.
  */
 #define NNCL_MAX_ELEMENTS ((int64_t)1 << 40)
+
+/* The most optimizer steps a network counts: 2^53, what the schedules' double arithmetic counts exactly. */
+#define NNCL_MAX_STEPS ((int64_t)1 << 53)
 
 /* The product of shape[0 .. ndim), or -1 when a size is < 1 or the product exceeds NNCL_MAX_ELEMENTS. */
 int64_t nncl__shape_elements(int ndim, const int64_t *shape);

@@ -92,6 +92,8 @@ errors)
   expect "weights of another network" "0.weight" "$nncl" eval --spec "$repo/examples/fashion_cnn.spec" --weights good.safetensors --test-limit 64
   expect "weights as a training state" "not an nncl training state" "$nncl" train --spec "$spec" --resume good.safetensors
   expect "truncated training state" "truncated.state" "$nncl" train --spec "$spec" --resume truncated.state
+  expect "a finished run resumed" "nothing to train" "$nncl" train --spec "$spec" --epochs 1 --limit 256 \
+    --test-limit 64 --resume good.state
   expect "missing data folder" "/nonexistent" "$nncl" train --spec "$spec" --data /nonexistent
   expect "unknown device" "does not exist" "$nncl" train --spec "$spec" --device 7:7
   expect "images without labels" "--train-x and --train-y go together" "$nncl" train --spec "$spec" --train-x junk.idx

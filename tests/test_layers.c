@@ -623,6 +623,20 @@ static void test_bad_configurations(void **state)
                  nncl_layer_output_shape(l, 4, small, &ond, os));
     const int64_t wrong_c[4] = {1, 5, 8, 8};
     EXPECT_ERROR(NNCL_ERR_SHAPE, "conv2d", "(1, 5, 8, 8)", nncl_layer_output_shape(l, 4, wrong_c, &ond, os));
+    /* Sizes whose product overflows: refused before any layer's shape arithmetic (max pooling's padded
+       size and batch norm's plane used to overflow, under UBSan). */
+    const int64_t huge[4] = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX}, wide[4] = {2, 2, INT64_MAX / 2, 3};
+    EXPECT_ERROR(NNCL_ERR_SHAPE, "conv2d", "more than 2^40 elements", nncl_layer_output_shape(l, 4, huge, &ond, os));
+    nncl_layer *others[2];
+    TEST_OK(ctx, nncl_pool2d_create(ctx, NNCL_POOL_MAX, 2, 2, 1, &others[0]));
+    TEST_OK(ctx, nncl_batchnorm_create(ctx, 2, 2, &others[1]));
+    for (int i = 0; i < 2; i++) {
+        EXPECT_ERROR(NNCL_ERR_SHAPE, "2d", "more than 2^40 elements",
+                     nncl_layer_output_shape(others[i], 4, huge, &ond, os));
+        EXPECT_ERROR(NNCL_ERR_SHAPE, "2d", "more than 2^40 elements",
+                     nncl_layer_output_shape(others[i], 4, wide, &ond, os));
+        nncl_layer_destroy(others[i]);
+    }
     nncl_tensor x, y;
     random_tensor(&x, 4, small, 8, -1.0f, 1.0f);
     EXPECT_ERROR(NNCL_ERR_SHAPE, "conv2d", "(1, 2, 2, 6)", nncl_layer_forward(l, NNCL_TRAIN, &x, &x));

@@ -773,7 +773,9 @@ static void test_bad_specs(void **state)
         {"input 1 28 28\nconv2d 4 kernel=3 kernal=3\n", F, "bad.spec:2: conv2d: unknown option 'kernal'"},
         {"input 1 28 28\n\n# comment\nfrobnicate\n", F, "bad.spec:4: frobnicate: unknown layer"},
         {"input 1 28 28\nlinear ten\n", F, "bad.spec:2: linear: features 'ten' is not an integer"},
-        {"input 1 28 28\nconv2d 4 kernel=3 groups=3\n", F, "bad.spec:2: conv2d: conv2d: groups 3 must divide"},
+        {"input 784\nlinear 10x3\n", F, "bad.spec:2: linear: features '10x3' is not an integer"},
+        {"input 1 28 28\nconv2d 4x9 kernel=3\n", F, "bad.spec:2: conv2d: channels '4x9' is not an integer"},
+        {"input 1 28 28\nconv2d 4 kernel=3 groups=3\n", F, "bad.spec:2: conv2d: groups 3 must divide"},
         {"input 1 4 4\nconv2d 4 kernel=7\n", S, "bad.spec:2: conv2d(in=1, out=4, kernel=7x7"},
         {"input 784\nconv2d 8 kernel=3\n", S, "bad.spec:2: conv2d: needs an input of shape (C, H, W)"},
         {"input 1 28 28\nbatchnorm1d\n", S, "bad.spec:2: batchnorm1d: needs an input of shape (C) or (C, L)"},
@@ -1045,6 +1047,25 @@ static void test_bad_state_metadata(void **state)
     TEST_OK(ctx, nncl_network_get_normalization(adamw, &m, &s));
     assert_true(s == 0.5f);
     free(before), free(after);
+    /* Counts out of range: a step past 2^53 (it would overflow as the network counts on), batches of more
+       samples than a tensor holds. Refused before anything changes; the step count stays where it was. */
+    static const char *const counts[][2] = {{"optimizer.step", "9223372036854775807"},
+                                            {"optimizer.step", "9007199254740993"},
+                                            {"position.batch_size", "1099511627777"},
+                                            {"position.epoch", "18446744073709551615"}};
+    int64_t t_before, t_after;
+    TEST_OK(ctx, nncl_network_get_step(adam2, &t_before));
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        rewrite_meta(spath, bad, counts[i][0], counts[i][1]);
+        expect_error(nncl_network_load_state(adam2, bad, &pos), NNCL_ERR_FORMAT, counts[i][0]);
+    }
+    TEST_OK(ctx, nncl_network_get_step(adam2, &t_after));
+    assert_int_equal(t_after, t_before);
+    /* The same bound through the API: a step count the network cannot advance from is refused. */
+    expect_error(nncl_network_set_step(adam2, INT64_MAX), NNCL_ERR_INVALID_ARG, "not in 0..2^53");
+    TEST_OK(ctx, nncl_network_set_step(adam2, ((int64_t)1 << 53) - 1));
+    TEST_OK(ctx, nncl_network_step(adam2));
+    expect_error(nncl_network_step(adam2), NNCL_ERR_INVALID_ARG, "2^53 steps");
     nncl_network_destroy(adam);
     nncl_network_destroy(adamw);
     nncl_network_destroy(adam2);

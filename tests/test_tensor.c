@@ -149,6 +149,10 @@ static void test_reshape_and_views(void **state)
     nncl_tensor sc, sc_flat;
     TEST_OK(ctx, nncl_tensor_view(ctx, &t, 7, 0, NULL, &sc));
     assert_int_equal(nncl_tensor_numel(&sc), 1);
+    /* A descriptor no nncl function made: a product past INT64_MAX or a negative size counts as empty. */
+    const nncl_tensor overflowing = {.ndim = 2, .shape = {INT64_MAX, 4}}, negative = {.ndim = 2, .shape = {3, -2}};
+    assert_int_equal(nncl_tensor_numel(&overflowing), 0);
+    assert_int_equal(nncl_tensor_numel(&negative), 0);
     TEST_OK(ctx, nncl_tensor_flatten(ctx, &sc, 0, &sc_flat));
     assert_int_equal(sc_flat.ndim, 1);
     assert_int_equal(sc_flat.shape[0], 1);

@@ -33,7 +33,7 @@ extern "C" {
 typedef struct nncl_train_position {
     int64_t epoch;   /* the epoch in progress (0-based) */
     int64_t batch;   /* batches of that epoch already done */
-    int64_t batch_size; /* samples per batch, so that a resumed run finds the same samples */
+    int64_t batch_size; /* samples per batch, so that a resumed run finds the same samples; 0: none */
     uint64_t seed;   /* the run's seed: initialisation and shuffling */
 } nncl_train_position;
 

@@ -38,7 +38,8 @@ typedef struct nncl_tensor {
     int64_t shape[NNCL_MAX_DIMS];  /* shape[0] is the slowest dimension */
 } nncl_tensor;
 
-/* Number of elements: the product of the shape (1 for a scalar). */
+/* Number of elements: the product of the shape (1 for a scalar); 0 for a malformed descriptor (a negative
+   size, a product past INT64_MAX). */
 int64_t nncl_tensor_numel(const nncl_tensor *t);
 
 /*

@@ -86,6 +86,33 @@ nncl_status nncl__error(nncl_context *ctx, nncl_status status, const char *file,
     return status;
 }
 
+nncl_status nncl__error_prefix(nncl_context *ctx, nncl_status status, const char *fmt, ...)
+{
+    const char *current = ctx == NULL ? tls_message : ctx->message ? ctx->message : "";
+    size_t len = strlen(current) + 1;
+    char *kept = malloc(len);
+    if (kept == NULL) { /* the message stays as it was; the status is still the new one */
+        if (ctx == NULL) tls_status = status;
+        else ctx->last_status = status;
+        return status;
+    }
+    memcpy(kept, current, len);
+    if (ctx == NULL) {
+        tls_message[0] = '\0';
+        tls_status = status;
+    } else {
+        if (ctx->message) ctx->message[0] = '\0';
+        ctx->last_status = status;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    append_v(ctx, fmt, ap);
+    va_end(ap);
+    append(ctx, "%s", kept);
+    free(kept);
+    return status;
+}
+
 void nncl__error_append(nncl_context *ctx, const char *fmt, ...)
 {
     va_list ap;

@@ -18,7 +18,13 @@ int64_t nncl_tensor_numel(const nncl_tensor *t)
 {
     if (t == NULL || t->ndim < 0 || t->ndim > NNCL_MAX_DIMS) return 0;
     int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->ndim; i++) {
+        /* A descriptor no nncl function made (a negative size, an overflowing product) counts as empty. */
+        if (t->shape[i] < 0) return 0;
+        if (t->shape[i] == 0) n = 0;
+        else if (n > INT64_MAX / t->shape[i]) return 0;
+        else n *= t->shape[i];
+    }
     return n;
 }
 

@@ -334,17 +334,18 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
 }
 
 /* A metadata integer, strictly parsed. */
-static nncl_status meta_int(nncl_context *ctx, const char *path, const nncl__st_file *f, const char *key, int64_t lo,
-                            uint64_t *out)
+/* The unsigned decimal metadata value `key`, in lo .. hi. */
+static nncl_status meta_int(nncl_context *ctx, const char *path, const nncl__st_file *f, const char *key, uint64_t lo,
+                            uint64_t hi, uint64_t *out)
 {
     const char *v = nncl__st_meta(f, key);
     if (v == NULL) return NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: metadata has no %s", path, key);
     char *end;
     errno = 0;
     unsigned long long u = strtoull(v, &end, 10);
-    if (end == v || *end != '\0' || errno == ERANGE || v[0] == '-' || (lo > 0 && u < (unsigned long long)lo) ||
-        (strcmp(key, "position.seed") != 0 && u > (unsigned long long)INT64_MAX))
-        return NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: metadata %s = '%s' is not a valid count", path, key, v);
+    if (end == v || *end != '\0' || errno == ERANGE || v[0] == '-' || u < lo || u > hi)
+        return NNCL_ERROR(ctx, NNCL_ERR_FORMAT, "%s: metadata %s = '%s' is not a count in %llu..%llu", path, key, v,
+                          (unsigned long long)lo, (unsigned long long)hi);
     *out = u;
     return NNCL_OK;
 }
@@ -377,11 +378,13 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
                             kind ? kind : "(missing)", optimizer_names[opt.kind]);
     }
     if (st == NNCL_OK) st = match(ctx, path, &f, &l);
-    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "optimizer.step", 0, &t);
-    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.epoch", 0, &epoch);
-    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch", 0, &batch);
-    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch_size", 0, &batch_size);
-    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.seed", 0, &seed);
+    /* Steps, epochs and batches within what a network counts (a batch size of 0 records none). */
+    const uint64_t steps_max = (uint64_t)NNCL_MAX_STEPS, elems_max = (uint64_t)NNCL_MAX_ELEMENTS;
+    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "optimizer.step", 0, steps_max, &t);
+    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.epoch", 0, steps_max, &epoch);
+    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch", 0, steps_max, &batch);
+    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.batch_size", 0, elems_max, &batch_size);
+    if (st == NNCL_OK) st = meta_int(ctx, path, &f, "position.seed", 0, UINT64_MAX, &seed);
     float norm_mean = 0.0f, norm_std = 1.0f;
     int norm_found = 0;
     if (st == NNCL_OK) st = meta_normalization(ctx, path, &f, &norm_found, &norm_mean, &norm_std);
@@ -397,7 +400,7 @@ nncl_status nncl_network_load_state(nncl_network *net, const char *path, nncl_tr
         if (!nncl__layer_is_dropout(layer) || nncl_layer_get_step(layer, &step) != NNCL_OK) continue;
         char k[64];
         snprintf(k, sizeof k, "dropout.%zu.step", i);
-        st = meta_int(ctx, path, &f, k, 0, &steps[i]);
+        st = meta_int(ctx, path, &f, k, 0, (uint64_t)INT64_MAX, &steps[i]);
     }
     if (st == NNCL_OK) st = scatter(ctx, net, &f, &l);
     for (size_t i = 0; st == NNCL_OK && i < n_layers; i++) {

@@ -56,12 +56,11 @@ static nncl_status spec_error(nncl_context *ctx, const line *ln, nncl_status sta
                        ln->name ? ": " : "", reason);
 }
 
-/* Records ctx's last error (a layer's own message) again as `status`, after the line's "file:number: ". */
+/* Records ctx's last error (a layer's own message, which names the layer) again as `status`, after the
+   line's "file:number: ". */
 static nncl_status at_line(nncl_context *ctx, const line *ln, nncl_status status)
 {
-    char why[512];
-    snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
-    return nncl__error(ctx, status, __FILE__, __LINE__, "%s:%d: %s", ln->file, ln->number, why);
+    return nncl__error_prefix(ctx, status, "%s:%d: ", ln->file, ln->number);
 }
 
 /* Splits one line (comment removed) into words; returns 0 for a blank line. */
@@ -178,8 +177,10 @@ static nncl_status finish_line(nncl_context *ctx, const line *ln, int max_pos)
     return NNCL_OK;
 }
 
-/* The kernel/size value: positional or key=, required. */
-static nncl_status required(nncl_context *ctx, line *ln, const char *key, int64_t lo, int64_t hi, int64_t v[2])
+/* The layer's main value: positional or key=, required; an HxW pair where `pair` (kernel sizes), else one
+   integer (features, channels), in v[0] and v[1] alike. */
+static nncl_status required(nncl_context *ctx, line *ln, const char *key, int64_t lo, int64_t hi, int pair,
+                            int64_t v[2])
 {
     const char *s = option(ln, key);
     if (s == NULL && ln->n_pos > 0) {
@@ -188,7 +189,10 @@ static nncl_status required(nncl_context *ctx, line *ln, const char *key, int64_
         ln->n_pos--;
     }
     if (s == NULL) return SPEC_ERROR(ln, "needs %s", key);
-    return parse_pair(ctx, ln, key, s, lo, hi, v);
+    if (pair) return parse_pair(ctx, ln, key, s, lo, hi, v);
+    NNCL_TRY(parse_int(ctx, ln, key, s, lo, hi, &v[0]));
+    v[1] = v[0];
+    return NNCL_OK;
 }
 
 /* Builds the layer of line ln, the network's layer `index`, for inputs of the per-sample shape. */
@@ -200,14 +204,14 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, size_t index, int nd
     int64_t v[2] = {0, 0};
     if (strcmp(n, "linear") == 0) {
         int64_t bias = 1;
-        NNCL_TRY(required(ctx, ln, "features", 1, big, v));
+        NNCL_TRY(required(ctx, ln, "features", 1, big, 0, v));
         NNCL_TRY(int_option(ctx, ln, "bias", 0, 1, &bias));
         NNCL_TRY(finish_line(ctx, ln, 0));
         if (ndim < 1) return SPEC_SHAPE_ERROR(ln, "needs an input with features");
         return nncl_linear_create(ctx, shape[ndim - 1], v[0], (int)bias, out);
     }
     if (strcmp(n, "conv2d") == 0) {
-        NNCL_TRY(required(ctx, ln, "channels", 1, big, v));
+        NNCL_TRY(required(ctx, ln, "channels", 1, big, 0, v));
         if (ndim != 3) return SPEC_SHAPE_ERROR(ln, "needs an input of shape (C, H, W)");
         nncl_conv2d_options o = nncl_conv2d_options_default(shape[0], v[0], 1);
         int64_t k[2] = {0, 0}, s[2] = {1, 1}, p[2] = {0, 0}, d[2] = {1, 1}, bias = 1;
@@ -226,7 +230,7 @@ static nncl_status build_layer(nncl_context *ctx, line *ln, size_t index, int nd
     }
     if (strcmp(n, "maxpool2d") == 0 || strcmp(n, "avgpool2d") == 0) {
         int64_t stride = 0, padding = 0;
-        NNCL_TRY(required(ctx, ln, "kernel", 1, 1024, v));
+        NNCL_TRY(required(ctx, ln, "kernel", 1, 1024, 1, v));
         NNCL_TRY(int_option(ctx, ln, "stride", 1, big, &stride));
         NNCL_TRY(int_option(ctx, ln, "padding", 0, 512, &padding));
         NNCL_TRY(finish_line(ctx, ln, 0));
@@ -369,9 +373,7 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
         nncl_network_layer_count(net, &index);
         st = build_layer(ctx, ln, index, ndim, shape, &layer);
         if (st == NNCL_ERR_INVALID_ARG) { /* a constructor refused the values: point at the line */
-            char why[512];
-            snprintf(why, sizeof why, "%s", nncl_context_last_error(ctx));
-            st = SPEC_ERROR(ln, "%s", why);
+            st = at_line(ctx, ln, NNCL_ERR_FORMAT);
         } else if (st != NNCL_OK && st != NNCL_ERR_FORMAT && st != NNCL_ERR_SHAPE) {
             /* out of memory, say: keep the status (FORMAT and SHAPE are the parser's own, at the line already) */
             st = at_line(ctx, ln, st);

@@ -140,6 +140,9 @@ nncl_status nncl_layer_output_shape(const nncl_layer *l, int ndim, const int64_t
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: bad input rank %d", l->desc, ndim);
     for (int i = 0; i < ndim; i++)
         if (in_shape[i] < 1) return nncl__layer_shape_error(l, ndim, in_shape, "has a size below 1");
+    /* Bounds every size, so that no layer's shape arithmetic can overflow. */
+    if (nncl__shape_elements(ndim, in_shape) < 0)
+        return nncl__layer_shape_error(l, ndim, in_shape, "has more than 2^40 elements");
     return l->ops->output_shape(l, ndim, in_shape, out_ndim, out_shape);
 }
 

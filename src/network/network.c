@@ -460,6 +460,9 @@ nncl_status nncl_network_step(nncl_network *net)
     CHECK_NET(net);
     nncl_context *ctx = net->ctx;
     if (!net->have_opt) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: no optimizer set", __func__);
+    if (net->t >= NNCL_MAX_STEPS)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: the network has taken 2^53 steps, the most it counts",
+                          __func__);
     const nncl_optimizer_options *o = &net->opt;
     double lr = schedule_lr(o, net->t);
     double t1 = (double)(net->t + 1);
@@ -508,7 +511,8 @@ nncl_status nncl_network_get_step(const nncl_network *net, int64_t *t)
 nncl_status nncl_network_set_step(nncl_network *net, int64_t t)
 {
     CHECK_NET(net);
-    if (t < 0) return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: step %lld is negative", __func__, (long long)t);
+    if (t < 0 || t > NNCL_MAX_STEPS)
+        return NNCL_ERROR(net->ctx, NNCL_ERR_INVALID_ARG, "%s: step %lld is not in 0..2^53", __func__, (long long)t);
     net->t = t;
     return NNCL_OK;
 }

@@ -402,10 +402,24 @@ int cmd_train(int argc, char **argv)
     nncl_train_position pos = {.epoch = 0, .batch = 0, .batch_size = o.batch, .seed = o.seed};
     if (st == NNCL_OK && o.resume) {
         st = nncl_network_load_state(net, o.resume, &pos);
+        if (st == NNCL_OK && pos.batch_size == 0)
+            st = nncl__error(s.ctx, NNCL_ERR_INVALID_ARG, __FILE__, __LINE__,
+                             "%s records no batch size (a state not saved by nncl train): its position in the data "
+                             "is unknown", o.resume);
         if (st == NNCL_OK && pos.batch_size != o.batch)
             st = nncl__error(s.ctx, NNCL_ERR_INVALID_ARG, __FILE__, __LINE__,
                              "%s was trained with batches of %lld: resume with --batch %lld", o.resume,
                              (long long)pos.batch_size, (long long)pos.batch_size);
+        const int64_t batches_per_epoch = (train.n + o.batch - 1) / o.batch;
+        if (st == NNCL_OK && pos.epoch >= o.epochs)
+            st = nncl__error(s.ctx, NNCL_ERR_INVALID_ARG, __FILE__, __LINE__,
+                             "%s is at epoch %lld, and --epochs %lld ends before it: nothing to train", o.resume,
+                             (long long)pos.epoch + 1, (long long)o.epochs);
+        if (st == NNCL_OK && pos.batch > batches_per_epoch)
+            st = nncl__error(s.ctx, NNCL_ERR_INVALID_ARG, __FILE__, __LINE__,
+                             "%s is at batch %lld of an epoch, but these %lld samples make %lld batches: not the "
+                             "checkpoint's data", o.resume, (long long)pos.batch, (long long)train.n,
+                             (long long)batches_per_epoch);
         if (st == NNCL_OK && pos.seed != o.seed)
             printf("resuming with the checkpoint's seed %llu\n", (unsigned long long)pos.seed);
     }
