@@ -191,8 +191,9 @@ __kernel void pool2d_backward(__global float *dx, ulong dx_off, __global const f
 /*
  * Backward when the windows do not overlap (stride >= kernel): every input
  * gets at most one term, so each output scatters into its own window of dx,
- * which was zeroed first. The result equals pool2d_backward's bit for bit
- * (0 + t is exactly t), at a fraction of the index arithmetic.
+ * which was zeroed first. The result equals pool2d_backward's bit for bit,
+ * at a fraction of the index arithmetic: it stores 0 + t as that kernel's
+ * sum does, which is t except for t = -0 (0 + -0 is +0).
  */
 __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __global const float *dy, ulong dy_off,
                                        __global const float *idx, ulong idx_off, POOL_GEOM, int is_max, float inv,
@@ -202,13 +203,13 @@ __kernel void pool2d_backward_disjoint(__global float *dx, ulong dx_off, __globa
     if (o >= nc * oh * ow) return;
     const int p = o / (oh * ow), r = o % (oh * ow), oy = r / ow, ox = r % ow;
     __global float *dxp = dx + dx_off + (ulong)p * h * w;
-    const float g = dy[dy_off + o];
+    const float g = 0.0f + dy[dy_off + o];
     if (is_max) {
         const int at = (int)idx[idx_off + o];
         if (at >= 0) dxp[at] = passes(relu, ry, ry_off + o) ? g : 0.0f;
         return;
     }
-    const float share = g * inv;
+    const float share = 0.0f + dy[dy_off + o] * inv;
     for (int ky = 0; ky < kh; ky++) {
         const int iy = oy * sh - ph + ky;
         if (iy < 0 || iy >= h) continue;
@@ -234,7 +235,7 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
     NNCL_NO_AUTOVEC
     for (int b = 0; ow >= 4 && b < ow; b += 4) {
         ox0 = min(b, ow - 4);
-        float4 g = vload4(0, dy + dy_off + o + ox0);
+        float4 g = 0.0f + vload4(0, dy + dy_off + o + ox0); /* 0 + dy, as in pool2d_backward_disjoint */
         if (relu) g = select((float4)(0.0f), g, isgreater(vload4(0, ry + ry_off + o + ox0), (float4)(0.0f)));
         const int4 at = convert_int4(vload4(0, idx + idx_off + o + ox0));
         const int4 top = (2 * oy) * w + 2 * (ox0 + (int4)(0, 1, 2, 3)), bottom = top + w;
@@ -246,7 +247,7 @@ __kernel void pool2d_backward_max2(__global float *dx, ulong dx_off, __global co
     }
     NNCL_NO_AUTOVEC
     for (ox0 = ow >= 4 ? ow : 0; ox0 < ow; ox0++) {
-        const float g = passes(relu, ry, ry_off + o + ox0) ? dy[dy_off + o + ox0] : 0.0f;
+        const float g = passes(relu, ry, ry_off + o + ox0) ? 0.0f + dy[dy_off + o + ox0] : 0.0f;
         const int at = (int)idx[idx_off + o + ox0], top = (2 * oy) * w + 2 * ox0;
         d0[2 * ox0] = at == top ? g : 0.0f;
         d0[2 * ox0 + 1] = at == top + 1 ? g : 0.0f;

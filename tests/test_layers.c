@@ -14,7 +14,7 @@
  *     max shift), batch norm of a channel with zero running variance (eps),
  *     max pooling over equal values (the first maximum takes the gradient);
  *   - max pooling's backward is refused for an input its last forward did
- *     not see;
+ *     not see; a -0 gradient through any pooling gives +0, as the reference;
  *   - bad configurations and bad inputs return NNCL_ERR_INVALID_ARG or
  *     NNCL_ERR_SHAPE with a message naming the layer and the values, and the
  *     context keeps working.
@@ -542,6 +542,44 @@ static void test_maxpool_ties(void **state)
 }
 
 /*
+ * A gradient of -0 through pooling gives +0 on every path, as the reference's
+ * 0 + dy does: the scatter kernels of disjoint windows (2x2 stride 2 and 3x3
+ * stride 3, max and average) store rather than sum, and used to pass the -0.
+ */
+static void test_pool_negative_zero_gradient(void **state)
+{
+    (void)state;
+    const int64_t in_shape[4] = {2, 3, 12, 12};
+    static const struct {
+        nncl_pool_kind kind;
+        int64_t k;
+    } cases[] = {{NNCL_POOL_MAX, 2}, {NNCL_POOL_MAX, 3}, {NNCL_POOL_AVG, 2}, {NNCL_POOL_AVG, 3}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t k = cases[c].k, o_shape[4] = {2, 3, 12 / k, 12 / k};
+        nncl_layer *l;
+        TEST_OK(ctx, nncl_pool2d_create(ctx, cases[c].kind, k, k, 0, &l));
+        nncl_tensor x, y, dy, dx;
+        random_tensor(&x, 4, in_shape, 40 + c, -1.0f, 1.0f);
+        TEST_OK(ctx, nncl_tensor_create(ctx, 4, o_shape, &y));
+        TEST_OK(ctx, nncl_tensor_create(ctx, 4, o_shape, &dy));
+        TEST_OK(ctx, nncl_tensor_create(ctx, 4, in_shape, &dx));
+        TEST_OK(ctx, nncl_tensor_fill(ctx, &dy, -0.0f));
+        TEST_OK(ctx, nncl_tensor_fill(ctx, &dx, -1.0f)); /* every element must be written */
+        TEST_OK(ctx, nncl_layer_forward(l, NNCL_TRAIN, &x, &y));
+        TEST_OK(ctx, nncl_layer_backward(l, &x, &y, &dy, &dx));
+        float *got = read_all(&dx);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < nncl_tensor_numel(&dx); i++) bad += got[i] != 0.0f || signbit(got[i]);
+        if (bad) fail_msg("%s %lldx%lld: %lld of dx are not +0", cases[c].kind == NNCL_POOL_MAX ? "max" : "avg",
+                          (long long)k, (long long)k, (long long)bad);
+        free(got);
+        nncl_tensor *all[] = {&x, &y, &dy, &dx};
+        for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+        nncl_layer_destroy(l);
+    }
+}
+
+/*
  * Max pooling's backward reads the argmax positions of its last forward, which
  * index that forward's input planes: a backward on an input of another shape
  * (here no larger: 16 planes of one element after one plane of 16) is refused
@@ -735,6 +773,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batchnorm_eps),
         cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_maxpool_backward_needs_its_forward),
+        cmocka_unit_test(test_pool_negative_zero_gradient),
         cmocka_unit_test(test_bad_configurations),
         cmocka_unit_test(test_bad_loss_inputs),
     };
