@@ -4,7 +4,12 @@
  *
  * Every OpenCL call's return code is checked; a failure is recorded with
  * NNCL_CL_FAIL, which names the call, the error (name and number) and
- * file:line. Kernels reach the device only through nncl__cl_launch.
+ * file:line. A release that fails where nothing returns a status (freeing a
+ * buffer, dropping a program) is recorded all the same, so that the context's
+ * last error shows it. Only nncl_context_destroy's releases and final
+ * clFinish (no context left to report to) and releases on a path that has
+ * already failed (whose error must stay the one reported) go unreported.
+ * Kernels reach the device only through nncl__cl_launch.
  */
 #ifndef NNCL_CL_H
 #define NNCL_CL_H
@@ -155,6 +160,8 @@ nncl_status nncl__cl_fail(nncl_context *ctx, cl_int err, const char *file, int l
                           const char *what_fmt, ...) NNCL_PRINTF(5, 6);
 
 #define NNCL_CL_FAIL(ctx, err, ...) nncl__cl_fail((ctx), (err), __FILE__, __LINE__, __VA_ARGS__)
+/* The status of a release (or other call) whose failure is recorded but stops nothing: NNCL_OK on success. */
+#define NNCL_CL_CHECK(ctx, err, ...) ((err) == CL_SUCCESS ? NNCL_OK : NNCL_CL_FAIL((ctx), (err), __VA_ARGS__))
 
 /* ---- devices ------------------------------------------------------------------ */
 

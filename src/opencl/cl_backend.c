@@ -24,7 +24,7 @@ nncl_status nncl__cl_alloc(nncl_context *ctx, size_t bytes, cl_mem *out)
 void nncl__cl_free(nncl_context *ctx, cl_mem *mem, size_t bytes)
 {
     if (*mem == NULL) return;
-    clReleaseMemObject(*mem); /* cannot fail for a valid object; nothing to report */
+    (void)NNCL_CL_CHECK(ctx, clReleaseMemObject(*mem), "clReleaseMemObject(%zu bytes)", bytes);
     *mem = NULL;
     ctx->stats.device_bytes_live -= bytes;
 }
@@ -92,8 +92,9 @@ static nncl_status cl_upload(nncl_context *ctx, nncl_buffer *dst, size_t off, co
             if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clWaitForEvents(upload)");
             ctx->stats.host_waits++;
         }
-        clReleaseEvent(cl->staging[i].event);
+        err = clReleaseEvent(cl->staging[i].event);
         cl->staging[i].event = NULL;
+        if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clReleaseEvent(upload)");
     }
     if (bytes > cl->staging[i].bytes) {
         void *grown = realloc(cl->staging[i].host, bytes);
@@ -152,7 +153,7 @@ nncl_status nncl__cl_profile_event(nncl_context *ctx, cl_event ev, const char *w
     nncl__cl *cl = nncl__cl_state(ctx);
     nncl__cl_pending_event *pending = nncl__grow(cl->pending, cl->n_pending, &cl->cap_pending, sizeof *pending, 64);
     if (pending == NULL) {
-        clReleaseEvent(ev);
+        (void)NNCL_CL_CHECK(ctx, clReleaseEvent(ev), "clReleaseEvent(%s)", what);
         return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "profiling: out of host memory");
     }
     cl->pending = pending;
@@ -176,7 +177,8 @@ nncl_status nncl__cl_profile_settle(nncl_context *ctx)
         if (err != CL_SUCCESS && st == NNCL_OK)
             st = NNCL_CL_FAIL(ctx, err, "clGetEventProfilingInfo(%s)", p->kernel);
         if (err == CL_SUCCESS && st == NNCL_OK) st = nncl__profile_add(ctx, p->kernel, p->scope, start, end);
-        clReleaseEvent(p->event);
+        err = clReleaseEvent(p->event);
+        if (err != CL_SUCCESS && st == NNCL_OK) st = NNCL_CL_FAIL(ctx, err, "clReleaseEvent(%s)", p->kernel);
     }
     cl->n_pending = 0;
     return st;
@@ -188,6 +190,7 @@ static void cl_destroy(nncl_context *ctx)
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     if (cl == NULL) return;
+    /* The context goes with this call: the finish and the releases below have no one to report a failure to. */
     if (cl->queue) clFinish(cl->queue);
     for (size_t i = 0; i < cl->n_pending; i++) clReleaseEvent(cl->pending[i].event);
     free(cl->pending);

@@ -94,12 +94,13 @@ cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *
     cl_int status = CL_SUCCESS, err;
     cl_program p = clCreateProgramWithBinary(cl->context, 1, &cl->device, &len, bins, &status, &err);
     free(bin);
+    /* A file the driver refuses is a cache miss: the caller builds from source. */
     if (err != CL_SUCCESS || status != CL_SUCCESS) {
-        if (err == CL_SUCCESS) clReleaseProgram(p);
+        if (err == CL_SUCCESS) (void)NNCL_CL_CHECK(ctx, clReleaseProgram(p), "clReleaseProgram(cached binary)");
         return NULL;
     }
     if (clBuildProgram(p, 1, &cl->device, options, NULL, NULL) != CL_SUCCESS) {
-        clReleaseProgram(p);
+        (void)NNCL_CL_CHECK(ctx, clReleaseProgram(p), "clReleaseProgram(cached binary)");
         return NULL;
     }
     cl->cache_hits++;

@@ -46,6 +46,7 @@ static char *dup_string(const char *s)
     return d;
 }
 
+/* On a failed build (its error already recorded) or as the context goes: the releases report nothing. */
 static void program_free(nncl__cl_program *p)
 {
     if (p == NULL) return;
