@@ -441,10 +441,12 @@ nncl_status nncl_spec_load(nncl_context *ctx, const char *path, nncl_spec *out)
             }
             text = grown;
         }
+        errno = 0;
         size_t got = fread(text + len, 1, 4096, f);
         len += got;
         if (got < 4096) {
-            if (ferror(f)) st = NNCL_ERROR(ctx, NNCL_ERR_IO, "%s: read error", path);
+            if (ferror(f)) /* a folder, say: "Is a directory" */
+                st = NNCL_ERROR(ctx, NNCL_ERR_IO, "%s: cannot read: %s", path, errno ? strerror(errno) : "read error");
             break;
         }
     }
