@@ -774,6 +774,7 @@ static void test_bad_specs(void **state)
         {"input 1 28 28\n\n# comment\nfrobnicate\n", F, "bad.spec:4: frobnicate: unknown layer"},
         {"input 1 28 28\nlinear ten\n", F, "bad.spec:2: linear: features 'ten' is not an integer"},
         {"input 784\nlinear 10x3\n", F, "bad.spec:2: linear: features '10x3' is not an integer"},
+        {"input 4\nflatten start_dim=0\nlinear 2\n", S, "bad.spec:2: flatten: does not keep the batch dimension"},
         {"input 1 28 28\nconv2d 4x9 kernel=3\n", F, "bad.spec:2: conv2d: channels '4x9' is not an integer"},
         {"input 1 28 28\nconv2d 4 kernel=3 groups=3\n", F, "bad.spec:2: conv2d: groups 3 must divide"},
         {"input 1 4 4\nconv2d 4 kernel=7\n", S, "bad.spec:2: conv2d(in=1, out=4, kernel=7x7"},
