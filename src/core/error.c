@@ -68,8 +68,8 @@ static void append(nncl_context *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
-nncl_status nncl__error(nncl_context *ctx, nncl_status status, const char *file, int line,
-                        const char *fmt, ...)
+/* Starts a new last error: `status`, and an empty message. */
+static void restart(nncl_context *ctx, nncl_status status)
 {
     if (ctx == NULL) {
         tls_message[0] = '\0';
@@ -78,6 +78,12 @@ nncl_status nncl__error(nncl_context *ctx, nncl_status status, const char *file,
         if (ctx->message) ctx->message[0] = '\0';
         ctx->last_status = status;
     }
+}
+
+nncl_status nncl__error(nncl_context *ctx, nncl_status status, const char *file, int line,
+                        const char *fmt, ...)
+{
+    restart(ctx, status);
     va_list ap;
     va_start(ap, fmt);
     append_v(ctx, fmt, ap);
@@ -97,13 +103,7 @@ nncl_status nncl__error_prefix(nncl_context *ctx, nncl_status status, const char
         return status;
     }
     memcpy(kept, current, len);
-    if (ctx == NULL) {
-        tls_message[0] = '\0';
-        tls_status = status;
-    } else {
-        if (ctx->message) ctx->message[0] = '\0';
-        ctx->last_status = status;
-    }
+    restart(ctx, status);
     va_list ap;
     va_start(ap, fmt);
     append_v(ctx, fmt, ap);
