@@ -1,18 +1,38 @@
 /*
- * test_blas1.c - fill, scale, axpy and sum: OpenCL against the CPU reference.
+ * test_blas1.c - fill, scale, axpy, sum, sumsq and the optimizer step: OpenCL
+ * against the CPU reference.
  *
  * Sizes are the awkward ones (1, 7, 31, 32, 33, 63, 64, 65, 93) plus large and
  * seeded random ones, at non-zero offsets inside guarded buffers.
- * Tolerances:
+ * Tolerances (u = 2^-24, gamma(k) = k u / (1 - k u)):
  *   fill, scale, axpy: bit for bit (one rounding each; axpy uses fma on both).
  *   sum: |s_cl - s_ref| <= gamma(n) * sum |x_i|, the forward error bound of a
  *        float32 sum of n terms in any order (the reference sums in double).
+ *   sumsq (the squared norm of gradient clipping, ctx->ops->sumsq):
+ *        |s_cl - s_ref| <= gamma(n + 1) * sum x_i^2: a float32 dot product of
+ *        n terms is within gamma(n) of the exact value in any order, with or
+ *        without fma, and the reference's one rounding of its double sum to
+ *        float adds u.
+ *   optimizer step (ctx->ops->optimizer_step: SGD plain, with weight decay,
+ *        momentum with dampening and nesterov; Adam with and without weight
+ *        decay; AdamW; each without clipping and with max_norm below and above
+ *        the gradient norm, whose sumsq each backend computes itself): not bit
+ *        for bit, as the reference computes in double and rounds each result
+ *        once, while the kernel rounds every operation to float (and OpenCL
+ *        allows 3 ulp in sqrt and 2.5 ulp in a division). Per element,
+ *        |cl - ref| <= (64 u + 2 kappa) * M, where M is the sum of the
+ *        magnitudes of the terms that make the value and kappa the relative
+ *        difference of the two clipping factors (see optim_magnitudes). Each
+ *        step starts both backends from the same state (see optim_case).
  */
 #include "test_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h" /* ctx->ops: sumsq and optimizer_step have no public entry */
 
 static nncl_context *cpu, *ocl;
 
@@ -77,31 +97,44 @@ static double gamma_n(double n)
     return n * u / (1.0 - n * u);
 }
 
-static void sum_case(int64_t n, float lo, float hi, uint64_t seed)
+/* Runs sum (square = 0, the public nncl_sum) or sumsq (square = 1, the backend's op) of x on ctx. */
+static float reduce_on(nncl_context *ctx, const float *x, int64_t n, int square)
+{
+    const int64_t one = 1;
+    test_guarded gx, gs;
+    test_guarded_create(ctx, &gx, 1, &n, x);
+    test_guarded_create(ctx, &gs, 1, &one, NULL);
+    if (square) TEST_OK(ctx, ctx->ops->sumsq(ctx, &gs.view, &gx.view));
+    else TEST_OK(ctx, nncl_sum(ctx, &gx.view, &gs.view));
+    float result;
+    test_guarded_read(ctx, &gs, &result, square ? "sumsq" : "sum");
+    test_guarded_destroy(ctx, &gx);
+    test_guarded_destroy(ctx, &gs);
+    return result;
+}
+
+/* Fails unless the OpenCL sum (or sumsq) got of x is within the header's bound of the reference's, want. */
+static void assert_reduction_bound(const float *x, int64_t n, int square, float got, float want, const char *what)
+{
+    double mag = 0.0;
+    for (int64_t i = 0; i < n; i++) mag += square ? (double)x[i] * x[i] : fabs(x[i]);
+    const double bound = gamma_n((double)(square ? n + 1 : n)) * mag + 1e-30;
+    const double err = fabs((double)got - (double)want);
+    if (!(err <= bound))
+        fail_msg("%s: OpenCL %.9g, reference %.9g, error %.3g > bound %.3g", what, (double)got, (double)want, err,
+                 bound);
+}
+
+static void reduce_case(int square, int64_t n, float lo, float hi, uint64_t seed)
 {
     float *x = malloc(sizeof(float) * (size_t)n);
     test_rng r = test_rng_seed(seed);
     test_rng_fill(&r, x, (size_t)n, lo, hi);
-    double mag = 0.0;
-    for (int64_t i = 0; i < n; i++) mag += fabs(x[i]);
-    float result[2];
-    nncl_context *ctxs[2] = {cpu, ocl};
-    const int64_t one = 1;
-    for (int side = 0; side < 2; side++) {
-        nncl_context *ctx = ctxs[side];
-        test_guarded gx, gs;
-        test_guarded_create(ctx, &gx, 1, &n, x);
-        test_guarded_create(ctx, &gs, 1, &one, NULL);
-        TEST_OK(ctx, nncl_sum(ctx, &gx.view, &gs.view));
-        test_guarded_read(ctx, &gs, &result[side], "sum");
-        test_guarded_destroy(ctx, &gx);
-        test_guarded_destroy(ctx, &gs);
-    }
-    double bound = gamma_n((double)n) * mag + 1e-30;
-    double err = fabs((double)result[1] - (double)result[0]);
-    if (!(err <= bound))
-        fail_msg("sum n=%lld in [%g, %g): OpenCL %.9g, reference %.9g, error %.3g > bound %.3g", (long long)n,
-                 (double)lo, (double)hi, (double)result[1], (double)result[0], err, bound);
+    const float want = reduce_on(cpu, x, n, square), got = reduce_on(ocl, x, n, square);
+    char what[96];
+    snprintf(what, sizeof what, "%s n=%lld in [%g, %g)", square ? "sumsq" : "sum", (long long)n, (double)lo,
+             (double)hi);
+    assert_reduction_bound(x, n, square, got, want, what);
     free(x);
 }
 
@@ -109,8 +142,17 @@ static void test_sum(void **state)
 {
     (void)state;
     for (int i = 0; i < N_CASES; i++) {
-        sum_case(case_size(i), -1.0f, 1.0f, 40 + i); /* cancelling */
-        sum_case(case_size(i), 0.0f, 100.0f, 60 + i); /* all positive */
+        reduce_case(0, case_size(i), -1.0f, 1.0f, 40 + i); /* cancelling */
+        reduce_case(0, case_size(i), 0.0f, 100.0f, 60 + i); /* all positive */
+    }
+}
+
+static void test_sumsq(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_CASES; i++) {
+        reduce_case(1, case_size(i), -1.0f, 1.0f, 140 + i);
+        reduce_case(1, case_size(i), -100.0f, 100.0f, 160 + i); /* squares up to 10^4 */
     }
 }
 
@@ -137,6 +179,197 @@ static void test_sum_is_reproducible(void **state)
     free(x);
 }
 
+/* ---- the optimizer step ---- */
+
+typedef struct optim_config {
+    const char *name;
+    nncl_optimizer_kind kind;
+    float lr, momentum, dampening, weight_decay;
+    int nesterov;
+    float beta1, beta2, eps;
+} optim_config;
+
+static const optim_config OPTIMS[] = {
+    {"sgd", NNCL_OPT_SGD, 0.1f, 0.0f, 0.0f, 0.0f, 0, 0.0f, 0.0f, 0.0f},
+    {"sgd weight decay", NNCL_OPT_SGD, 0.05f, 0.0f, 0.0f, 0.01f, 0, 0.0f, 0.0f, 0.0f},
+    {"sgd momentum dampening weight decay", NNCL_OPT_SGD, 0.1f, 0.9f, 0.25f, 1e-3f, 0, 0.0f, 0.0f, 0.0f},
+    {"sgd nesterov weight decay", NNCL_OPT_SGD, 0.1f, 0.9f, 0.0f, 5e-3f, 1, 0.0f, 0.0f, 0.0f},
+    {"adam", NNCL_OPT_ADAM, 1e-3f, 0.0f, 0.0f, 0.0f, 0, 0.9f, 0.999f, 1e-8f},
+    /* eps large enough to weigh in the denominator */
+    {"adam weight decay", NNCL_OPT_ADAM, 1e-2f, 0.0f, 0.0f, 0.01f, 0, 0.8f, 0.99f, 1e-3f},
+    {"adamw", NNCL_OPT_ADAMW, 1e-2f, 0.0f, 0.0f, 0.05f, 0, 0.9f, 0.999f, 1e-8f},
+};
+#define N_OPTIMS ((int)(sizeof OPTIMS / sizeof OPTIMS[0]))
+
+/* Clipping: none, max_norm half the gradient's norm (factor about 0.5), twice it (factor 1). */
+enum { CLIP_NONE, CLIP_BELOW, CLIP_ABOVE, N_CLIPS };
+static const char *const CLIP_NAMES[N_CLIPS] = {"no clipping", "clipped", "max_norm above the norm"};
+
+#define OPTIM_STEPS 3  /* the first step, then two that read the state the previous one left */
+#define OPTIM_ULPS 64  /* the bound's multiple of u: see optim_magnitudes */
+
+/*
+ * The magnitudes M of one element's results (parameter mp, states m1 and m2):
+ * the formulas of cpu_optim.c with every term replaced by its absolute value,
+ * clip being the reference's clipping factor. Each of the float operations
+ * of the kernel errs by at most u (sqrt 6 u and a division 5 u, OpenCL 1.2's
+ * limits) of a quantity whose magnitude is part of M, and the errors of the
+ * inputs of an operation carry through it scaled by at most the same terms:
+ * along the longest chain (Adam with clipping: the clipping factor, g, m, v,
+ * sqrt, the denominator, the quotient, p) they add up to about 50 u M, below
+ * 64 u M. Adam's denominator sqrt(v) / bc2_sqrt + eps errs relatively by
+ * half as much as v plus a few u, and v by at most 64 u V (V: v's magnitude,
+ * which exceeds v where weight decay cancels part of the gradient), that is
+ * 64 u V / v relatively: hence the term |m| V / v next to m's own magnitude
+ * in the parameter's. The clipping factors differ by kappa relatively: g
+ * and m scale with it, v with its square, so the update moves by at most
+ * 2 kappa M.
+ */
+static void optim_magnitudes(const nncl_optim_args *a, double clip, double w, double g, double s1, double s2,
+                             double *mp, double *m1, double *m2)
+{
+    if (a->kind == NNCL_OPT_SGD) {
+        const double d = fabs(g) * clip + fabs((double)a->weight_decay * w);
+        double buf = d, dir = d;
+        if (a->momentum != 0.0f) {
+            if (!a->first_step) buf = fabs((double)a->momentum * s1) + fabs(1.0 - (double)a->dampening) * d;
+            dir = a->nesterov ? d + fabs((double)a->momentum) * buf : buf;
+        }
+        *mp = fabs(w) + (double)a->lr * dir;
+        *m1 = buf;
+        *m2 = 0.0;
+        return;
+    }
+    const double wd = a->kind == NNCL_OPT_ADAM ? (double)a->weight_decay : 0.0; /* AdamW: not on the gradient */
+    const double gi = g * clip + wd * w, big_g = fabs(g) * clip + fabs(wd * w);
+    const double b1 = a->beta1, b2 = a->beta2;
+    const double m = b1 * s1 + (1.0 - b1) * gi, big_m = b1 * fabs(s1) + (1.0 - b1) * big_g;
+    const double v = b2 * s2 + (1.0 - b2) * gi * gi, big_v = b2 * s2 + (1.0 - b2) * big_g * big_g;
+    const double den = sqrt(v) / a->bc2_sqrt + a->eps;
+    *mp = fabs(w) + (double)a->step_size * (big_m + fabs(m) * big_v / v) / den;
+    *m1 = big_m;
+    *m2 = big_v;
+}
+
+/* The clipping factor, as the reference computes it from a backend's squared norm. */
+static double clip_factor(float max_norm, float sumsq)
+{
+    if (!(max_norm > 0.0f)) return 1.0;
+    const double c = max_norm / (sqrt((double)sumsq) + 1e-6);
+    return c < 1.0 ? c : 1.0;
+}
+
+static double optim_worst; /* the largest |cl - ref| / bound seen, for the summary */
+
+/*
+ * One configuration on n elements for OPTIM_STEPS steps. Each step starts both
+ * backends from the reference's p, s1 and s2 after the step before (written
+ * into the same guarded views), so that the bound is that of one step, not
+ * grown over steps, and the kernel's state after a step is compared too.
+ * States the configuration does not use must stay bit for bit as they were.
+ */
+static void optim_case(const optim_config *oc, int clip, int64_t n, uint64_t seed)
+{
+    const size_t sz = sizeof(float) * (size_t)n;
+    float *host[4], *out[2][3]; /* host: p, g, s1, s2 (each step's inputs); out: p, s1, s2 of each backend */
+    for (int k = 0; k < 4; k++) assert_non_null(host[k] = malloc(sz));
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < 3; k++) assert_non_null(out[side][k] = malloc(sz));
+    float *p = host[0], *g = host[1], *s1 = host[2], *s2 = host[3];
+    test_rng r = test_rng_seed(seed);
+    test_rng_fill(&r, p, (size_t)n, -1.0f, 1.0f);
+    test_rng_fill(&r, s1, (size_t)n, -1.0f, 1.0f); /* SGD's first step must not read it */
+    test_rng_fill(&r, s2, (size_t)n, 0.01f, 1.0f); /* a second moment: positive */
+    nncl_context *ctxs[2] = {cpu, ocl};
+    test_guarded t[2][5]; /* p, g, s1, s2, sumsq */
+    const int64_t one = 1;
+    for (int side = 0; side < 2; side++) {
+        for (int k = 0; k < 4; k++) test_guarded_create(ctxs[side], &t[side][k], 1, &n, NULL);
+        test_guarded_create(ctxs[side], &t[side][4], 1, &one, NULL);
+    }
+    const int uses_s1 = oc->kind != NNCL_OPT_SGD || oc->momentum != 0.0f, uses_s2 = oc->kind != NNCL_OPT_SGD;
+    for (int step = 1; step <= OPTIM_STEPS; step++) {
+        test_rng_fill(&r, g, (size_t)n, -1.0f, 1.0f);
+        double norm2 = 0.0;
+        for (int64_t i = 0; i < n; i++) norm2 += (double)g[i] * g[i];
+        const float max_norm = clip == CLIP_NONE ? 0.0f : (float)((clip == CLIP_BELOW ? 0.5 : 2.0) * sqrt(norm2));
+        /* The network's arguments for step t (network.c). */
+        const double t1 = step;
+        nncl_optim_args a = {
+            .kind = oc->kind, .lr = oc->lr, .momentum = oc->momentum, .dampening = oc->dampening,
+            .weight_decay = oc->weight_decay, .nesterov = oc->nesterov, .first_step = step == 1,
+            .beta1 = oc->beta1, .beta2 = oc->beta2, .eps = oc->eps,
+            .step_size = (float)(oc->lr / (1.0 - pow((double)oc->beta1, t1))),
+            .bc2_sqrt = (float)sqrt(1.0 - pow((double)oc->beta2, t1)),
+            .max_norm = max_norm,
+        };
+        float sumsq[2] = {0.0f, 0.0f};
+        char what[192];
+        snprintf(what, sizeof what, "optimizer %s, %s, n=%lld, step %d", oc->name, CLIP_NAMES[clip], (long long)n,
+                 step);
+        for (int side = 0; side < 2; side++) {
+            nncl_context *ctx = ctxs[side];
+            test_guarded *ts = t[side];
+            for (int k = 0; k < 4; k++) TEST_OK(ctx, nncl_tensor_write(ctx, &ts[k].view, host[k], (size_t)n));
+            a.sumsq = &ts[4].view;
+            if (max_norm > 0.0f) TEST_OK(ctx, ctx->ops->sumsq(ctx, &ts[4].view, &ts[1].view));
+            TEST_OK(ctx, ctx->ops->optimizer_step(ctx, &ts[0].view, &ts[1].view, &ts[2].view, &ts[3].view, &a));
+            test_guarded_read(ctx, &ts[0], out[side][0], what);
+            test_guarded_read(ctx, &ts[2], out[side][1], what);
+            test_guarded_read(ctx, &ts[3], out[side][2], what);
+            test_guarded_read(ctx, &ts[4], &sumsq[side], what);
+        }
+        if (max_norm > 0.0f) {
+            char part[224];
+            snprintf(part, sizeof part, "%s: the gradient's sumsq", what);
+            assert_reduction_bound(g, n, 1, sumsq[1], sumsq[0], part);
+        }
+        const double clip_ref = clip_factor(max_norm, sumsq[0]), clip_cl = clip_factor(max_norm, sumsq[1]);
+        const double kappa = fabs(clip_cl - clip_ref) / clip_ref, tol = OPTIM_ULPS * 0x1p-24 + 2.0 * kappa;
+        static const char *const names[3] = {"p", "s1", "s2"};
+        const int used[3] = {1, uses_s1, uses_s2};
+        for (int k = 1; k < 3; k++) { /* the states the configuration does not use */
+            if (used[k]) continue;
+            char part[256];
+            snprintf(part, sizeof part, "%s: %s, unused, stays as it was", what, names[k]);
+            for (int side = 0; side < 2; side++) test_assert_bitwise(out[side][k], host[k + 1], (size_t)n, part);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double mag[3];
+            optim_magnitudes(&a, clip_ref, p[i], g[i], s1[i], s2[i], &mag[0], &mag[1], &mag[2]);
+            for (int k = 0; k < 3; k++) {
+                if (!used[k]) continue;
+                const double err = fabs((double)out[1][k][i] - (double)out[0][k][i]);
+                if (!(err <= tol * mag[k]))
+                    fail_msg("%s: %s[%lld] OpenCL %.9g, reference %.9g, |difference| %.3g > bound %.3g "
+                             "(M = %.3g, kappa = %.3g)",
+                             what, names[k], (long long)i, (double)out[1][k][i], (double)out[0][k][i], err,
+                             tol * mag[k], mag[k], kappa);
+                if (mag[k] > 0.0 && err / (tol * mag[k]) > optim_worst) optim_worst = err / (tol * mag[k]);
+            }
+        }
+        memcpy(p, out[0][0], sz); /* the next step starts from the reference's result */
+        memcpy(s1, out[0][1], sz);
+        memcpy(s2, out[0][2], sz);
+    }
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < 5; k++) test_guarded_destroy(ctxs[side], &t[side][k]);
+    for (int k = 0; k < 4; k++) free(host[k]);
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < 3; k++) free(out[side][k]);
+}
+
+static void test_optimizer_step(void **state)
+{
+    (void)state;
+    for (int o = 0; o < N_OPTIMS; o++)
+        for (int clip = 0; clip < N_CLIPS; clip++)
+            for (int i = 0; i < N_CASES; i++) optim_case(&OPTIMS[o], clip, case_size(i), 1000u * o + 100u * clip + i);
+    print_message("optimizer step: %d configurations x %d clippings x %d sizes x %d steps, worst |cl - ref| = %.3g "
+                  "of the bound (%d u + 2 kappa) M\n",
+                  N_OPTIMS, N_CLIPS, N_CASES, OPTIM_STEPS, optim_worst, OPTIM_ULPS);
+}
+
 int main(void)
 {
     cpu = test_context("cpu");
@@ -147,6 +380,8 @@ int main(void)
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_sum),
         cmocka_unit_test(test_sum_is_reproducible),
+        cmocka_unit_test(test_sumsq),
+        cmocka_unit_test(test_optimizer_step),
     };
     int failed = cmocka_run_group_tests_name("blas1 parity (CPU reference vs OpenCL)", tests, NULL, NULL);
     nncl_context_destroy(cpu);

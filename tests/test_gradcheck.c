@@ -22,6 +22,9 @@
  * activation inputs are at least 2e-2 away from 0 (the kink of relu,
  * leaky_relu and elu), and max pooling gets distinct values at least 5e-2
  * apart, so that a step of h never changes which element wins a window.
+ * Relu followed by max pooling, whose backward a network runs as max
+ * pooling's with the relu's folded in (relu_y), is checked as the composition
+ * with both rules at once: distinct inputs 5e-2 apart and 2.5e-2 from 0.
  *
  * Linear layers have no reference function of their own (they are a GEMM):
  * the linear case computes y = x W^T + b with a local double loop plus
@@ -351,7 +354,7 @@ static void pool_case(const pool_config *cfg, uint64_t seed)
     if (is_max)
         for (int64_t o = 0; o < ny; o++) assert_true(s.idx[o] >= 0.0); /* every window saw an element */
     for (int64_t i = 0; i < nx; i++) dx[i] = NAN;
-    nncl__ref_pool2d_backward(dx, s.r, s.idx, g, 0);
+    nncl__ref_pool2d_backward(dx, s.r, s.idx, NULL, g, 0);
     const gc_grad grads[] = {{"x", s.x, nx, dx}};
     char label[96];
     snprintf(label, sizeof label, "pool2d %s %s", is_max ? "max" : "avg", cfg->name);
@@ -380,6 +383,73 @@ static void test_pool2d(void **state)
 {
     (void)state;
     for (int i = 0; i < N_POOL; i++) pool_case(&POOL_CONFIGS[i], 300 + (uint64_t)i);
+}
+
+/* ---- relu then max pooling, through the fused backward ---- */
+
+/*
+ * L = sum r_i maxpool(relu(x))_i. A network runs this pair's backward as max
+ * pooling's alone, with the relu's folded in (nncl__ref_pool2d_backward with
+ * relu_y = the pooled output): a window passes its gradient to its maximum
+ * only when that maximum is > 0. Seven eighths of x are negative, so that
+ * many windows hold nothing but the relu's zeros: their maximum is a tie of
+ * zeros, which no step of h changes, so the numeric gradient there is 0.
+ */
+typedef struct relu_pool_state {
+    nncl_pool_geom g;
+    double *x, *a, *y, *idx, *r; /* a = relu(x), the pooled input */
+} relu_pool_state;
+
+static double relu_pool_objective(void *p)
+{
+    relu_pool_state *s = p;
+    nncl__ref_activation_forward(s->a, s->x, s->g.n * s->g.c * s->g.h * s->g.w, NNCL_ACT_RELU, 0.0);
+    nncl__ref_pool2d_forward(s->y, s->idx, s->a, &s->g, 0);
+    return project(s->r, s->y, s->g.n * s->g.c * s->g.oh * s->g.ow);
+}
+
+static void relu_pool_case(const pool_config *cfg, uint64_t seed)
+{
+    relu_pool_state s = {.g = cfg->g};
+    nncl_pool_geom *g = &s.g;
+    g->oh = (g->h + 2 * g->ph - g->kh) / g->sh + 1;
+    g->ow = (g->w + 2 * g->pw - g->kw) / g->sw + 1;
+    assert_true(g->kind == NNCL_POOL_MAX && g->oh > 0 && g->ow > 0);
+    const int64_t nx = g->n * g->c * g->h * g->w, ny = g->n * g->c * g->oh * g->ow;
+    s.x = gc_alloc(nx), s.a = gc_alloc(nx), s.y = gc_alloc(ny), s.idx = gc_alloc(ny), s.r = gc_alloc(ny);
+    double *dx = gc_alloc(nx);
+    test_rng r = test_rng_seed(seed);
+    /* Distinct values 5e-2 apart (no step of h moves a maximum) and at least 2.5e-2 away from the relu's kink. */
+    fill_distinct(&r, s.x, nx);
+    for (int64_t i = 0; i < nx; i++) s.x[i] += 1.0 - 0.05 * (double)(7 * nx / 8) + 0.025;
+    fill_uniform(&r, s.r, ny, -1.0, 1.0);
+    relu_pool_objective(&s); /* the fused backward takes the forward's maxima and their positions */
+    int64_t passing = 0;
+    for (int64_t o = 0; o < ny; o++) {
+        assert_true(s.idx[o] >= 0.0);
+        passing += s.y[o] > 0.0;
+    }
+    assert_true(passing > 0 && passing < ny); /* windows of both kinds, or the case proves little */
+    for (int64_t i = 0; i < nx; i++) dx[i] = NAN;
+    nncl__ref_pool2d_backward(dx, s.r, s.idx, s.y, g, 0);
+    const gc_grad grads[] = {{"x", s.x, nx, dx}};
+    char label[128];
+    snprintf(label, sizeof label, "relu + max pool2d %s (%lld of %lld windows pass)", cfg->name, (long long)passing,
+             (long long)ny);
+    gc_check(label, relu_pool_objective, &s, grads, 1);
+    free(s.x); free(s.a); free(s.y); free(s.idx); free(s.r); free(dx);
+}
+
+static void test_relu_maxpool(void **state)
+{
+    (void)state;
+    /* The max pooling ones with windows smaller than the plane: a global window of 20 inputs is seldom all
+       negative, and a case without both kinds of window proves little. */
+    for (int i = 0; i < N_POOL; i++) {
+        const nncl_pool_geom *g = &POOL_CONFIGS[i].g;
+        if (g->kind == NNCL_POOL_MAX && g->kh * g->kw < g->h * g->w)
+            relu_pool_case(&POOL_CONFIGS[i], 350 + (uint64_t)i);
+    }
 }
 
 /* ---- activations ---- */
@@ -846,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_linear_layer),
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_pool2d),
+        cmocka_unit_test(test_relu_maxpool),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_dropout),

@@ -16,13 +16,21 @@
  * random values on both backends, not zero, so that a backward which
  * overwrites them instead of adding to them differs. Compared per case: the
  * output, the input gradient, every parameter gradient, and every buffer
- * after the forward (batch norm's running statistics).
+ * after the forward (batch norm's running statistics). A share of the conv2d
+ * and max pooling cases also run the fused relu paths of a network
+ * (network.c), compared in the same way: conv2d's forward with the relu
+ * applied as it stores (which must also be relu of the plain output, bit for
+ * bit, on each backend), and max pooling's backward with the backward of the
+ * relu that produced its input folded in (relu_y), on a relu's output.
  *
  * Tolerance, per element: |opencl - cpu| <= atol + rtol * |cpu|, stated per
  * family in FAMILIES below. Families with atol = rtol = 0 must match bit for
  * bit: they have no transcendental functions and nncl computes them in the
  * same order on both backends (relu, leaky_relu, max/avg/global pooling,
- * flatten, unflatten, dropout, add).
+ * flatten, unflatten, dropout, add). Flatten and unflatten are alias layers
+ * that change descriptors on the host and run no op on either backend: their
+ * rows check that both backends give the same views and gradients, not a
+ * kernel (test_layers checks that they launch none).
  *
  * The harness can fail: test_parity_perturbed is this file built with
  * NNCL_TEST_PERTURB, which builds the OpenCL kernels with -DNNCL_PERTURB
@@ -37,6 +45,7 @@
 #include <string.h>
 
 #include "backend/backend.h" /* the network's loss step, ctx->ops->loss_step */
+#include "layers/layer.h"    /* the fused relu paths, nncl__layer_forward_relu and nncl__layer_backward_relu */
 #ifdef NNCL_TEST_PERTURB
 #include "opencl/cl.h"
 #endif
@@ -61,6 +70,7 @@ typedef struct layer_config {
     nncl_loss_kind loss;
     float smoothing;
     nncl_mode mode;
+    int relu;                   /* also run the layer's fused relu path (conv2d: forward, max pooling: backward) */
 } layer_config;
 
 typedef struct parity_case {
@@ -145,7 +155,9 @@ static void gen_conv2d(parity_case *c, test_rng *r)
             o.kernel_h = 1, o.kernel_w = i == 21 ? 1 : 2;
             o.stride_w = 1, o.padding_h = o.padding_w = 0, o.dilation_h = o.dilation_w = 1;
         }
-        c[i].cfg = (layer_config){.conv = o, .mode = NNCL_TRAIN};
+        /* Every other case also runs the forward with the relu fused: with and without bias, grouped, more
+           than 16 output channels, few taps. */
+        c[i].cfg = (layer_config){.conv = o, .mode = NNCL_TRAIN, .relu = i % 2};
         c[i].ndim = 4;
         c[i].shape[0] = n, c[i].shape[1] = ch, c[i].shape[2] = hw, c[i].shape[3] = hw + i % 3;
         /* Keep every input at least as large as the dilated kernel. */
@@ -178,7 +190,12 @@ static void gen_pool(parity_case *c, test_rng *r, nncl_pool_kind kind, int globa
             w -= w % k;
         }
         if (i == 21) k = s = 2, p = 0, w = 6; /* 2 x 2 windows on rows of fewer than 4 outputs */
-        c[i].cfg = (layer_config){.pool = kind, .k = k, .s = s, .p = p, .flag = global, .mode = NNCL_TRAIN};
+        /* Max pooling of a relu's output, whose backward folds in the relu's, in every third case and in the
+           tiling ones: overlapping windows, disjoint ones, and 2 x 2 stride-2 ones on rows of 4 or more
+           outputs and of fewer, which have kernels of their own. */
+        const int relu = kind == NNCL_POOL_MAX && !global && (i % 3 == 0 || i % 4 == 1);
+        c[i].cfg = (layer_config){.pool = kind, .k = k, .s = s, .p = p, .flag = global, .mode = NNCL_TRAIN,
+                                  .relu = relu};
         c[i].ndim = 4;
         c[i].shape[0] = n, c[i].shape[1] = ch, c[i].shape[2] = h, c[i].shape[3] = w;
     }
@@ -406,9 +423,10 @@ static void compare(const family *f, const float *got, const float *want, int64_
         test_assert_close(got, want, (size_t)n, f->atol, f->rtol, what);
 }
 
-/* Everything one backend produced for a case, read back to the host. */
+/* Everything one backend produced for a case, read back to the host (y_relu, dx_relu: NULL unless run). */
 typedef struct results {
     float *y, *dx, *grads[4], *buffers[4];
+    float *y_relu, *dx_relu; /* the output with the relu fused, the input gradient through the folded relu */
     int64_t ny, nx, ngrad[4], nbuf[4];
     size_t n_params, n_total;
 } results;
@@ -417,10 +435,45 @@ static void results_free(results *r)
 {
     free(r->y);
     free(r->dx);
+    free(r->y_relu);
+    free(r->dx_relu);
     for (int i = 0; i < 4; i++) {
         free(r->grads[i]);
         free(r->buffers[i]);
     }
+}
+
+/*
+ * The fused relu paths a network takes (network.c), after the plain forward
+ * and backward: a layer with a forward_relu (conv2d) writes the output with
+ * the relu applied, which on one backend must be relu(y) bit for bit (the
+ * same sums, then the relu); a layer with a backward_relu (max pooling) takes
+ * the gradient through the relu that produced x, masked where y is not > 0.
+ */
+static void run_fused_relu(nncl_context *ctx, nncl_layer *l, const parity_case *c, test_guarded *gx, test_guarded *gy,
+                           test_guarded *gdy, const char *what, results *out)
+{
+    test_guarded gf;
+    char part[320];
+    if (l->ops->forward_relu != NULL) {
+        test_guarded_create(ctx, &gf, gy->view.ndim, gy->view.shape, NULL);
+        TEST_OK(ctx, nncl__layer_forward_relu(l, c->cfg.mode, &gx->view, &gf.view));
+        out->y_relu = malloc(sizeof(float) * (size_t)out->ny);
+        test_guarded_read(ctx, &gf, out->y_relu, what);
+        float *want = malloc(sizeof(float) * (size_t)out->ny);
+        assert_non_null(want);
+        for (int64_t i = 0; i < out->ny; i++) want[i] = out->y[i] > 0.0f ? out->y[i] : 0.0f;
+        snprintf(part, sizeof part, "%s: output with the relu fused against relu(output), on %s", what,
+                 ctx->ops->name);
+        test_assert_bitwise(out->y_relu, want, (size_t)out->ny, part);
+        free(want);
+    } else {
+        test_guarded_create(ctx, &gf, c->ndim, c->shape, NULL);
+        TEST_OK(ctx, nncl__layer_backward_relu(l, &gx->view, &gy->view, &gdy->view, &gf.view));
+        out->dx_relu = malloc(sizeof(float) * (size_t)out->nx);
+        test_guarded_read(ctx, &gf, out->dx_relu, what);
+    }
+    test_guarded_destroy(ctx, &gf);
 }
 
 /* Runs a one-input layer case on ctx: parameters, x and dy come from seed. */
@@ -455,6 +508,11 @@ static void run_layer(nncl_context *ctx, const family *f, const parity_case *c, 
     out->nx = numel(c->ndim, c->shape);
     out->ny = numel(ond, os);
     float *x = random_array(&r, out->nx, -2.0f, 2.0f), *dy = random_array(&r, out->ny, -1.0f, 1.0f);
+    if (c->cfg.relu && l->ops->backward_relu != NULL) {
+        /* A relu's output, three quarters zeros: windows of zeros alone, whose maximum (the first zero) passes
+           no gradient through the relu, and ties. */
+        for (int64_t i = 0; i < out->nx; i++) x[i] = x[i] > 1.0f ? x[i] - 1.0f : 0.0f;
+    }
     if (strcmp(f->name, "maxpool2d") == 0 && seed % 2) {
         /* NaN wins its window, and a window of -inf alone (the top-left one) passes no gradient: the same on
            both backends, whichever kernel runs. */
@@ -482,6 +540,7 @@ static void run_layer(nncl_context *ctx, const family *f, const parity_case *c, 
         TEST_OK(ctx, nncl_layer_backward(l, &gx.view, &gy.view, &gdy.view, &gdx.view));
         test_guarded_read(ctx, &gy, out->y, what);
         test_guarded_read(ctx, &gdx, out->dx, what);
+        if (c->cfg.relu) run_fused_relu(ctx, l, c, &gx, &gy, &gdy, what, out);
         test_guarded_destroy(ctx, &gy);
         test_guarded_destroy(ctx, &gdx);
     }
@@ -668,6 +727,14 @@ static void run_case(const family *f, const parity_case *c, int index)
     compare(f, res[1].y, res[0].y, res[0].ny, part);
     snprintf(part, sizeof part, "%s: input gradient", what);
     compare(f, res[1].dx, res[0].dx, res[0].nx, part);
+    if (res[0].y_relu) {
+        snprintf(part, sizeof part, "%s: output with the relu fused", what);
+        compare(f, res[1].y_relu, res[0].y_relu, res[0].ny, part);
+    }
+    if (res[0].dx_relu) {
+        snprintf(part, sizeof part, "%s: input gradient through the folded relu", what);
+        compare(f, res[1].dx_relu, res[0].dx_relu, res[0].nx, part);
+    }
     for (size_t i = 0; i < res[0].n_total; i++) {
         snprintf(part, sizeof part, "%s: %s %zu", what, i < res[0].n_params ? "parameter gradient" : "buffer", i);
         if (i < res[0].n_params) compare(f, res[1].grads[i], res[0].grads[i], res[0].ngrad[i], part);

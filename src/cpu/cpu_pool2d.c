@@ -60,7 +60,8 @@ void nncl__ref_pool2d_forward(double *y, double *idx, const double *x, const nnc
     }
 }
 
-void nncl__ref_pool2d_backward(double *dx, const double *dy, const double *idx, const nncl_pool_geom *g, int round32)
+void nncl__ref_pool2d_backward(double *dx, const double *dy, const double *idx, const double *relu_y,
+                               const nncl_pool_geom *g, int round32)
 {
     const double inv = inverse_area(g, round32);
     memset(dx, 0, sizeof(double) * (size_t)(g->n * g->c * g->h * g->w));
@@ -72,7 +73,8 @@ void nncl__ref_pool2d_backward(double *dx, const double *dy, const double *idx, 
                 int64_t o = (p * g->oh + oh) * g->ow + ow;
                 if (g->kind == NNCL_POOL_MAX) {
                     int64_t at = (int64_t)idx[o];
-                    if (at >= 0) dxp[at] = round_to(dxp[at] + dy[o], round32);
+                    /* The relu's backward: a maximum that is not > 0 was not > 0 at the relu's input either. */
+                    if (at >= 0 && (relu_y == NULL || relu_y[o] > 0.0)) dxp[at] = round_to(dxp[at] + dy[o], round32);
                     continue;
                 }
                 double share = round_to(dy[o] * inv, round32);
@@ -106,17 +108,12 @@ nncl_status nncl__cpu_pool2d_backward(nncl_context *ctx, const nncl_tensor *dx, 
                                       const nncl_tensor *idx, const nncl_tensor *relu_y, const nncl_pool_geom *g)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
-    double *pdx, *pdy, *pidx;
+    double *pdx, *pdy, *pidx, *py = NULL;
     NNCL_TRY(nncl__cpu_scratch(ctx, 0, (size_t)nncl_tensor_numel(dx), &pdx));
     NNCL_TRY(nncl__cpu_stage(ctx, 1, dy, &pdy));
     NNCL_TRY(nncl__cpu_stage(ctx, 2, idx, &pidx));
-    if (relu_y != NULL) { /* the relu's backward: outputs whose maximum is not > 0 pass no gradient */
-        double *py;
-        NNCL_TRY(nncl__cpu_stage(ctx, 3, relu_y, &py));
-        for (int64_t o = 0; o < nncl_tensor_numel(relu_y); o++)
-            if (!(py[o] > 0.0)) pdy[o] = 0.0;
-    }
-    nncl__ref_pool2d_backward(pdx, pdy, pidx, g, 1);
+    if (relu_y != NULL) NNCL_TRY(nncl__cpu_stage(ctx, 3, relu_y, &py));
+    nncl__ref_pool2d_backward(pdx, pdy, pidx, py, g, 1);
     nncl__cpu_unstage(dx, pdx);
     return nncl__cpu_op_end(ctx, "pool2d_backward", t0);
 }

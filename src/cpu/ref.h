@@ -28,9 +28,12 @@ void nncl__ref_conv2d_backward_params(double *dw, const double *dy, const double
 
 /* ---- pooling; idx may be NULL for average pooling ---- */
 /* round32 != 0 rounds every sum to float32 as the OpenCL kernels do, so that
-   the float backends agree bit for bit; the gradient checks pass 0. */
+   the float backends agree bit for bit; the gradient checks pass 0. relu_y
+   (max pooling only, may be NULL): x is a relu's output, whose backward is
+   folded in: an output passes its gradient only where its maximum relu_y is > 0. */
 void nncl__ref_pool2d_forward(double *y, double *idx, const double *x, const nncl_pool_geom *g, int round32);
-void nncl__ref_pool2d_backward(double *dx, const double *dy, const double *idx, const nncl_pool_geom *g, int round32);
+void nncl__ref_pool2d_backward(double *dx, const double *dy, const double *idx, const double *relu_y,
+                               const nncl_pool_geom *g, int round32);
 
 /* ---- activations, element-wise over n ---- */
 double nncl__ref_activation(nncl_activation act, double param, double x);
