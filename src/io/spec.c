@@ -379,19 +379,26 @@ nncl_status nncl_spec_parse(nncl_context *ctx, const char *text, const char *nam
             st = at_line(ctx, ln, st);
         }
         if (st != NNCL_OK) break;
-        /* Carry the per-sample shape through the layer, with a batch of 2: a layer that does not keep it
-           (flatten start_dim=0) would mix the samples of a batch. */
+        /* Carry the per-sample shape through the layer (with a batch of 1). */
         int64_t in[NNCL_MAX_DIMS], o[NNCL_MAX_DIMS];
         int ond;
-        in[0] = 2;
+        in[0] = 1;
         memcpy(in + 1, shape, sizeof(int64_t) * (size_t)ndim);
         if (ndim + 1 > NNCL_MAX_DIMS) st = SPEC_ERROR(ln, "too many dimensions");
-        if (st == NNCL_OK) st = nncl_layer_output_shape(layer, ndim + 1, in, &ond, o);
-        if (st == NNCL_OK && (ond < 1 || o[0] != 2))
-            st = SPEC_SHAPE_ERROR(ln, "does not keep the batch dimension: a network's layers work per sample");
-        if (st == NNCL_OK && nncl__shape_elements(ond - 1, o + 1) < 0)
+        if (st == NNCL_OK) {
+            st = nncl_layer_output_shape(layer, ndim + 1, in, &ond, o);
+            if (st == NNCL_ERR_SHAPE) st = at_line(ctx, ln, st); /* the layer's own message */
+        }
+        if (st == NNCL_OK && nncl__shape_elements(ond, o) < 0)
             st = SPEC_ERROR(ln, "gives a sample of more than 2^40 elements");
-        if (st == NNCL_ERR_SHAPE) st = at_line(ctx, ln, st);
+        if (st == NNCL_OK) { /* and with a batch of 2: a layer that does not keep it would mix the samples */
+            int64_t o2[NNCL_MAX_DIMS];
+            int ond2;
+            in[0] = 2;
+            if (nncl__shape_elements(ndim + 1, in) >= 0 &&
+                (nncl_layer_output_shape(layer, ndim + 1, in, &ond2, o2) != NNCL_OK || ond2 < 1 || o2[0] != 2))
+                st = SPEC_SHAPE_ERROR(ln, "does not keep the batch dimension: a network's layers work per sample");
+        }
         if (st == NNCL_OK) st = nncl_network_add(net, layer); /* owns the layer from here, even on failure */
         else nncl_layer_destroy(layer);
         if (st != NNCL_OK) break;

@@ -62,11 +62,14 @@ static nncl_status pool2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *idx = NULL;
     if (s->kind == NNCL_POOL_MAX) {
+        /* No shape until the positions are those of this x: a failed forward leaves none. */
+        memset(s->idx_shape, 0, sizeof s->idx_shape);
         NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
-        memcpy(s->idx_shape, x->shape, sizeof s->idx_shape);
         idx = &s->idx;
     }
-    return l->ctx->ops->pool2d_forward(l->ctx, y, idx, x, &g);
+    NNCL_TRY(l->ctx->ops->pool2d_forward(l->ctx, y, idx, x, &g));
+    if (idx != NULL) memcpy(s->idx_shape, x->shape, sizeof s->idx_shape);
+    return NNCL_OK;
 }
 
 /* dx from dy; with relu, also the backward of the relu that produced x (max pooling: masked by y > 0). */

@@ -96,10 +96,12 @@ nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global
         rounded[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     }
     const size_t fold = nncl__cl_state(ctx)->fold;
-    if (dims == 1 && rounded[0] >= fold) {
-        /* Rows of whole work-groups, narrower than the fold (NNCL_CL_FOLD); the kernel takes its index
-           from NNCL_GID and guards the tail of the last row as it guards any rounded-up tail. */
-        const size_t width = fold > local[0] ? (fold - 1) / local[0] * local[0] : local[0];
+    const size_t width = fold > local[0] ? (fold - 1) / local[0] * local[0] : local[0];
+    /* Rows of whole work-groups, narrower than the fold (NNCL_CL_FOLD); the kernel takes its index from
+       NNCL_GID and guards the tail of the last row as it guards any rounded-up tail. Not when that would
+       take NNCL_CL_FOLD rows or more (over 4e9 work-items): a GPU's second grid dimension may stop at
+       65,535, while its first goes to 2^31 work-groups. */
+    if (dims == 1 && rounded[0] >= fold && (rounded[0] + width - 1) / width < NNCL_CL_FOLD) {
         rounded[1] = (rounded[0] + width - 1) / width;
         rounded[0] = width;
         folded_local[0] = local[0];
