@@ -167,6 +167,10 @@ void *nncl__grow(void *items, size_t len, size_t *cap, size_t size, size_t first
  */
 nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacity, int64_t n);
 
+/* nncl_tensor_destroy without its refusal of views: for the library's own tensors, whose descriptors may
+   cover less than their buffer (a workspace used below its capacity). */
+void nncl__tensor_release(nncl_context *ctx, nncl_tensor *t);
+
 /* ---- profiling ------------------------------------------------------------- */
 
 /* Adds one launch of `kernel`, queued under `scope`, that ran from start_ns to end_ns, to the profile and the trace. */

@@ -74,6 +74,10 @@ errors)
   expect "malformed spec" "bad.spec:2: linear: unknown option 'kernel'" "$nncl" train --spec bad.spec --epochs 1
   expect "missing spec" "cannot open" "$nncl" train --spec nonexistent.spec
   expect "a folder as spec" "cannot read" "$nncl" train --spec "$repo/examples"
+  # Outputs that cannot be written stop the run before it trains, not after.
+  expect "--save under a file" "--save good.state/w.st cannot be written" "$nncl" train --spec "$spec" \
+    --save good.state/w.st
+  expect "--profile to a folder" "--profile . cannot be written" "$nncl" train --spec "$spec" --profile .
   expect "unknown option" "unknown option --frobnicate" "$nncl" train --spec "$spec" --frobnicate 1
   expect "unknown option, last" "unknown option --frobnicate" "$nncl" train --spec "$spec" --frobnicate
   expect "option without its value" "option --epochs needs a value" "$nncl" train --spec "$spec" --epochs

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "opencl/cl.h"
@@ -222,7 +223,50 @@ static void test_launch_folds_wide_grids(void **state)
     test_guarded_destroy(ctx, &g);
 }
 
-/* Programs are saved on disk and loaded by the next context; a corrupt file is ignored. */
+/* Builds program "cached" of src with options in a new context, which then saves it as destroying it would:
+   how many builds loaded a binary and how many binaries were stored. The kernel must run. */
+static void cache_build(const char *src, const char *options, uint64_t *hits, uint64_t *stores)
+{
+    nncl_context *c;
+    TEST_OK(NULL, nncl_context_create(NULL, &c));
+    const nncl__cl_program *p;
+    TEST_OK(c, nncl__cl_program_build(c, "cached", src, options, &p));
+    assert_int_equal(p->n_kernels, 1);
+    const nncl__cl_kernel *k = &p->kernels[0];
+    const int64_t n = 64;
+    nncl_tensor t;
+    TEST_OK(c, nncl_tensor_create(c, 1, &n, &t));
+    nncl__cl_args a = nncl__cl_args_begin(c, k);
+    nncl__cl_arg_mem(&a, (cl_mem)t.buf->mem);
+    TEST_OK(c, nncl__cl_launch_1d(&a, (size_t)n));
+    float v[64];
+    TEST_OK(c, nncl_tensor_read(c, &t, v, 64));
+    for (int i = 0; i < 64; i++) assert_true(v[i] == 1.0f);
+    TEST_OK(c, nncl_tensor_destroy(c, &t));
+    nncl__cl_cache_flush(c);
+    *hits = nncl__cl_state(c)->cache_hits;
+    *stores = nncl__cl_state(c)->cache_stores;
+    nncl_context_destroy(c);
+}
+
+/* The path of the one file in dir whose name starts with prefix, other than `except`. */
+static void cache_file_named(const char *dir, const char *prefix, char *path, size_t size, const char *except)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    path[0] = '\0';
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char candidate[512];
+        snprintf(candidate, sizeof candidate, "%s/%s", dir, e->d_name);
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || (except && strcmp(candidate, except) == 0)) continue;
+        assert_true(path[0] == '\0'); /* only one */
+        snprintf(path, size, "%s", candidate);
+    }
+    closedir(d);
+    assert_true(path[0] != '\0');
+}
+
+/* Programs are saved on disk and loaded by the next context; a file that is not its binary is ignored. */
 static void test_binary_cache(void **state)
 {
     (void)state;
@@ -236,35 +280,44 @@ static void test_binary_cache(void **state)
     if (getenv("NNCL_CACHE_BINARIES") == NULL) assert_int_equal(nncl__cl_state(ctx)->cache_store, !pocl);
     setenv("NNCL_CACHE_BINARIES", "1", 1);
     const char *src = "__kernel void cached(__global float *x) { x[get_global_id(0)] = 1.0f; }\n";
-    uint64_t hits[3], stores[3];
-    for (int run = 0; run < 3; run++) {
-        nncl_context *c;
-        TEST_OK(NULL, nncl_context_create(NULL, &c));
-        const nncl__cl_program *p;
-        TEST_OK(c, nncl__cl_program_build(c, "cached", src, "", &p));
-        nncl__cl_cache_flush(c); /* what destroying the context does */
-        hits[run] = nncl__cl_state(c)->cache_hits;
-        stores[run] = nncl__cl_state(c)->cache_stores;
-        nncl_context_destroy(c);
-        if (run == 1) { /* corrupt every cached binary: the next build falls back to source */
-            DIR *d = opendir(dir);
-            for (struct dirent *e; (e = readdir(d)) != NULL;) {
-                if (e->d_name[0] == '.') continue;
-                char path[512];
-                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-                FILE *f = fopen(path, "wb");
-                fputs("not a binary", f);
-                fclose(f);
-            }
-            closedir(d);
+    uint64_t hits, stores;
+    cache_build(src, "", &hits, &stores); /* first: built from source and stored */
+    assert_int_equal(hits, 0);
+    assert_int_equal(stores, 1);
+    cache_build(src, "", &hits, &stores); /* second: loaded */
+    assert_int_equal(hits, 1);
+    assert_int_equal(stores, 0);
+    /* A file that is not the whole binary of its key is a miss, then replaced: junk, a truncated binary (PoCL
+       crashed on one), a flipped byte, a valid binary of other options copied under this name (it would run
+       kernels built for another NNCL_EW), a FIFO (opening it would block). */
+    char file[512], other[512];
+    cache_file_named(dir, "cached-", file, sizeof file, NULL);
+    cache_build(src, "-DOTHER=1", &hits, &stores);
+    cache_file_named(dir, "cached-", other, sizeof other, file);
+    for (int how = 0; how < 5; how++) {
+        size_t len;
+        unsigned char *good = test_read_file(file, &len);
+        assert_non_null(good);
+        unlink(file);
+        if (how == 0) test_write_file(file, "not a binary", 12);
+        if (how == 1) test_write_file(file, good, len / 2);
+        if (how == 2) {
+            good[len - 100] ^= 0x40;
+            test_write_file(file, good, len);
         }
+        if (how == 3) {
+            size_t other_len;
+            unsigned char *copy = test_read_file(other, &other_len);
+            assert_non_null(copy);
+            test_write_file(file, copy, other_len);
+            free(copy);
+        }
+        if (how == 4) assert_int_equal(mkfifo(file, 0600), 0);
+        free(good);
+        cache_build(src, "", &hits, &stores);
+        if (hits != 0 || stores != 1) fail_msg("corruption %d: %llu hits, %llu stores", how,
+                                               (unsigned long long)hits, (unsigned long long)stores);
     }
-    assert_int_equal(hits[0], 0); /* first: built from source and stored */
-    assert_int_equal(stores[0], 1);
-    assert_int_equal(hits[1], 1); /* second: loaded */
-    assert_int_equal(stores[1], 0);
-    assert_int_equal(hits[2], 0); /* third: the corrupt file is ignored and replaced */
-    assert_int_equal(stores[2], 1);
     /* NNCL_CACHE_BINARIES=0: loaded when there, never stored. */
     setenv("NNCL_CACHE_BINARIES", "0", 1);
     for (int run = 0; run < 2; run++) {
@@ -349,8 +402,8 @@ static int env_restore(void **state)
 static void test_bad_policy_values(void **state)
 {
     (void)state;
-    const char *const vars[] = {"NNCL_GEMM", "NNCL_CONV", "NNCL_KERNELS", "NNCL_GRID_FOLD"};
-    for (int i = 0; i < 4; i++) {
+    const char *const vars[] = {"NNCL_GEMM", "NNCL_CONV", "NNCL_KERNELS", "NNCL_GRID_FOLD", "NNCL_CACHE_BINARIES"};
+    for (int i = 0; i < 5; i++) {
         setenv(vars[i], "fastest", 1);
         nncl_context *c = NULL;
         assert_int_equal(nncl_context_create(NULL, &c), NNCL_ERR_INVALID_ARG);
@@ -358,6 +411,20 @@ static void test_bad_policy_values(void **state)
         const char *msg = nncl_context_last_error(NULL);
         if (strstr(msg, vars[i]) == NULL || strstr(msg, "fastest") == NULL) fail_msg("%s: \"%s\"", vars[i], msg);
         unsetenv(vars[i]);
+    }
+    /* Numbers with what strtoull would skip, and a cache folder longer than nncl takes (it used to be cut). */
+    const char *const bad[][2] = {{"NNCL_GRID_FOLD", " 5"}, {"NNCL_GRID_FOLD", "+5"}, {"NNCL_CACHE_DIR", NULL}};
+    char long_dir[700];
+    memset(long_dir, 'd', sizeof long_dir - 1);
+    long_dir[0] = '/';
+    long_dir[sizeof long_dir - 1] = '\0';
+    for (int i = 0; i < 3; i++) {
+        setenv(bad[i][0], bad[i][1] ? bad[i][1] : long_dir, 1);
+        nncl_context *c = NULL;
+        assert_int_equal(nncl_context_create(NULL, &c), NNCL_ERR_INVALID_ARG);
+        const char *msg = nncl_context_last_error(NULL);
+        if (strstr(msg, bad[i][0]) == NULL) fail_msg("%s: \"%s\"", bad[i][0], msg);
+        unsetenv(bad[i][0]);
     }
     nncl_context *c = NULL;
     TEST_OK(NULL, nncl_context_create(NULL, &c)); /* and valid values still make a context */

@@ -145,6 +145,17 @@ static void test_reshape_and_views(void **state)
     const int64_t s4[2] = {3, 5};
     TEST_OK(ctx, nncl_tensor_view(ctx, &t, 100, 2, s4, &v));
     assert_int_equal(v.offset, 100);
+    /* Destroying a view, at an offset or of part of the buffer, is refused: it would free the buffer under
+       the tensor it views (a network's parameters, say). The tensor stays usable. */
+    assert_int_equal(nncl_tensor_destroy(ctx, &v), NNCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "a view"));
+    nncl_tensor head;
+    TEST_OK(ctx, nncl_tensor_view(ctx, &t, 0, 2, s4, &head));
+    assert_int_equal(nncl_tensor_destroy(ctx, &head), NNCL_ERR_INVALID_ARG);
+    TEST_OK(ctx, nncl_tensor_fill(ctx, &v, 2.0f));
+    float back[15];
+    TEST_OK(ctx, nncl_tensor_read(ctx, &v, back, 15));
+    for (int i = 0; i < 15; i++) assert_true(back[i] == 2.0f);
     /* Scalars: rank 0, one element; flatten makes a vector of one. */
     nncl_tensor sc, sc_flat;
     TEST_OK(ctx, nncl_tensor_view(ctx, &t, 7, 0, NULL, &sc));

@@ -121,15 +121,27 @@ nncl_status nncl_tensor_create(nncl_context *ctx, int ndim, const int64_t *shape
     return NNCL_OK;
 }
 
+void nncl__tensor_release(nncl_context *ctx, nncl_tensor *t)
+{
+    if (t == NULL || t->buf == NULL) return;
+    ctx->ops->buffer_release(ctx, t->buf);
+    free(t->buf);
+    memset(t, 0, sizeof *t);
+}
+
 nncl_status nncl_tensor_destroy(nncl_context *ctx, nncl_tensor *t)
 {
     NNCL_CHECK_CTX(ctx);
     if (t == NULL || t->buf == NULL) return NNCL_OK;
     if (t->buf->ctx != ctx)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: tensor belongs to another context", __func__);
-    ctx->ops->buffer_release(ctx, t->buf);
-    free(t->buf);
-    memset(t, 0, sizeof *t);
+    const size_t elements = t->buf->bytes / ELEM_BYTES;
+    if (t->offset != 0 || nncl_tensor_numel(t) < 0 || (size_t)nncl_tensor_numel(t) != elements)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
+                          "%s: a view (%" PRId64 " elements at offset %zu of a buffer of %zu): destroy the tensor "
+                          "it views, or the network that owns it", __func__, nncl_tensor_numel(t), t->offset,
+                          elements);
+    nncl__tensor_release(ctx, t);
     return NNCL_OK;
 }
 
@@ -350,7 +362,7 @@ nncl_status nncl_tensor_view(nncl_context *ctx, const nncl_tensor *base, size_t 
 nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacity, int64_t n)
 {
     if (n > *capacity) {
-        NNCL_TRY(nncl_tensor_destroy(ctx, ws));
+        nncl__tensor_release(ctx, ws);
         *capacity = 0;
         NNCL_TRY(nncl_tensor_create(ctx, 1, &n, ws));
         *capacity = n;

@@ -86,8 +86,8 @@ static nncl_status batchnorm_backward(nncl_layer *l, const nncl_tensor *x, const
 static void batchnorm_destroy(nncl_layer *l)
 {
     batchnorm *s = (batchnorm *)l;
-    nncl_tensor_destroy(l->ctx, &s->mean);
-    nncl_tensor_destroy(l->ctx, &s->invstd);
+    nncl__tensor_release(l->ctx, &s->mean);
+    nncl__tensor_release(l->ctx, &s->invstd);
 }
 
 /* weight 1, bias 0, running mean 0, running variance 1, as PyTorch; the counter restarts. */

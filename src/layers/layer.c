@@ -69,8 +69,8 @@ nncl_status nncl__layer_rebind_param(nncl_layer *l, size_t i, const nncl_tensor 
         memcpy(g.shape, v.shape, sizeof g.shape);
         NNCL_TRY(nncl_tensor_fill(l->ctx, &g, 0.0f));
     }
-    nncl_tensor_destroy(l->ctx, &p->value);
-    nncl_tensor_destroy(l->ctx, &p->grad);
+    nncl__tensor_release(l->ctx, &p->value);
+    nncl__tensor_release(l->ctx, &p->grad);
     p->value = v;
     p->grad = g;
     p->borrowed = 1;
@@ -115,8 +115,8 @@ void nncl__layer_free(nncl_layer *l)
     if (l->ops->destroy) l->ops->destroy(l);
     for (size_t i = 0; i < l->n_total; i++) {
         if (l->params[i].borrowed) continue;
-        nncl_tensor_destroy(l->ctx, &l->params[i].value);
-        nncl_tensor_destroy(l->ctx, &l->params[i].grad);
+        nncl__tensor_release(l->ctx, &l->params[i].value);
+        nncl__tensor_release(l->ctx, &l->params[i].grad);
     }
     free(l);
 }

@@ -65,8 +65,8 @@ static nncl_status layernorm_backward(nncl_layer *l, const nncl_tensor *x, const
 static void layernorm_destroy(nncl_layer *l)
 {
     layernorm *s = (layernorm *)l;
-    nncl_tensor_destroy(l->ctx, &s->mean);
-    nncl_tensor_destroy(l->ctx, &s->rstd);
+    nncl__tensor_release(l->ctx, &s->mean);
+    nncl__tensor_release(l->ctx, &s->rstd);
 }
 
 static nncl_status layernorm_reset(nncl_layer *l, uint64_t seed, uint32_t layer)

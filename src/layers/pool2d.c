@@ -106,7 +106,7 @@ static nncl_status maxpool_backward_relu(nncl_layer *l, const nncl_tensor *x, co
 
 static void pool2d_destroy(nncl_layer *l)
 {
-    nncl_tensor_destroy(l->ctx, &((pool2d *)l)->idx);
+    nncl__tensor_release(l->ctx, &((pool2d *)l)->idx);
 }
 
 static const nncl_layer_ops maxpool_ops = {

@@ -74,7 +74,7 @@ nncl_status nncl_loss_destroy(nncl_loss *loss)
 void nncl__loss_free(nncl_loss *loss)
 {
     if (loss == NULL) return;
-    nncl_tensor_destroy(loss->ctx, &loss->work);
+    nncl__tensor_release(loss->ctx, &loss->work);
     free(loss);
 }
 

@@ -192,7 +192,7 @@ static void unplan(nncl_network *net)
     nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
                             &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum,
                             &net->loss_work};
-    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl_tensor_destroy(net->ctx, owned[i]);
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl__tensor_release(net->ctx, owned[i]);
     void **arrays[] = {(void **)&net->act,        (void **)&net->dact,          (void **)&net->cur_act,
                        (void **)&net->cur_dact,   (void **)&net->act_sample,    (void **)&net->fused,
                        (void **)&net->fused_back,

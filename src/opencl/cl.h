@@ -58,6 +58,7 @@ typedef struct nncl__cl_program {
     nncl__cl_kernel *kernels; /* every kernel of the program, created once */
     size_t n_kernels;
     char *cache_file; /* built from source and not saved yet: the binary cache file to save it to */
+    uint64_t cache_key; /* its key, which the file's header repeats */
 } nncl__cl_program;
 
 /*
@@ -252,24 +253,25 @@ double nncl__cl_now(void);
 
 /* ---- the on-disk binary cache (cl_binary_cache.c) ---- */
 
-/* Chooses the cache folder from NNCL_CACHE_DIR, XDG_CACHE_HOME or HOME, and whether to store binaries. */
-void nncl__cl_cache_init(nncl_context *ctx, const nncl_device_info *device);
+/* Chooses the cache folder from NNCL_CACHE_DIR, XDG_CACHE_HOME or HOME, and whether to store binaries
+   (NNCL_CACHE_BINARIES); refuses a value it cannot use. */
+nncl_status nncl__cl_cache_init(nncl_context *ctx, const nncl_device_info *device);
 
 /* A program built from its cached binary, or NULL (no cache, no file, or a file that does not build). */
 cl_program nncl__cl_cache_load(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
                                const char *options);
 
-/* The cache file a program built from these parts would be saved to (malloc'd), or NULL when the cache is
-   off or does not store binaries. */
+/* The cache file a program built from these parts would be saved to (malloc'd), and its key, or NULL when
+   the cache is off or does not store binaries. */
 char *nncl__cl_cache_file(nncl_context *ctx, const char *name, const char *const *parts, size_t n_parts,
-                          const char *options);
+                          const char *options, uint64_t *key);
 
 /* Opens "<cache folder>/<prefix>-<device key hash>.txt" (writing: creating the folder); NULL when the cache
    is off or the file cannot be opened. */
 FILE *nncl__cl_cache_open(const nncl__cl *cl, const char *prefix, const char *mode);
 
-/* Saves a built program's binary to path (failures only cost the next start its speed-up). */
-void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path);
+/* Saves a built program's binary to path under key (failures only cost the next start its speed-up). */
+void nncl__cl_cache_store(nncl_context *ctx, cl_program program, const char *path, uint64_t key);
 
 /* Saves every program built from source since the last flush (nncl__cl_programs_release does it too). */
 void nncl__cl_cache_flush(nncl_context *ctx);

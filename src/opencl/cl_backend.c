@@ -271,7 +271,7 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     NNCL_TRY(nncl__cl_describe_device(ctx, cl->platform, cl->device, pi, di, &info));
     cl->max_work_group_size = info.max_work_group_size;
     cl->compute_units = info.compute_units;
-    nncl__cl_cache_init(ctx, &info);
+    NNCL_TRY(nncl__cl_cache_init(ctx, &info));
     snprintf(ctx->description, sizeof ctx->description, "OpenCL %d:%d %s (%s, %s, driver %s)", pi, di, info.name,
              info.platform_name, info.version, info.driver_version);
 
@@ -315,7 +315,7 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
     if (fold != NULL) {
         char *end = NULL;
         unsigned long long v = strtoull(fold, &end, 10);
-        if (end == fold || *end != '\0' || v < 1 || v > NNCL_CL_FOLD)
+        if (fold[0] < '0' || fold[0] > '9' || *end != '\0' || v < 1 || v > NNCL_CL_FOLD)
             return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_GRID_FOLD=\"%s\" is not a number of work-items "
                               "from 1 to %d", fold, NNCL_CL_FOLD);
         cl->fold = (size_t)v;

@@ -66,7 +66,7 @@ void nncl__cl_cache_flush(nncl_context *ctx)
     for (size_t i = 0; i < cl->n_programs; i++) {
         nncl__cl_program *p = cl->programs[i];
         if (p->cache_file == NULL) continue;
-        nncl__cl_cache_store(ctx, p->program, p->cache_file);
+        nncl__cl_cache_store(ctx, p->program, p->cache_file, p->cache_key);
         free(p->cache_file);
         p->cache_file = NULL;
     }
@@ -253,7 +253,8 @@ static nncl_status build(nncl_context *ctx, const char *name, const char *const 
         }
         goto fail;
     }
-    if (from_source) p->cache_file = nncl__cl_cache_file(ctx, name, parts, n_parts, options); /* saved at release */
+    if (from_source) /* saved at release */
+        p->cache_file = nncl__cl_cache_file(ctx, name, parts, n_parts, options, &p->cache_key);
     st = create_kernels(ctx, p);
     if (st != NNCL_OK) goto fail;
 

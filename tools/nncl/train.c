@@ -20,9 +20,11 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <threads.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,6 +125,29 @@ static int optimizer_kind(int argc, char **argv, nncl_optimizer_kind *kind)
 }
 
 /* Parses the options common to every subcommand; returns 0 on success. */
+/*
+ * Whether a file can be written at path later, tried now by creating and removing a file beside it as the
+ * atomic writer will (src/io/stream.c), so that a bad --save, --checkpoint or --profile stops the run before
+ * it trains rather than after; 0 with a message.
+ */
+static int writable_later(const char *option, const char *path)
+{
+    char probe[4096];
+    struct stat st;
+    const char *why = NULL;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        why = strerror(EISDIR);
+    } else if (snprintf(probe, sizeof probe, "%s.probe.%ld", path, (long)getpid()) >= (int)sizeof probe) {
+        why = "the path is too long";
+    } else {
+        int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd < 0) why = strerror(errno);
+        else close(fd), unlink(probe);
+    }
+    if (why != NULL) fprintf(stderr, "nncl: %s %s cannot be written: %s\n", option, path, why);
+    return why == NULL;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
@@ -427,6 +452,9 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail(s.ctx, st);
         goto done;
     }
+    if ((o.save && !writable_later("--save", o.save)) || (o.checkpoint && !writable_later("--checkpoint", o.checkpoint)) ||
+        (o.profile && !writable_later("--profile", o.profile)))
+        goto done;
     order = malloc(sizeof(int64_t) * (size_t)train.n);
     y = malloc(sizeof(int64_t) * (size_t)o.batch);
     x = malloc(sizeof(float) * (size_t)(o.batch * train.sample));
