@@ -452,7 +452,8 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail(s.ctx, st);
         goto done;
     }
-    if ((o.save && !writable_later("--save", o.save)) || (o.checkpoint && !writable_later("--checkpoint", o.checkpoint)) ||
+    if ((o.save && !writable_later("--save", o.save)) ||
+        (o.checkpoint && !writable_later("--checkpoint", o.checkpoint)) ||
         (o.profile && !writable_later("--profile", o.profile)))
         goto done;
     order = malloc(sizeof(int64_t) * (size_t)train.n);
