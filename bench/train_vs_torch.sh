@@ -74,6 +74,12 @@ echo "  NNCL_CACHE_BINARIES=1, PoCL's cold only   $binary / $binary_all"
 # other drivers keep no such cache to count in).
 floor=n/a
 if [ "$variants" -gt 0 ]; then
+  # What each kernel cost: PoCL writes a kernel's .so as it finishes compiling it, so the time between files
+  # is one kernel's compile (with its run, and the host's work between launches, which are small here).
+  echo "the cold run's kernels as PoCL compiled them, seconds since the file before (the program's build for the first):"
+  find "$tmp/pocl-a" \( -name '*.so' -o -name program.bc \) -printf '%T@ %p\n' | sort -n |
+    awk '{ n = split($2, part, "/"); name = part[n] == "program.bc" ? "" : part[n - 2] " " part[n - 1]
+           if (name != "") printf "  %6.3f  %s\n", $1 - prev, name; prev = $1 }'
   echo "the cold run compiled $variants kernel variants; the same number of one-line kernels, cold, without nncl:"
   POCL_CACHE_DIR=$tmp/pocl-floor "$build/bench/bench_compile_floor" "$variants" | tee "$tmp/floor.txt"
   floor=$(awk '$1 == "total" {print $2}' "$tmp/floor.txt")
