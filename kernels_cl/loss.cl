@@ -142,14 +142,14 @@ __kernel void loss_step_finish(__global float *metrics, ulong metrics_off, __glo
     __kernel void loss_rows_##name(__global float *dst, ulong dst_off, __global const float *input, ulong input_off, \
                                    __global const float *target, ulong target_off, ulong n, ulong c, float s)        \
     {                                                                                                                \
-        const size_t r = NNCL_GID();                                                                           \
+        const size_t r = NNCL_GID();                                                                                 \
         if (r < n) dst[dst_off + r] = loss_row(kind, input + input_off + r * c, target + target_off, r, c, s);       \
     }                                                                                                                \
     __kernel void loss_backward_##name(__global float *dst, ulong dst_off, __global const float *input,              \
                                        ulong input_off, __global const float *target, ulong target_off, ulong n,     \
                                        ulong c, float s)                                                             \
     {                                                                                                                \
-        const size_t r = NNCL_GID();                                                                           \
+        const size_t r = NNCL_GID();                                                                                 \
         if (r < n)                                                                                                   \
             loss_row_grad(kind, dst + dst_off + r * c, input + input_off + r * c, target + target_off, r, n, c, s);  \
     }                                                                                                                \

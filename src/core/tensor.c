@@ -136,11 +136,11 @@ nncl_status nncl_tensor_destroy(nncl_context *ctx, nncl_tensor *t)
     if (t->buf->ctx != ctx)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: tensor belongs to another context", __func__);
     const size_t elements = t->buf->bytes / ELEM_BYTES;
-    if (t->offset != 0 || nncl_tensor_numel(t) < 0 || (size_t)nncl_tensor_numel(t) != elements)
+    const int64_t numel = nncl_tensor_numel(t);
+    if (t->offset != 0 || (size_t)numel != elements)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
                           "%s: a view (%" PRId64 " elements at offset %zu of a buffer of %zu): destroy the tensor "
-                          "it views, or the network that owns it", __func__, nncl_tensor_numel(t), t->offset,
-                          elements);
+                          "it views, or the network that owns it", __func__, numel, t->offset, elements);
     nncl__tensor_release(ctx, t);
     return NNCL_OK;
 }

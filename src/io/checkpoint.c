@@ -333,8 +333,7 @@ nncl_status nncl_network_save_state(nncl_network *net, const char *path, const n
     return st;
 }
 
-/* A metadata integer, strictly parsed. */
-/* The unsigned decimal metadata value `key`, in lo .. hi. */
+/* The metadata value `key`, strictly parsed as an unsigned decimal integer in lo .. hi. */
 static nncl_status meta_int(nncl_context *ctx, const char *path, const nncl__st_file *f, const char *key, uint64_t lo,
                             uint64_t hi, uint64_t *out)
 {

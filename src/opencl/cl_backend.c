@@ -33,8 +33,7 @@ nncl_status nncl__cl_scratch(nncl_context *ctx, int slot, size_t bytes, cl_mem *
 {
     nncl__cl *cl = nncl__cl_state(ctx);
     if (cl->scratch[slot] == NULL || bytes > cl->scratch_bytes[slot]) {
-        nncl__cl_free(ctx, &cl->scratch[slot], cl->scratch_bytes[slot]);
-        cl->scratch_bytes[slot] = 0;
+        nncl__cl_scratch_release(ctx, slot);
         NNCL_TRY(nncl__cl_alloc(ctx, bytes, &cl->scratch[slot]));
         cl->scratch_bytes[slot] = bytes;
     }

@@ -135,8 +135,9 @@ static int cmd_check(int argc, char **argv)
             const long cap = 1L << 26;
             const char *size = argv[++i];
             int used = 0;
-            if (sscanf(size, "%ld,%ld,%ld%n", &m, &n, &k, &used) != 3 || size[used] != '\0' || m < 1 || n < 1 || k < 1 || m > cap || n > cap ||
-                k > cap || m * n > cap || m * k > cap || k * n > cap || (double)m * n * k > 0x1p33) {
+            if (sscanf(size, "%ld,%ld,%ld%n", &m, &n, &k, &used) != 3 || size[used] != '\0' || m < 1 || n < 1 ||
+                k < 1 || m > cap || n > cap || k > cap || m * n > cap || m * k > cap || k * n > cap ||
+                (double)m * n * k > 0x1p33) {
                 fprintf(stderr, "nncl check: --size takes M,N,K, each >= 1, matrices up to 2^26 elements and "
                                 "M*N*K up to 2^33\n");
                 return 1;

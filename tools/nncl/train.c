@@ -104,7 +104,6 @@ static int takes_value(const char *a)
     return 0;
 }
 
-
 /*
  * The kind named by the last --optimizer (SGD without one), found before the
  * other options are read: its defaults are what they change, in any order.
@@ -124,7 +123,6 @@ static int optimizer_kind(int argc, char **argv, nncl_optimizer_kind *kind)
     return 0;
 }
 
-/* Parses the options common to every subcommand; returns 0 on success. */
 /*
  * Whether a file can be written at path later, tried now by creating and removing a file beside it as the
  * atomic writer will (src/io/stream.c), so that a bad --save, --checkpoint or --profile stops the run before
@@ -148,6 +146,7 @@ static int writable_later(const char *option, const char *path)
     return why == NULL;
 }
 
+/* Parses the options common to every subcommand; returns 0 on success. */
 static int parse_options(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
