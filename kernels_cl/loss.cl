@@ -47,10 +47,13 @@ NNCL_INSTANTIATED float loss_row(const int kind, __global const float *x, __glob
     } else if (kind == 1) {
         float m;
         const float ls = row_log_sum(x, c, &m);
-        float sum_logp = 0.0f;
-        NNCL_NO_AUTOVEC
-        for (ulong j = 0; j < c; j++) sum_logp += (x[j] - m) - ls;
-        row = -(1.0f - smoothing) * ((x[(ulong)t[r]] - m) - ls) - smoothing / (float)c * sum_logp;
+        row = -(1.0f - smoothing) * ((x[(ulong)t[r]] - m) - ls);
+        if (smoothing > 0.0f) { /* never 0 * (-inf): a masked logit of -inf leaves the unsmoothed loss finite */
+            float sum_logp = 0.0f;
+            NNCL_NO_AUTOVEC
+            for (ulong j = 0; j < c; j++) sum_logp += (x[j] - m) - ls;
+            row -= smoothing / (float)c * sum_logp;
+        }
     } else {
         row = -x[(ulong)t[r]];
     }

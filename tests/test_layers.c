@@ -12,7 +12,8 @@
  *     backward applies the mask of its forward, exactly;
  *   - the cases random data never reaches: softmax of logits near 1000 (the
  *     max shift), batch norm of a channel with zero running variance (eps),
- *     max pooling over equal values (the first maximum takes the gradient);
+ *     max pooling over equal values (the first maximum takes the gradient),
+ *     cross-entropy over a masked class (a logit of -inf);
  *   - max pooling's backward is refused for an input its last forward did
  *     not see; a -0 gradient through any pooling gives +0, as the reference;
  *   - bad configurations and bad inputs return NNCL_ERR_INVALID_ARG or
@@ -719,6 +720,53 @@ static void test_bad_configurations(void **state)
     TEST_OK(ctx, nncl_tensor_destroy(ctx, &y));
 }
 
+/*
+ * Cross-entropy over a masked class (logit -inf), as PyTorch gives it: row
+ * (2, -inf, 1) with label 0 has loss log(1 + e^-1) and gradient
+ * (softmax - onehot) = (-1/(1 + e), 0, 1/(1 + e)), rtol 1e-6; a label on the
+ * masked class, or any label smoothing, gives +inf (log p = -inf is in the
+ * sum). The smoothing term used to be added at s = 0 too, and 0 * -inf made
+ * every such loss NaN.
+ */
+static void test_cross_entropy_masked_logits(void **state)
+{
+    (void)state;
+    const int64_t shape[2] = {1, 3}, one = 1;
+    const float xv[3] = {2.0f, -INFINITY, 1.0f};
+    nncl_tensor x, label, out, dx;
+    tensor_of(&x, 2, shape, xv);
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &one, &label));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 1, &one, &out));
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, shape, &dx));
+    static const struct {
+        int64_t label;
+        float smoothing;
+        double loss;
+    } cases[] = {{0, 0.0f, 0.31326168751822286 /* log(1 + e^-1) */}, {1, 0.0f, INFINITY}, {0, 0.1f, INFINITY}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nncl_loss *loss;
+        TEST_OK(ctx, nncl_loss_create(ctx, NNCL_LOSS_CROSS_ENTROPY, cases[i].smoothing, &loss));
+        TEST_OK(ctx, nncl_tensor_write_labels(ctx, &label, &cases[i].label, 1, 3));
+        TEST_OK(ctx, nncl_loss_forward(loss, &x, &label, &out));
+        float v;
+        TEST_OK(ctx, nncl_tensor_read(ctx, &out, &v, 1));
+        if (!(isinf(cases[i].loss) ? v == (float)cases[i].loss : fabs(v - cases[i].loss) <= 1e-6 * cases[i].loss))
+            fail_msg("cross_entropy of (2, -inf, 1), label %lld, smoothing %g: %g, expected %g",
+                     (long long)cases[i].label, (double)cases[i].smoothing, (double)v, cases[i].loss);
+        if (i == 0) {
+            TEST_OK(ctx, nncl_loss_backward(loss, &x, &label, &dx));
+            float *g = read_all(&dx);
+            const double e1 = 1.0 / (1.0 + exp(1.0)), want[3] = {-e1, 0.0, e1};
+            test_assert_close(g, (const float[]){(float)want[0], (float)want[1], (float)want[2]}, 3, 0.0, 1e-6,
+                              "cross_entropy gradient of (2, -inf, 1), label 0");
+            free(g);
+        }
+        nncl_loss_destroy(loss);
+    }
+    nncl_tensor *all[] = {&x, &label, &out, &dx};
+    for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+}
+
 static void test_bad_loss_inputs(void **state)
 {
     (void)state;
@@ -775,6 +823,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_maxpool_backward_needs_its_forward),
         cmocka_unit_test(test_pool_negative_zero_gradient),
         cmocka_unit_test(test_bad_configurations),
+        cmocka_unit_test(test_cross_entropy_masked_logits),
         cmocka_unit_test(test_bad_loss_inputs),
     };
     int failed = cmocka_run_group_tests_name(backend, tests, NULL, NULL);

@@ -4,7 +4,9 @@
  *   mse              (x - t)^2                               mean over n c
  *   bce_with_logits  max(x, 0) - x t + log(1 + e^-|x|)       mean over n c
  *   cross_entropy    -(1 - s) logp[t] - (s / c) sum_j logp[j],
- *                    logp = log_softmax(x) (max-shifted: stable for |x| ~ 1e4)
+ *                    logp = log_softmax(x) (max-shifted: stable for |x| ~ 1e4);
+ *                    the s term only for s > 0, so that a logit of -inf (a
+ *                    masked class) leaves the unsmoothed loss finite
  *                                                            mean over n
  *   nll              -x[t]                                   mean over n
  * Gradients of the mean: mse 2 (x - t) / (n c); bce (sigmoid(x) - t) / (n c);
@@ -52,9 +54,13 @@ double nncl__ref_loss_forward(nncl_loss_kind kind, double *work, const double *i
                 row = NAN;
                 break;
             }
-            double ls = row_log_sum(x, c, &m), sum_logp = 0.0;
-            for (int64_t j = 0; j < c; j++) sum_logp += (x[j] - m) - ls;
-            row = -(1.0 - smoothing) * ((x[(int64_t)target[r]] - m) - ls) - smoothing / (double)c * sum_logp;
+            double ls = row_log_sum(x, c, &m);
+            row = -(1.0 - smoothing) * ((x[(int64_t)target[r]] - m) - ls);
+            if (smoothing > 0.0) { /* never 0 * (-inf): a masked logit of -inf leaves the unsmoothed loss finite */
+                double sum_logp = 0.0;
+                for (int64_t j = 0; j < c; j++) sum_logp += (x[j] - m) - ls;
+                row -= smoothing / (double)c * sum_logp;
+            }
             break;
         }
         case NNCL_LOSS_NLL:
