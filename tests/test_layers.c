@@ -9,7 +9,8 @@
  *     test_gradcheck);
  *   - parameter names, shapes and default initialisation follow PyTorch;
  *   - dropout and batch norm in training and evaluation modes; dropout's
- *     backward applies the mask of its forward, exactly;
+ *     backward applies the mask of its forward, exactly; batch norm's
+ *     backward is refused without a forward that succeeded;
  *   - the cases random data never reaches: softmax of logits near 1000 (the
  *     max shift), batch norm of a channel with zero running variance (eps),
  *     max pooling over equal values (the first maximum takes the gradient),
@@ -437,10 +438,26 @@ static void test_batchnorm_modes(void **state)
     assert_int_equal(nncl_layer_forward(bn1, NNCL_TRAIN, &x1, &y1), NNCL_ERR_SHAPE);
     assert_non_null(strstr(nncl_context_last_error(ctx), "batchnorm1d(num_features=3)"));
     TEST_OK(ctx, nncl_layer_forward(bn1, NNCL_EVAL, &x1, &y1)); /* evaluation is fine */
+    /* A backward needs a forward that succeeded: after the refused training forward, the statistics are
+       neither the batch's (never computed) nor the running ones the caller did not ask for. The backward
+       used to go ahead with statistics no forward had written. */
+    nncl_tensor dy1, dx1;
+    random_tensor(&dy1, 2, one, 8, -1.0f, 1.0f);
+    TEST_OK(ctx, nncl_tensor_create(ctx, 2, one, &dx1));
+    TEST_OK(ctx, nncl_layer_backward(bn1, &x1, &y1, &dy1, &dx1)); /* after the evaluation forward */
+    assert_int_equal(nncl_layer_forward(bn1, NNCL_TRAIN, &x1, &y1), NNCL_ERR_SHAPE);
+    assert_int_equal(nncl_layer_backward(bn1, &x1, &y1, &dy1, &dx1), NNCL_ERR_INVALID_ARG);
+    assert_non_null(strstr(nncl_context_last_error(ctx), "backward without a successful forward"));
+    TEST_OK(ctx, nncl_layer_forward(bn1, NNCL_EVAL, &x1, &y1));
+    TEST_OK(ctx, nncl_layer_backward(bn1, &x1, &y1, &dy1, &dx1));
+    nncl_layer *fresh;
+    TEST_OK(ctx, nncl_batchnorm_create(ctx, 3, 1, &fresh));
+    assert_int_equal(nncl_layer_backward(fresh, &x1, &y1, &dy1, &dx1), NNCL_ERR_INVALID_ARG);
+    nncl_layer_destroy(fresh);
     nncl_layer_destroy(bn1);
     nncl_layer_destroy(l);
-    nncl_tensor *all[] = {&x, &y, &x1, &y1};
-    for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+    nncl_tensor *all[] = {&x, &y, &x1, &y1, &dy1, &dx1};
+    for (int i = 0; i < 6; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
 }
 
 /* Creates a tensor of the given shape holding `v`. */

@@ -10,12 +10,16 @@
 
 #include "layers/layer.h"
 
+/* The statistics the last forward normalised with: none (no forward yet, or it failed), the running
+   ones (evaluation) or the batch's (training, kept in mean and invstd). */
+typedef enum bn_stats { STATS_NONE, STATS_RUNNING, STATS_BATCH } bn_stats;
+
 typedef struct batchnorm {
     nncl_layer base;
     int64_t c;
     int spatial_dims;          /* 1: BatchNorm1d, 2: BatchNorm2d */
     nncl_tensor mean, invstd;  /* (C): statistics of the last forward */
-    int last_train;
+    bn_stats last;
     int64_t batches_tracked;
 } batchnorm;
 
@@ -53,11 +57,16 @@ static nncl_status batchnorm_forward(nncl_layer *l, nncl_mode mode, const nncl_t
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *gamma = &l->params[0].value, *beta = &l->params[1].value;
     const nncl_tensor *rm = &l->params[2].value, *rv = &l->params[3].value;
-    s->last_train = mode == NNCL_TRAIN;
-    if (!s->last_train) return ctx->ops->batchnorm_forward_eval(ctx, y, x, rm, rv, gamma, beta, &g);
+    s->last = STATS_NONE; /* until this forward has succeeded: a backward after a failed one is refused */
+    if (mode != NNCL_TRAIN) {
+        NNCL_TRY(ctx->ops->batchnorm_forward_eval(ctx, y, x, rm, rv, gamma, beta, &g));
+        s->last = STATS_RUNNING;
+        return NNCL_OK;
+    }
     if (g.n * g.inner < 2)
         return nncl__layer_shape_error(l, x->ndim, x->shape, "has one value per channel: training needs more");
     NNCL_TRY(ctx->ops->batchnorm_forward_train(ctx, y, &s->mean, &s->invstd, rm, rv, x, gamma, beta, &g));
+    s->last = STATS_BATCH;
     s->batches_tracked++;
     return NNCL_OK;
 }
@@ -73,14 +82,17 @@ static nncl_status batchnorm_backward(nncl_layer *l, const nncl_tensor *x, const
     const nncl_tensor *gamma = &l->params[0].value;
     const nncl_tensor *dgamma = &l->params[0].grad, *dbeta = &l->params[1].grad;
     const nncl_tensor *mean = &s->mean;
-    if (!s->last_train) { /* statistics were the running ones: constants */
+    if (s->last == STATS_NONE)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: backward without a successful forward", l->desc);
+    if (s->last == STATS_RUNNING) { /* statistics were the running ones: constants */
         NNCL_TRY(ctx->ops->batchnorm_invstd(ctx, &s->invstd, &l->params[3].value, g.eps));
         mean = &l->params[2].value;
     }
     /* The backend always writes dx; without one, a scratch gradient would be
        needed, so batch norm requires dx. */
     if (dx == NULL) return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: backward needs dx", l->desc);
-    return ctx->ops->batchnorm_backward(ctx, dx, dgamma, dbeta, dy, x, mean, &s->invstd, gamma, &g, s->last_train);
+    return ctx->ops->batchnorm_backward(ctx, dx, dgamma, dbeta, dy, x, mean, &s->invstd, gamma, &g,
+                                        s->last == STATS_BATCH);
 }
 
 static void batchnorm_destroy(nncl_layer *l)
@@ -130,8 +142,8 @@ nncl_status nncl_batchnorm_create(nncl_context *ctx, int64_t num_features, int s
     if (st == NNCL_OK) st = nncl__layer_add_param(l, "bias", 1, &num_features, 1, 0.0f);
     if (st == NNCL_OK) st = nncl__layer_add_param(l, "running_mean", 1, &num_features, 0, 0.0f);
     if (st == NNCL_OK) st = nncl__layer_add_param(l, "running_var", 1, &num_features, 0, 1.0f);
-    if (st == NNCL_OK) st = nncl_tensor_create(ctx, 1, &num_features, &s->mean);
-    if (st == NNCL_OK) st = nncl_tensor_create(ctx, 1, &num_features, &s->invstd);
+    if (st == NNCL_OK) st = nncl__tensor_create_owned(ctx, 1, &num_features, &s->mean);
+    if (st == NNCL_OK) st = nncl__tensor_create_owned(ctx, 1, &num_features, &s->invstd);
     if (st != NNCL_OK) {
         nncl_layer_destroy(l);
         return st;
