@@ -43,6 +43,7 @@ struct nncl_buffer {
     nncl_context *ctx; /* the context that allocated it */
     size_t bytes;      /* size of the allocation */
     void *mem;         /* backend-owned: a cl_mem on OpenCL, a float array on the CPU */
+    int owned;         /* by a layer, loss or network, which releases it: nncl_tensor_destroy refuses it */
 };
 
 struct nncl_context {
@@ -167,8 +168,12 @@ void *nncl__grow(void *items, size_t len, size_t *cap, size_t size, size_t first
  */
 nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacity, int64_t n);
 
-/* nncl_tensor_destroy without its refusal of views: for the library's own tensors, whose descriptors may
-   cover less than their buffer (a workspace used below its capacity). */
+/* nncl_tensor_create for a tensor the library owns (a layer's parameter, a network's arena, a workspace):
+   users receive views of it, and nncl_tensor_destroy refuses them all, so only its owner releases it. */
+nncl_status nncl__tensor_create_owned(nncl_context *ctx, int ndim, const int64_t *shape, nncl_tensor *out);
+
+/* Releases a tensor of nncl__tensor_create_owned (or of nncl_tensor_create) and clears the descriptor,
+   which may cover less than its buffer (a workspace used below its capacity). */
 void nncl__tensor_release(nncl_context *ctx, nncl_tensor *t);
 
 /* ---- profiling ------------------------------------------------------------- */

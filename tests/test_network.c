@@ -925,6 +925,33 @@ static void test_misuse(void **state)
     TEST_OK(ctx, nncl_network_set_loss(other, loss));
     expect_error(nncl_network_set_loss(other, loss), NNCL_ERR_INVALID_ARG, "already belongs to a network");
     expect_error(nncl_loss_destroy(loss), NNCL_ERR_INVALID_ARG, "belongs to a network");
+    /* A tensor a layer or a network owns is refused by nncl_tensor_destroy, also where it fills its whole
+       buffer, so that no view check can tell it from a user's tensor: a parameter and its gradient before
+       planning, then the only weight of a planned network and its optimizer state. Destroying them used to
+       free memory the layer and the network go on using (ASan watches). */
+    nncl_layer *lone;
+    TEST_OK(ctx, nncl_linear_create(ctx, 4, 3, 0, &lone));
+    nncl_tensor w, g, m;
+    TEST_OK(ctx, nncl_layer_param(lone, 0, NULL, &w, &g));
+    expect_error(nncl_tensor_destroy(ctx, &w), NNCL_ERR_INVALID_ARG, "belongs to a layer");
+    expect_error(nncl_tensor_destroy(ctx, &g), NNCL_ERR_INVALID_ARG, "belongs to a layer");
+    nncl_network *single;
+    TEST_OK(ctx, nncl_network_create(ctx, &single));
+    TEST_OK(ctx, nncl_network_add(single, lone));
+    const int64_t four = 4;
+    TEST_OK(ctx, nncl_network_plan(single, 1, &four, 2));
+    nncl_optimizer_options adam = nncl_optimizer_options_default(NNCL_OPT_ADAM);
+    TEST_OK(ctx, nncl_network_set_optimizer(single, &adam));
+    TEST_OK(ctx, nncl_layer_param(lone, 0, NULL, &w, &g));
+    TEST_OK(ctx, nncl_network_optimizer_state(single, 0, 0, 0, NULL, &m));
+    assert_int_equal(nncl_tensor_numel(&w), 12); /* the whole parameter arena */
+    expect_error(nncl_tensor_destroy(ctx, &w), NNCL_ERR_INVALID_ARG, "belongs to a layer");
+    expect_error(nncl_tensor_destroy(ctx, &g), NNCL_ERR_INVALID_ARG, "belongs to a layer");
+    expect_error(nncl_tensor_destroy(ctx, &m), NNCL_ERR_INVALID_ARG, "belongs to a layer");
+    TEST_OK(ctx, nncl_network_zero_grad(single));
+    float wv[12];
+    TEST_OK(ctx, nncl_tensor_read(ctx, &w, wv, 12));
+    nncl_network_destroy(single);
     /* Owned from the call on, even by a NULL network or on refusal: freed, never leaked (ASan watches). */
     nncl_layer *orphan;
     TEST_OK(ctx, nncl_linear_create(ctx, 4, 2, 1, &orphan));

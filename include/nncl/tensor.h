@@ -57,10 +57,12 @@ nncl_status nncl_tensor_create(nncl_context *ctx, int ndim, const int64_t *shape
 /*
  * Releases the buffer of a tensor returned by nncl_tensor_create and clears
  * the descriptor. Pass only that descriptor, never a view: one at an offset
- * or of fewer elements than its buffer (a parameter of a planned network,
- * say) is refused with NNCL_ERR_INVALID_ARG; a reshaped copy of the whole
- * descriptor cannot be told apart from it. Accepts a cleared descriptor
- * (buf == NULL) and does nothing.
+ * or of fewer elements than its buffer is refused with NNCL_ERR_INVALID_ARG
+ * (a reshaped copy of the whole descriptor cannot be told apart from it), as
+ * is any tensor that a layer, loss or network owns (its parameters,
+ * gradients, optimizer state and activations), which its owner releases.
+ * Accepts a cleared descriptor (buf == NULL) and does nothing, given a
+ * context.
  */
 nncl_status nncl_tensor_destroy(nncl_context *ctx, nncl_tensor *t);
 

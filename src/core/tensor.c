@@ -121,6 +121,13 @@ nncl_status nncl_tensor_create(nncl_context *ctx, int ndim, const int64_t *shape
     return NNCL_OK;
 }
 
+nncl_status nncl__tensor_create_owned(nncl_context *ctx, int ndim, const int64_t *shape, nncl_tensor *out)
+{
+    NNCL_TRY(nncl_tensor_create(ctx, ndim, shape, out));
+    out->buf->owned = 1;
+    return NNCL_OK;
+}
+
 void nncl__tensor_release(nncl_context *ctx, nncl_tensor *t)
 {
     if (t == NULL || t->buf == NULL) return;
@@ -135,6 +142,10 @@ nncl_status nncl_tensor_destroy(nncl_context *ctx, nncl_tensor *t)
     if (t == NULL || t->buf == NULL) return NNCL_OK;
     if (t->buf->ctx != ctx)
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "%s: tensor belongs to another context", __func__);
+    if (t->buf->owned)
+        return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG,
+                          "%s: the tensor belongs to a layer, a loss or a network, which releases it when it is "
+                          "destroyed", __func__);
     const size_t elements = t->buf->bytes / ELEM_BYTES;
     const int64_t numel = nncl_tensor_numel(t);
     if (t->offset != 0 || (size_t)numel != elements)
@@ -364,7 +375,7 @@ nncl_status nncl__workspace(nncl_context *ctx, nncl_tensor *ws, int64_t *capacit
     if (n > *capacity) {
         nncl__tensor_release(ctx, ws);
         *capacity = 0;
-        NNCL_TRY(nncl_tensor_create(ctx, 1, &n, ws));
+        NNCL_TRY(nncl__tensor_create_owned(ctx, 1, &n, ws));
         *capacity = n;
     }
     ws->ndim = 1;

@@ -30,11 +30,11 @@ nncl_status nncl__layer_add_param(nncl_layer *l, const char *name, int ndim, con
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s: bad parameter layout", l->desc);
     nncl__param *p = &l->params[l->n_total];
     p->name = name;
-    NNCL_TRY(nncl_tensor_create(l->ctx, ndim, shape, &p->value));
+    NNCL_TRY(nncl__tensor_create_owned(l->ctx, ndim, shape, &p->value));
     l->n_total++; /* from here on, nncl_layer_destroy releases it */
     NNCL_TRY(nncl_tensor_fill(l->ctx, &p->value, value));
     if (learnable) {
-        NNCL_TRY(nncl_tensor_create(l->ctx, ndim, shape, &p->grad));
+        NNCL_TRY(nncl__tensor_create_owned(l->ctx, ndim, shape, &p->grad));
         NNCL_TRY(nncl_tensor_fill(l->ctx, &p->grad, 0.0f));
         l->n_params++;
     }

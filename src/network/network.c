@@ -182,7 +182,7 @@ static nncl_status carve(nncl_context *ctx, const nncl_tensor *arena, int64_t *o
 static nncl_status zeros(nncl_context *ctx, int64_t n, nncl_tensor *out)
 {
     if (n < 1) n = 1;
-    NNCL_TRY(nncl_tensor_create(ctx, 1, &n, out));
+    NNCL_TRY(nncl__tensor_create_owned(ctx, 1, &n, out));
     return nncl_tensor_fill(ctx, out, 0.0f);
 }
 
