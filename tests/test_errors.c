@@ -50,6 +50,15 @@ static void test_bad_context_options(void **state)
     assert_int_equal(nncl_context_create(&opt, &other), NNCL_ERR_INVALID_ARG);
     assert_null(other);
     assert_non_null(strstr(nncl_context_last_error(NULL), "unknown backend"));
+    /* An index below -1 is neither an index nor "choose": refused on either backend, never taken as -1. */
+    for (int which = 0; which < 2; which++) {
+        opt = nncl_context_options_default();
+        opt.backend = strcmp(backend, "opencl") == 0 ? NNCL_BACKEND_OPENCL : NNCL_BACKEND_CPU;
+        *(which ? &opt.device : &opt.platform) = -7;
+        assert_int_equal(nncl_context_create(&opt, &other), NNCL_ERR_INVALID_ARG);
+        assert_null(other);
+        assert_non_null(strstr(nncl_context_last_error(NULL), "-1 to choose"));
+    }
     if (strcmp(backend, "opencl") == 0) {
         opt = nncl_context_options_default();
         opt.platform = 99;

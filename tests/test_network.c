@@ -952,6 +952,14 @@ static void test_misuse(void **state)
     float wv[12];
     TEST_OK(ctx, nncl_tensor_read(ctx, &w, wv, 12));
     nncl_network_destroy(single);
+    /* A class loss needs (N, C) outputs: a network that ends in (N, C, H, W) is refused, where it used to
+       train on N rows of C H W classes. */
+    nncl_spec image;
+    TEST_OK(ctx, nncl_spec_parse(ctx, "input 1 4 4\nconv2d 3 kernel=3\nloss cross_entropy\n", "image.spec", &image));
+    const int64_t image_sample[3] = {1, 4, 4};
+    expect_error(nncl_network_plan(image.net, 3, image_sample, 2), NNCL_ERR_SHAPE,
+                 "cross_entropy needs the network's output to be (N, C), not (2, 3, 2, 2)");
+    nncl_network_destroy(image.net);
     /* Owned from the call on, even by a NULL network or on refusal: freed, never leaked (ASan watches). */
     nncl_layer *orphan;
     TEST_OK(ctx, nncl_linear_create(ctx, 4, 2, 1, &orphan));

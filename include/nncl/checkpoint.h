@@ -18,7 +18,8 @@
  * Writes are atomic (a temporary file, fsync, rename). Loading checks the
  * header size against a cap, every offset, dtype, shape and size, and that
  * the names match the network exactly; a bad file gets NNCL_ERR_FORMAT (or
- * NNCL_ERR_IO, NNCL_ERR_SHAPE) with a message, and leaves the network as it was.
+ * NNCL_ERR_IO, NNCL_ERR_SHAPE, and NNCL_ERR_UNSUPPORTED for a dtype other
+ * than F32, I64 and U8) with a message, and leaves the network as it was.
  */
 #ifndef NNCL_CHECKPOINT_H
 #define NNCL_CHECKPOINT_H
@@ -37,7 +38,7 @@ typedef struct nncl_train_position {
     uint64_t seed;   /* the run's seed: initialisation and shuffling */
 } nncl_train_position;
 
-/* Writes the weights (state_dict) of a planned network. One host wait. */
+/* Writes the weights (state_dict) of a planned network. One host wait per tensor. */
 nncl_status nncl_network_save_weights(nncl_network *net, const char *path);
 
 /* Loads weights saved by nncl or by torch; every name, shape and dtype must match. */

@@ -56,7 +56,8 @@ nncl_context_options nncl_context_options_default(void);
  *   opt  options, or NULL for the defaults.
  *   out  OUT: the new context, to be released with nncl_context_destroy.
  *        Set to NULL on failure.
- * Returns NNCL_OK; NNCL_ERR_INVALID_ARG for bad options or a malformed
+ * Returns NNCL_OK; NNCL_ERR_INVALID_ARG for bad options (an unknown backend,
+ * a platform or device index below -1) or a malformed
  * NNCL_DEVICE; NNCL_ERR_NO_DEVICE when the platform or device does not exist;
  * NNCL_ERR_OPENCL when the OpenCL runtime fails. On failure, the message is
  * read with nncl_context_last_error(NULL) from the same thread.
@@ -65,8 +66,8 @@ nncl_status nncl_context_create(const nncl_context_options *opt, nncl_context **
 
 /*
  * Waits for all queued work, releases every OpenCL object and host allocation
- * the context made, and frees it. Accepts NULL. Tensors created from the
- * context must be destroyed before it.
+ * the context made, and frees it. Accepts NULL. Everything created from the
+ * context (tensors, layers, losses, networks) must be destroyed before it.
  */
 nncl_status nncl_context_destroy(nncl_context *ctx);
 

@@ -47,9 +47,10 @@ int64_t nncl_tensor_numel(const nncl_tensor *t);
  *   ndim   0 .. NNCL_MAX_DIMS.
  *   shape  ndim sizes, each >= 1.
  *   out    OUT: the descriptor; release with nncl_tensor_destroy.
- * Returns NNCL_ERR_INVALID_ARG for a bad rank or size, NNCL_ERR_OUT_OF_MEMORY
- * for more than 2^40 elements or when allocation fails, NNCL_ERR_OPENCL when
- * the OpenCL runtime fails.
+ * Returns NNCL_ERR_INVALID_ARG for a bad rank or size (a product of sizes
+ * that overflows int64 included), NNCL_ERR_OUT_OF_MEMORY for more than 2^40
+ * elements or when allocation fails, NNCL_ERR_OPENCL when the OpenCL runtime
+ * fails.
  */
 nncl_status nncl_tensor_create(nncl_context *ctx, int ndim, const int64_t *shape,
                                nncl_tensor *out);

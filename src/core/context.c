@@ -34,6 +34,10 @@ nncl_status nncl_context_create(const nncl_context_options *opt, nncl_context **
     if (opt->backend != NNCL_BACKEND_CPU && opt->backend != NNCL_BACKEND_OPENCL)
         return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG, "nncl_context_create: unknown backend %d",
                           (int)opt->backend);
+    if (opt->platform < -1 || opt->device < -1)
+        return NNCL_ERROR(NULL, NNCL_ERR_INVALID_ARG,
+                          "nncl_context_create: platform %d, device %d: each is an index, or -1 to choose",
+                          opt->platform, opt->device);
 
     nncl_context *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)

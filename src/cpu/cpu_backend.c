@@ -110,11 +110,19 @@ static void cpu_buffer_release(nncl_context *ctx, nncl_buffer *buf)
     ctx->stats.device_bytes_live -= buf->bytes;
 }
 
-static nncl_status cpu_write(nncl_context *ctx, nncl_buffer *dst, size_t off, const void *src, size_t bytes)
+/* Uploads are done on return, as everything here; on OpenCL they are queued and wait for nothing. */
+static nncl_status cpu_upload(nncl_context *ctx, nncl_buffer *dst, size_t off, const void *src, size_t bytes)
 {
     (void)ctx;
     memcpy((char *)dst->mem + off, src, bytes);
     return NNCL_OK;
+}
+
+/* A blocking write: counted as a host wait, as on OpenCL, so that both backends' counters agree. */
+static nncl_status cpu_write(nncl_context *ctx, nncl_buffer *dst, size_t off, const void *src, size_t bytes)
+{
+    ctx->stats.host_waits++;
+    return cpu_upload(ctx, dst, off, src, bytes);
 }
 
 static nncl_status cpu_read(nncl_context *ctx, const nncl_buffer *src, size_t off, void *dst, size_t bytes)
@@ -150,7 +158,7 @@ static const nncl_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_release = cpu_buffer_release,
     .write = cpu_write,
-    .upload = cpu_write, /* synchronous on the CPU: already "queued" and done */
+    .upload = cpu_upload,
     .read = cpu_read,
     .copy = cpu_copy,
     .finish = cpu_finish,

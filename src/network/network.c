@@ -291,6 +291,11 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
         if (i == 0 || !shares_input(net, i - 1)) act_total += e;
     }
     net->out_size = net->act_sample[n];
+    /* Not PyTorch's (N, C, d...) with targets (N, d...): never silently N rows of C d... classes. */
+    if (net->loss && is_class_loss(net->loss_kind) && a[n].ndim != 2)
+        return NNCL_ERROR(ctx, NNCL_ERR_SHAPE, "%s: %s needs the network's output to be (N, C), not %s: add a flatten",
+                          __func__, nncl__loss_name(net->loss_kind),
+                          nncl_shape_format(a[n].ndim, a[n].shape, s, sizeof s));
     net->batch = batch;
     net->input_staging = malloc(sizeof(float) * (size_t)(batch * net->act_sample[0]));
     if (net->input_staging == NULL) return NNCL_ERROR(ctx, NNCL_ERR_OUT_OF_MEMORY, "network: out of host memory");
