@@ -15,7 +15,7 @@
  *
  * The device is the one nncl would choose (NNCL_DEVICE, else the first GPU,
  * else 0:0). Figures are wall-clock seconds around each phase.
- * Usage: bench_compile_floor [N]   (default 23, the CNN's first step on PoCL)
+ * Usage: bench_compile_floor [N]   (default 17, the CNN's first step on PoCL)
  */
 #define _POSIX_C_SOURCE 200809L /* getpid */
 #include <stdio.h>
@@ -56,7 +56,7 @@ static void fail_build(cl_program program, cl_device_id device, cl_int err)
 int main(int argc, char **argv)
 {
     char *end = NULL;
-    long n = argc > 1 ? strtol(argv[1], &end, 10) : 23;
+    long n = argc > 1 ? strtol(argv[1], &end, 10) : 17;
     if ((argc > 1 && (end == argv[1] || *end != '\0')) || n < 1 || n > MAX_KERNELS) {
         fprintf(stderr, "usage: bench_compile_floor [N], 1 <= N <= %d\n", MAX_KERNELS);
         return 2;

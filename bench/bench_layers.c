@@ -1,6 +1,6 @@
 /*
  * bench_layers.c - forward and backward time of every layer of the
- * Fashion-MNIST CNN (DESIGN.md 5b) at batch 64, on both backends.
+ * Fashion-MNIST CNN (examples/fashion_cnn.spec) at batch 64, on both backends.
  *
  * The layers, with the input shape each one sees in the network:
  *   conv2d 1->32 3x3 padding 1     (64, 1, 28, 28)   backward with dx = NULL
@@ -23,7 +23,7 @@
  * statistics around one extra forward and one extra backward. A launch is
  * one of nncl's own kernels (on the CPU reference: one operation); a GEMM
  * counts as a GEMM only, on both backends.
- * Usage: bench_layers [repeats]   (default 10 on OpenCL; the CPU reference
+ * Usage: bench_layers [REPEATS [FILTER]]   (REPEATS: default 10 on OpenCL; the CPU reference
  * runs at most 2, since it is plain loops with double accumulators).
  */
 #include <stdio.h>
@@ -257,7 +257,7 @@ int main(int argc, char **argv)
     int reps[2] = {repeats < 2 ? repeats : 2, repeats};
     char desc[640];
     bench_check(ctxs[1], nncl_context_describe(ctxs[1], desc, sizeof desc), "describe");
-    printf("nncl layer benchmark: the Fashion-MNIST CNN (DESIGN.md 5b), batch %d, float32, training mode\n", BATCH);
+    printf("nncl layer benchmark: the Fashion-MNIST CNN (examples/fashion_cnn.spec), batch %d, float32, training mode\n", BATCH);
     printf("opencl: %s, %d repeats\n", desc, reps[1]);
     printf("cpu-ref: the plain-C reference backend (double accumulators), %d repeats (at most 2: it is slow)\n",
            reps[0]);

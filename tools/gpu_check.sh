@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # gpu_check.sh - the checks to run on a lent NVIDIA GPU machine, in one call:
 # build against the OpenCL loader, CLBlast, cmocka and zlib unpacked into .gpu/
-# by ../shared/gpu/prepare (zlib added by hand, see below), then, most
-# important first: the benchmarks on NVIDIA's OpenCL next to PyTorch CUDA on
+# by ../shared/gpu/prepare (zlib added by hand, see below), then: the
+# start-up times, the benchmarks on NVIDIA's OpenCL next to PyTorch CUDA on
 # the same card (fp32, TF32 off, cuDNN autotuning on; batch 256 as issue 5
-# asks, and batch 64), the start-up times, the README's training run on
-# Fashion-MNIST with a profile, and the OpenCL tests (parity, goldens, GEMM
-# on each implementation, network) on the GPU.
+# asks, and batch 64), the GEMM and convolution choices measured on the card,
+# the README's training run on Fashion-MNIST with a profile, and last the
+# OpenCL tests (parity, goldens, GEMM on each implementation, network).
 # Prepare here:
 #   ../shared/gpu/prepare
 #   (cd /tmp && apt-get download zlib1g zlib1g-dev) and dpkg -x both into .gpu/sysroot,
