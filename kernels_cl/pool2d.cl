@@ -5,7 +5,8 @@
  *
  *   pool2d_forward:   one work-item per output row, four outputs at a time
  *                     as vector lanes. Max takes the first
- *                     maximum (NaN wins) and records its position ih * w + iw;
+ *                     maximum (NaN wins; in a window of -inf, the first
+ *                     element) and records its position ih * w + iw;
  *                     average sums the window (padding counts as zero) and
  *                     multiplies by inv = 1 / (kh kw), computed on the host.
  *   pool2d_forward_max2: the same result for 2 x 2 max pooling with stride
@@ -34,10 +35,11 @@
 #define POOL_GEOM int nc, int h, int w, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw
 
 /* Max pooling's step over four lanes: where inside, value v at position pos replaces the best so far when
-   greater, or NaN (the first maximum wins, NaN wins). best and at are the caller's float4 and int4. */
+   greater, or NaN, or when it is the window's first (the first maximum wins, NaN wins, and a window of -inf
+   still has a position for its gradient). best and at are the caller's float4 and int4, at starting at -1. */
 #define POOL_MAX_TAKE(v, pos, inside)                                                                              \
     do {                                                                                                           \
-        const int4 take = (inside) & (isgreater(v, best) | isnan(v));                                              \
+        const int4 take = (inside) & (isgreater(v, best) | isnan(v) | (at < 0));                                   \
         best = select(best, v, take);                                                                              \
         at = select(at, pos, take);                                                                                \
     } while (0)
@@ -145,10 +147,10 @@ __kernel void pool2d_forward_max2(__global float *y, ulong y_off, __global float
     NNCL_NO_AUTOVEC
     for (int ox = ow >= 4 ? ow : 0; ox < ow; ox++) {
         const int pos = (2 * oy) * w + 2 * ox;
-        float best = -INFINITY;
-        int at = -1;
+        float best;
+        int at;
         const float c0 = x0[2 * ox], c1 = x0[2 * ox + 1], c2 = x1[2 * ox], c3 = x1[2 * ox + 1];
-        if (c0 > best || isnan(c0)) best = c0, at = pos;
+        best = c0, at = pos;
         if (c1 > best || isnan(c1)) best = c1, at = pos + 1;
         if (c2 > best || isnan(c2)) best = c2, at = pos + w;
         if (c3 > best || isnan(c3)) best = c3, at = pos + w + 1;

@@ -524,19 +524,30 @@ static void test_batchnorm_eps(void **state)
     nncl_layer_destroy(l);
 }
 
-/* Max pooling over windows of equal values: the first maximum (row-major in the window) takes the gradient. */
+/*
+ * Max pooling over windows of equal values: the first maximum (row-major in
+ * the window) takes the gradient, also when every value is -inf, as in
+ * PyTorch (nothing is greater than the -inf a window starts from: such
+ * windows used to pass no gradient at all). Overlapping windows (3, stride
+ * 1: the general kernel) and tiling ones (2, stride 2: the 2 x 2 kernel's
+ * scalar path at width 6, its vector path at width 10).
+ */
 static void test_maxpool_ties(void **state)
 {
     (void)state;
-    const int64_t in_shape[4] = {1, 2, 4, 6}, n_in = 48;
-    for (int stride = 1; stride <= 2; stride++) { /* overlapping windows (3, stride 1) and tiling ones (2, 2) */
-        const int64_t k = stride == 1 ? 3 : 2;
-        const int64_t oh = (4 - k) / stride + 1, ow = (6 - k) / stride + 1;
+    static const struct {
+        int64_t k, stride, w;
+    } geoms[] = {{3, 1, 6}, {2, 2, 6}, {2, 2, 10}};
+    for (int kase = 0; kase < 6; kase++) {
+        const int64_t k = geoms[kase % 3].k, stride = geoms[kase % 3].stride, w = geoms[kase % 3].w;
+        const float value = kase < 3 ? 0.5f : -INFINITY;
+        const int64_t in_shape[4] = {1, 2, 4, w}, n_in = 8 * w;
+        const int64_t oh = (4 - k) / stride + 1, ow = (w - k) / stride + 1, n_out = 2 * oh * ow;
         nncl_layer *l;
         TEST_OK(ctx, nncl_pool2d_create(ctx, NNCL_POOL_MAX, k, stride, 0, &l));
-        float xv[48], dyv[16];
-        for (int i = 0; i < n_in; i++) xv[i] = 0.5f; /* every window a tie */
-        for (int i = 0; i < 2 * oh * ow; i++) dyv[i] = (float)(i + 1);
+        float xv[80], dyv[20], want[80] = {0};
+        for (int64_t i = 0; i < n_in; i++) xv[i] = value; /* every window a tie */
+        for (int64_t i = 0; i < n_out; i++) dyv[i] = (float)(i + 1);
         const int64_t o_shape[4] = {1, 2, oh, ow};
         nncl_tensor x, y, dy, dx;
         tensor_of(&x, 4, in_shape, xv);
@@ -545,13 +556,20 @@ static void test_maxpool_ties(void **state)
         tensor_of(&dy, 4, o_shape, dyv);
         TEST_OK(ctx, nncl_tensor_create(ctx, 4, in_shape, &dx));
         TEST_OK(ctx, nncl_layer_backward(l, &x, &y, &dy, &dx));
-        float *got = read_all(&dx), want[48] = {0};
-        for (int c = 0; c < 2; c++)
-            for (int i = 0; i < oh; i++)
-                for (int j = 0; j < ow; j++) /* the window's first element: its top-left corner */
-                    want[c * 24 + i * stride * 6 + j * stride] += dyv[c * oh * ow + i * ow + j];
-        test_assert_bitwise(got, want, 48, stride == 1 ? "max pooling ties, overlapping windows"
-                                                       : "max pooling ties, tiling windows");
+        char what[96];
+        snprintf(what, sizeof what, "max pooling ties of %g, window %lld stride %lld, width %lld", (double)value,
+                 (long long)k, (long long)stride, (long long)w);
+        float *got = read_all(&y);
+        for (int64_t i = 0; i < n_out; i++) want[i] = value;
+        test_assert_bitwise(got, want, (size_t)n_out, what);
+        free(got);
+        got = read_all(&dx);
+        memset(want, 0, sizeof want);
+        for (int64_t c = 0; c < 2; c++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) /* the window's first element: its top-left corner */
+                    want[c * 4 * w + i * stride * w + j * stride] += dyv[c * oh * ow + i * ow + j];
+        test_assert_bitwise(got, want, (size_t)n_in, what);
         free(got);
         nncl_tensor *all[] = {&x, &y, &dy, &dx};
         for (int i = 0; i < 4; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));

@@ -2,8 +2,9 @@
  * cpu_pool2d.c - reference max and average pooling, NCHW, floor output sizes.
  *
  * Max pooling takes the first maximum of each window in row-major order and
- * lets NaN win, as PyTorch does; it records the position ih * w + iw of the
- * winner so that backward sends the gradient there. Average pooling divides
+ * lets NaN win, as PyTorch does (a window of -inf: its first element); it
+ * records the position ih * w + iw of the winner so that backward sends the
+ * gradient there. Average pooling divides
  * by kh * kw, padded zeros included (PyTorch's count_include_pad=True).
  *
  * With round32, every partial sum is rounded to float32 and the average is a
@@ -41,7 +42,7 @@ void nncl__ref_pool2d_forward(double *y, double *idx, const double *x, const nnc
                         int64_t ih = oh * g->sh - g->ph + kh, iw = ow * g->sw - g->pw + kw;
                         if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) continue;
                         double v = xp[ih * g->w + iw];
-                        if (v > best || isnan(v)) {
+                        if (v > best || isnan(v) || at < 0) { /* a window of -inf: its first element */
                             best = v;
                             at = ih * g->w + iw;
                         }
