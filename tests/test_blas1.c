@@ -1,6 +1,6 @@
 /*
- * test_blas1.c - fill, scale, axpy, sum, sumsq and the optimizer step: OpenCL
- * against the CPU reference.
+ * test_blas1.c - fill, scale, axpy, sum, the norm and the optimizer step:
+ * OpenCL against the CPU reference.
  *
  * Sizes are the awkward ones (1, 7, 31, 32, 33, 63, 64, 65, 93) plus large and
  * seeded random ones, at non-zero offsets inside guarded buffers.
@@ -8,15 +8,20 @@
  *   fill, scale, axpy: bit for bit (one rounding each; axpy uses fma on both).
  *   sum: |s_cl - s_ref| <= gamma(n) * sum |x_i|, the forward error bound of a
  *        float32 sum of n terms in any order (the reference sums in double).
- *   sumsq (the squared norm of gradient clipping, ctx->ops->sumsq):
- *        |s_cl - s_ref| <= gamma(n + 1) * sum x_i^2: a float32 dot product of
- *        n terms is within gamma(n) of the exact value in any order, with or
- *        without fma, and the reference's one rounding of its double sum to
- *        float adds u.
+ *   norm (||x||_2 of gradient clipping, ctx->ops->norm2):
+ *        |n_cl - n_ref| <= (gamma(k) / 2 + gamma(P) / 2 + 16 u) ||x||, with
+ *        P = 1024 partial norms of k = ceil(n / P) terms each. A partial sums
+ *        k squares (x / m)^2 <= 1, each within 6 u (a division of 2.5 ulp,
+ *        squared, rounded), in float: within gamma(k) + 6 u; its sqrt (3 ulp)
+ *        halves that and adds 3 u, the product with m u more. The finish does
+ *        the same over P partials, and the reference rounds its double norm
+ *        once (u). Also at magnitudes of 1e30 and 1e-30, where the squares
+ *        overflow or vanish in float, and with inf or NaN, which it returns;
+ *        and a clipped step of a gradient of norm 5e19 (within 1e-6).
  *   optimizer step (ctx->ops->optimizer_step: SGD plain, with weight decay,
  *        momentum with dampening and nesterov; Adam with and without weight
  *        decay; AdamW; each without clipping and with max_norm below and above
- *        the gradient norm, whose sumsq each backend computes itself): not bit
+ *        the gradient norm, which each backend computes itself): not bit
  *        for bit, as the reference computes in double and rounds each result
  *        once, while the kernel rounds every operation to float (and OpenCL
  *        allows 3 ulp in sqrt and 2.5 ulp in a division). Per element,
@@ -32,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h" /* ctx->ops: sumsq and optimizer_step have no public entry */
+#include "backend/backend.h" /* ctx->ops: norm2 and optimizer_step have no public entry */
 
 static nncl_context *cpu, *ocl;
 
@@ -97,44 +102,55 @@ static double gamma_n(double n)
     return n * u / (1.0 - n * u);
 }
 
-/* Runs sum (square = 0, the public nncl_sum) or sumsq (square = 1, the backend's op) of x on ctx. */
-static float reduce_on(nncl_context *ctx, const float *x, int64_t n, int square)
+/* Runs sum (norm = 0, the public nncl_sum) or the norm (norm = 1, the backend's norm2) of x on ctx. */
+static float reduce_on(nncl_context *ctx, const float *x, int64_t n, int norm)
 {
     const int64_t one = 1;
     test_guarded gx, gs;
     test_guarded_create(ctx, &gx, 1, &n, x);
     test_guarded_create(ctx, &gs, 1, &one, NULL);
-    if (square) TEST_OK(ctx, ctx->ops->sumsq(ctx, &gs.view, &gx.view));
+    if (norm) TEST_OK(ctx, ctx->ops->norm2(ctx, &gs.view, &gx.view));
     else TEST_OK(ctx, nncl_sum(ctx, &gx.view, &gs.view));
     float result;
-    test_guarded_read(ctx, &gs, &result, square ? "sumsq" : "sum");
+    test_guarded_read(ctx, &gs, &result, norm ? "norm" : "sum");
     test_guarded_destroy(ctx, &gx);
     test_guarded_destroy(ctx, &gs);
     return result;
 }
 
-/* Fails unless the OpenCL sum (or sumsq) got of x is within the header's bound of the reference's, want. */
-static void assert_reduction_bound(const float *x, int64_t n, int square, float got, float want, const char *what)
+/* Fails unless the OpenCL sum (or norm) got of x is within the header's bound of the reference's, want. */
+static void assert_reduction_bound(const float *x, int64_t n, int norm, float got, float want, const char *what)
 {
-    double mag = 0.0;
-    for (int64_t i = 0; i < n; i++) mag += square ? (double)x[i] * x[i] : fabs(x[i]);
-    const double bound = gamma_n((double)(square ? n + 1 : n)) * mag + 1e-30;
+    const double u = 0x1p-24, parts = 1024.0;
+    double mag = 0.0, bound;
+    for (int64_t i = 0; i < n; i++) mag += norm ? (double)x[i] * x[i] : fabs(x[i]);
+    if (norm) bound = (gamma_n(ceil((double)n / parts)) / 2.0 + gamma_n(parts) / 2.0 + 16.0 * u) * sqrt(mag);
+    else bound = gamma_n((double)n) * mag;
+    if (!isfinite((double)want) || !isfinite((double)got)) { /* inf or NaN: the same on both */
+        if (!(got == want || (isnan(got) && isnan(want))))
+            fail_msg("%s: OpenCL %.9g, reference %.9g", what, (double)got, (double)want);
+        return;
+    }
+    bound += 1e-300; /* an exact 0 against an exact 0 */
     const double err = fabs((double)got - (double)want);
     if (!(err <= bound))
         fail_msg("%s: OpenCL %.9g, reference %.9g, error %.3g > bound %.3g", what, (double)got, (double)want, err,
                  bound);
 }
 
-static void reduce_case(int square, int64_t n, float lo, float hi, uint64_t seed)
+/* A reduction of n values in [lo, hi); special, unless 0, replaces the element in the middle. */
+static void reduce_case(int norm, int64_t n, float lo, float hi, uint64_t seed, float special)
 {
     float *x = malloc(sizeof(float) * (size_t)n);
     test_rng r = test_rng_seed(seed);
     test_rng_fill(&r, x, (size_t)n, lo, hi);
-    const float want = reduce_on(cpu, x, n, square), got = reduce_on(ocl, x, n, square);
-    char what[96];
-    snprintf(what, sizeof what, "%s n=%lld in [%g, %g)", square ? "sumsq" : "sum", (long long)n, (double)lo,
-             (double)hi);
-    assert_reduction_bound(x, n, square, got, want, what);
+    if (special != 0.0f) x[n / 2] = special;
+    const float want = reduce_on(cpu, x, n, norm), got = reduce_on(ocl, x, n, norm);
+    char what[128], with[32] = "";
+    if (special != 0.0f) snprintf(with, sizeof with, " with %g", (double)special);
+    snprintf(what, sizeof what, "%s n=%lld in [%g, %g)%s", norm ? "norm" : "sum", (long long)n, (double)lo,
+             (double)hi, with);
+    assert_reduction_bound(x, n, norm, got, want, what);
     free(x);
 }
 
@@ -142,17 +158,22 @@ static void test_sum(void **state)
 {
     (void)state;
     for (int i = 0; i < N_CASES; i++) {
-        reduce_case(0, case_size(i), -1.0f, 1.0f, 40 + i); /* cancelling */
-        reduce_case(0, case_size(i), 0.0f, 100.0f, 60 + i); /* all positive */
+        reduce_case(0, case_size(i), -1.0f, 1.0f, 40 + i, 0.0f); /* cancelling */
+        reduce_case(0, case_size(i), 0.0f, 100.0f, 60 + i, 0.0f); /* all positive */
     }
 }
 
-static void test_sumsq(void **state)
+static void test_norm(void **state)
 {
     (void)state;
     for (int i = 0; i < N_CASES; i++) {
-        reduce_case(1, case_size(i), -1.0f, 1.0f, 140 + i);
-        reduce_case(1, case_size(i), -100.0f, 100.0f, 160 + i); /* squares up to 10^4 */
+        const int64_t n = case_size(i);
+        reduce_case(1, n, -1.0f, 1.0f, 140 + i, 0.0f);
+        reduce_case(1, n, -100.0f, 100.0f, 160 + i, 0.0f); /* squares up to 10^4 */
+        reduce_case(1, n, -1e30f, 1e30f, 180 + i, 0.0f);   /* squares overflow a float */
+        reduce_case(1, n, -1e-30f, 1e-30f, 200 + i, 0.0f); /* squares vanish in a float */
+        reduce_case(1, n, -1.0f, 1.0f, 240 + i, INFINITY);
+        reduce_case(1, n, -1.0f, 1.0f, 260 + i, NAN);
     }
 }
 
@@ -251,11 +272,11 @@ static void optim_magnitudes(const nncl_optim_args *a, double clip, double w, do
     *m2 = big_v;
 }
 
-/* The clipping factor, as the reference computes it from a backend's squared norm. */
-static double clip_factor(float max_norm, float sumsq)
+/* The clipping factor, as the reference computes it from a backend's norm. */
+static double clip_factor(float max_norm, float norm)
 {
     if (!(max_norm > 0.0f)) return 1.0;
-    const double c = max_norm / (sqrt((double)sumsq) + 1e-6);
+    const double c = max_norm / ((double)norm + 1e-6);
     return c < 1.0 ? c : 1.0;
 }
 
@@ -281,7 +302,7 @@ static void optim_case(const optim_config *oc, int clip, int64_t n, uint64_t see
     test_rng_fill(&r, s1, (size_t)n, -1.0f, 1.0f); /* SGD's first step must not read it */
     test_rng_fill(&r, s2, (size_t)n, 0.01f, 1.0f); /* a second moment: positive */
     nncl_context *ctxs[2] = {cpu, ocl};
-    test_guarded t[2][5]; /* p, g, s1, s2, sumsq */
+    test_guarded t[2][5]; /* p, g, s1, s2, norm */
     const int64_t one = 1;
     for (int side = 0; side < 2; side++) {
         for (int k = 0; k < 4; k++) test_guarded_create(ctxs[side], &t[side][k], 1, &n, NULL);
@@ -303,7 +324,7 @@ static void optim_case(const optim_config *oc, int clip, int64_t n, uint64_t see
             .bc2_sqrt = (float)sqrt(1.0 - pow((double)oc->beta2, t1)),
             .max_norm = max_norm,
         };
-        float sumsq[2] = {0.0f, 0.0f};
+        float norm[2] = {0.0f, 0.0f};
         char what[192];
         snprintf(what, sizeof what, "optimizer %s, %s, n=%lld, step %d", oc->name, CLIP_NAMES[clip], (long long)n,
                  step);
@@ -311,20 +332,20 @@ static void optim_case(const optim_config *oc, int clip, int64_t n, uint64_t see
             nncl_context *ctx = ctxs[side];
             test_guarded *ts = t[side];
             for (int k = 0; k < 4; k++) TEST_OK(ctx, nncl_tensor_write(ctx, &ts[k].view, host[k], (size_t)n));
-            a.sumsq = &ts[4].view;
-            if (max_norm > 0.0f) TEST_OK(ctx, ctx->ops->sumsq(ctx, &ts[4].view, &ts[1].view));
+            a.norm = &ts[4].view;
+            if (max_norm > 0.0f) TEST_OK(ctx, ctx->ops->norm2(ctx, &ts[4].view, &ts[1].view));
             TEST_OK(ctx, ctx->ops->optimizer_step(ctx, &ts[0].view, &ts[1].view, &ts[2].view, &ts[3].view, &a));
             test_guarded_read(ctx, &ts[0], out[side][0], what);
             test_guarded_read(ctx, &ts[2], out[side][1], what);
             test_guarded_read(ctx, &ts[3], out[side][2], what);
-            test_guarded_read(ctx, &ts[4], &sumsq[side], what);
+            test_guarded_read(ctx, &ts[4], &norm[side], what);
         }
         if (max_norm > 0.0f) {
             char part[224];
-            snprintf(part, sizeof part, "%s: the gradient's sumsq", what);
-            assert_reduction_bound(g, n, 1, sumsq[1], sumsq[0], part);
+            snprintf(part, sizeof part, "%s: the gradient's norm", what);
+            assert_reduction_bound(g, n, 1, norm[1], norm[0], part);
         }
-        const double clip_ref = clip_factor(max_norm, sumsq[0]), clip_cl = clip_factor(max_norm, sumsq[1]);
+        const double clip_ref = clip_factor(max_norm, norm[0]), clip_cl = clip_factor(max_norm, norm[1]);
         const double kappa = fabs(clip_cl - clip_ref) / clip_ref, tol = OPTIM_ULPS * 0x1p-24 + 2.0 * kappa;
         static const char *const names[3] = {"p", "s1", "s2"};
         const int used[3] = {1, uses_s1, uses_s2};
@@ -370,6 +391,41 @@ static void test_optimizer_step(void **state)
                   N_OPTIMS, N_CLIPS, N_CASES, OPTIM_STEPS, optim_worst, OPTIM_ULPS);
 }
 
+/*
+ * Clipping a gradient whose norm, 5e19, is finite but whose squared norm is
+ * not: SGD (lr 0.1, max_norm 1) moves p by 0.1 g / ||g|| = (0.06, 0.08, 0)
+ * on both backends, within 1e-6. A float sum of squares made the norm inf
+ * and the clipping factor 0, so the step left p as it was.
+ */
+static void test_clip_huge_gradient(void **state)
+{
+    (void)state;
+    const float p0[3] = {0.5f, -0.5f, 0.25f}, g[3] = {3e19f, 4e19f, 0.0f};
+    const double want[3] = {0.5 - 0.06, -0.5 - 0.08, 0.25};
+    nncl_context *ctxs[2] = {cpu, ocl};
+    for (int side = 0; side < 2; side++) {
+        nncl_context *ctx = ctxs[side];
+        const int64_t three = 3, one = 1;
+        nncl_tensor p, tg, norm;
+        TEST_OK(ctx, nncl_tensor_create(ctx, 1, &three, &p));
+        TEST_OK(ctx, nncl_tensor_create(ctx, 1, &three, &tg));
+        TEST_OK(ctx, nncl_tensor_create(ctx, 1, &one, &norm));
+        TEST_OK(ctx, nncl_tensor_write(ctx, &p, p0, 3));
+        TEST_OK(ctx, nncl_tensor_write(ctx, &tg, g, 3));
+        nncl_optim_args a = {.kind = NNCL_OPT_SGD, .lr = 0.1f, .first_step = 1, .max_norm = 1.0f, .norm = &norm};
+        TEST_OK(ctx, ctx->ops->norm2(ctx, &norm, &tg));
+        TEST_OK(ctx, ctx->ops->optimizer_step(ctx, &p, &tg, NULL, NULL, &a));
+        float got[3];
+        TEST_OK(ctx, nncl_tensor_read(ctx, &p, got, 3));
+        for (int i = 0; i < 3; i++)
+            if (!(fabs(got[i] - want[i]) <= 1e-6))
+                fail_msg("%s: clipped SGD step of a gradient of norm 5e19, p[%d] = %.9g, expected %.9g",
+                         side ? "opencl" : "cpu", i, (double)got[i], want[i]);
+        nncl_tensor *all[] = {&p, &tg, &norm};
+        for (int i = 0; i < 3; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
+    }
+}
+
 int main(void)
 {
     cpu = test_context("cpu");
@@ -380,7 +436,8 @@ int main(void)
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_sum),
         cmocka_unit_test(test_sum_is_reproducible),
-        cmocka_unit_test(test_sumsq),
+        cmocka_unit_test(test_norm),
+        cmocka_unit_test(test_clip_huge_gradient),
         cmocka_unit_test(test_optimizer_step),
     };
     int failed = cmocka_run_group_tests_name("blas1 parity (CPU reference vs OpenCL)", tests, NULL, NULL);

@@ -93,8 +93,8 @@ typedef struct nncl_optim_args {
     float beta1, beta2, eps;
     float step_size;         /* Adam: lr / (1 - beta1^t) */
     float bc2_sqrt;          /* Adam: sqrt(1 - beta2^t) */
-    float max_norm;          /* > 0: gradients scaled by min(1, max_norm / (sqrt(sumsq[0]) + 1e-6)) */
-    const nncl_tensor *sumsq; /* the squared global gradient norm, with max_norm > 0 */
+    float max_norm;          /* > 0: gradients scaled by min(1, max_norm / (norm[0] + 1e-6)) */
+    const nncl_tensor *norm; /* the global gradient norm (norm2's), with max_norm > 0 */
 } nncl_optim_args;
 
 typedef struct nncl_backend_ops {
@@ -139,8 +139,8 @@ typedef struct nncl_backend_ops {
                         const nncl_tensor *x);
     /* out[0] = sum of x, in a fixed order for a given size. */
     nncl_status (*sum)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
-    /* out[0] = sum of x[i]^2, in a fixed order for a given size. */
-    nncl_status (*sumsq)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+    /* out[0] = ||x||_2, in a fixed order for a given size; finite whenever the exact norm fits a float. */
+    nncl_status (*norm2)(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
     /* See nncl_gemm_args. */
     nncl_status (*gemm)(nncl_context *ctx, const nncl_gemm_args *args);
     /*

@@ -53,7 +53,7 @@ nncl_status nncl__cpu_scale(nncl_context *ctx, const nncl_tensor *x, float alpha
 nncl_status nncl__cpu_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, const nncl_tensor *x);
 nncl_status nncl__cpu_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cpu_gemm(nncl_context *ctx, const nncl_gemm_args *g);
-nncl_status nncl__cpu_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+nncl_status nncl__cpu_norm2(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
                                      const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
 nncl_status nncl__cpu_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);

@@ -190,7 +190,7 @@ static const nncl_backend_ops cpu_ops = {
     .loss_forward = nncl__cpu_loss_forward,
     .loss_backward = nncl__cpu_loss_backward,
     .loss_step = nncl__cpu_loss_step,
-    .sumsq = nncl__cpu_sumsq,
+    .norm2 = nncl__cpu_norm2,
     .optimizer_step = nncl__cpu_optimizer_step,
 };
 

@@ -12,15 +12,16 @@
 
 #include "cpu/cpu.h"
 
-nncl_status nncl__cpu_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
+/* ||x||_2, summed in double: no float's square overflows or vanishes there. */
+nncl_status nncl__cpu_norm2(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x)
 {
     uint64_t t0 = nncl__cpu_op_begin(ctx);
     const float *px = nncl__cpu_tensor(x);
     int64_t n = nncl_tensor_numel(x);
     double acc = 0.0;
     for (int64_t i = 0; i < n; i++) acc += (double)px[i] * px[i];
-    *nncl__cpu_tensor(out) = (float)acc;
-    return nncl__cpu_op_end(ctx, "sumsq", t0);
+    *nncl__cpu_tensor(out) = (float)sqrt(acc);
+    return nncl__cpu_op_end(ctx, "norm2", t0);
 }
 
 nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
@@ -32,7 +33,7 @@ nncl_status nncl__cpu_optimizer_step(nncl_context *ctx, const nncl_tensor *p, co
     int64_t n = nncl_tensor_numel(p);
     double coef = 1.0;
     if (a->max_norm > 0.0f) {
-        double c = a->max_norm / (sqrt((double)*nncl__cpu_tensor(a->sumsq)) + 1e-6);
+        double c = a->max_norm / ((double)*nncl__cpu_tensor(a->norm) + 1e-6);
         coef = c < 1.0 ? c : 1.0;
     }
     for (int64_t i = 0; i < n; i++) {

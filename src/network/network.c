@@ -47,7 +47,7 @@ struct nncl_network {
     unsigned char *fused_back;      /* (n_layers) fused_back[i]: ... and its backward by layer i + 1 */
 
     nncl_tensor params, grads, buffers, opt1, opt2, act_arena, dact_arena;
-    nncl_tensor targets, metrics, sumsq;
+    nncl_tensor targets, metrics, grad_norm;
     nncl_tensor loss_work;          /* 2 batch elements: the loss step's per-row losses and hits */
     nncl_tensor metrics_sum;        /* [sum of samples' losses, sum of correct] since the last reset */
     int64_t metrics_samples;
@@ -190,7 +190,7 @@ static nncl_status zeros(nncl_context *ctx, int64_t n, nncl_tensor *out)
 static void unplan(nncl_network *net)
 {
     nncl_tensor *owned[] = {&net->params, &net->grads, &net->buffers, &net->opt1, &net->opt2, &net->act_arena,
-                            &net->dact_arena, &net->targets, &net->metrics, &net->sumsq, &net->metrics_sum,
+                            &net->dact_arena, &net->targets, &net->metrics, &net->grad_norm, &net->metrics_sum,
                             &net->loss_work};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) nncl__tensor_release(net->ctx, owned[i]);
     void **arrays[] = {(void **)&net->act,        (void **)&net->dact,          (void **)&net->cur_act,
@@ -310,7 +310,7 @@ static nncl_status plan(nncl_network *net, int ndim, const int64_t *sample_shape
     NNCL_TRY(zeros(ctx, act_total, &net->dact_arena));
     NNCL_TRY(zeros(ctx, batch * (net->loss && !is_class_loss(net->loss_kind) ? net->out_size : 1), &net->targets));
     NNCL_TRY(zeros(ctx, 2, &net->metrics));
-    NNCL_TRY(zeros(ctx, 1, &net->sumsq));
+    NNCL_TRY(zeros(ctx, 1, &net->grad_norm));
     NNCL_TRY(zeros(ctx, 2, &net->metrics_sum));
     NNCL_TRY(zeros(ctx, 2 * batch, &net->loss_work));
 
@@ -477,10 +477,10 @@ nncl_status nncl_network_step(nncl_network *net)
         .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps,
         .step_size = (float)(lr / (1.0 - pow((double)o->beta1, t1))),
         .bc2_sqrt = (float)sqrt(1.0 - pow((double)o->beta2, t1)),
-        .max_norm = o->clip_norm, .sumsq = &net->sumsq,
+        .max_norm = o->clip_norm, .norm = &net->grad_norm,
     };
     nncl__profile_scope(ctx, "optimizer update");
-    if (o->clip_norm > 0.0f) NNCL_TRY(ctx->ops->sumsq(ctx, &net->sumsq, &net->grads));
+    if (o->clip_norm > 0.0f) NNCL_TRY(ctx->ops->norm2(ctx, &net->grad_norm, &net->grads));
     NNCL_TRY(ctx->ops->optimizer_step(ctx, &net->params, &net->grads, &net->opt1, &net->opt2, &a));
     net->t++;
     /* The step's work goes to the device now, while the host prepares the next batch: some drivers would

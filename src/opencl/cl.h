@@ -339,7 +339,7 @@ nncl_status nncl__cl_axpy(nncl_context *ctx, const nncl_tensor *y, float alpha, 
 nncl_status nncl__cl_sum(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g);
 nncl_status nncl__cl_gemm_prepare(nncl_context *ctx, const nncl_gemm_args *g);
-nncl_status nncl__cl_sumsq(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
+nncl_status nncl__cl_norm2(nncl_context *ctx, const nncl_tensor *out, const nncl_tensor *x);
 nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, const nncl_tensor *g,
                                     const nncl_tensor *s1, const nncl_tensor *s2, const nncl_optim_args *a);
 nncl_status nncl__cl_add(nncl_context *ctx, const nncl_tensor *y, const nncl_tensor *a, const nncl_tensor *b);

@@ -249,7 +249,7 @@ static const nncl_backend_ops cl_ops = {
     .loss_forward = nncl__cl_loss_forward,
     .loss_backward = nncl__cl_loss_backward,
     .loss_step = nncl__cl_loss_step,
-    .sumsq = nncl__cl_sumsq,
+    .norm2 = nncl__cl_norm2,
     .optimizer_step = nncl__cl_optimizer_step,
 };
 

@@ -30,6 +30,6 @@ nncl_status nncl__cl_optimizer_step(nncl_context *ctx, const nncl_tensor *p, con
     nncl__cl_arg_f32(&args, a->step_size);
     nncl__cl_arg_f32(&args, a->bc2_sqrt);
     nncl__cl_arg_f32(&args, a->max_norm);
-    nncl__cl_arg_tensor(&args, a->max_norm > 0.0f ? a->sumsq : NULL);
+    nncl__cl_arg_tensor(&args, a->max_norm > 0.0f ? a->norm : NULL);
     return nncl__cl_launch_ew(&args, n);
 }
