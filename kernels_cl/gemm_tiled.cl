@@ -46,7 +46,8 @@ gemm_tiled(__global float *C, ulong c_off, ulong ldc, __global const float *A, u
     __local float As[TILE_K][TILE + TILE_PAD]; /* As[p][i] = op(A)[i0 + i][p0 + p] */
     __local float Bs[TILE_K][TILE + TILE_PAD]; /* Bs[p][j] = op(B)[p0 + p][j0 + j] */
     const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * 16 + tx;
-    const ulong j0 = get_group_id(0) * TILE, i0 = get_group_id(1) * TILE;
+    /* Row tiles from the global id: the host may queue a tall grid in bands offset in dimension 1. */
+    const ulong j0 = get_group_id(0) * TILE, i0 = (get_global_id(1) - ty) / 16 * TILE;
     const ulong k_begin = get_group_id(2) * k_chunk, k_end = min(k, k_begin + k_chunk);
     A += a_off;
     B += b_off;

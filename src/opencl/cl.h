@@ -29,8 +29,11 @@
  * One-dimensional grids of this many work-items or more are queued as rows of
  * a second dimension (NNCL_GID in kernels_cl/common.h): PoCL compiles a kernel
  * once for grids narrower than 65,535 in every dimension and once more for
- * wider ones. NNCL_GRID_FOLD=N folds at N instead (the tests fold at a few
- * work-groups, so that every kernel runs folded).
+ * wider ones. And no grid holds this many work-groups in its second dimension,
+ * where a GPU's may stop at 65,535: a folded grid takes wider rows instead,
+ * a taller grid of two or three dimensions runs in bands offset in it
+ * (nncl__cl_launch). NNCL_GRID_FOLD=N sets N instead (the tests fold at a few
+ * work-groups, so that every kernel runs folded, and band at one).
  */
 #define NNCL_CL_FOLD 65535
 

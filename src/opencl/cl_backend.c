@@ -308,7 +308,8 @@ nncl_status nncl__cl_backend_init(nncl_context *ctx, const nncl_context_options 
         return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "NNCL_KERNELS=\"%s\" is not auto, cpu or gpu", shapes);
     cl->gpu_shapes = shapes != NULL && strcmp(shapes, "auto") != 0 ? strcmp(shapes, "gpu") == 0 : !cl->cpu_device;
     cl->ew = cl->gpu_shapes ? 1 : NNCL_CL_EW_CPU;
-    /* NNCL_GRID_FOLD=N: one-dimensional grids fold into two at N work-items rather than NNCL_CL_FOLD (tests). */
+    /* NNCL_GRID_FOLD=N: grids fold at N work-items, and hold fewer than N work-groups in their second
+       dimension, rather than NNCL_CL_FOLD (tests). */
     const char *fold = getenv("NNCL_GRID_FOLD");
     cl->fold = NNCL_CL_FOLD;
     if (fold != NULL) {

@@ -88,20 +88,23 @@ nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global
 {
     if (a->status != NNCL_OK) return a->status;
     nncl_context *ctx = a->ctx;
-    size_t rounded[3], folded_local[2];
+    size_t rounded[3] = {1, 1, 1}, folded_local[2];
     for (cl_uint d = 0; d < dims; d++) {
         if (local[d] == 0 || global[d] == 0)
             return NNCL_ERROR(ctx, NNCL_ERR_INVALID_ARG, "launch of %s: zero global or local size in dimension %u",
                               a->k->name, d);
         rounded[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     }
-    const size_t fold = nncl__cl_state(ctx)->fold;
-    const size_t width = fold > local[0] ? (fold - 1) / local[0] * local[0] : local[0];
-    /* Rows of whole work-groups, narrower than the fold (NNCL_CL_FOLD); the kernel takes its index from
-       NNCL_GID and guards the tail of the last row as it guards any rounded-up tail. Not when that would
-       take NNCL_CL_FOLD rows or more (over 4e9 work-items): a GPU's second grid dimension may stop at
+    /* A grid's second dimension holds fewer than `fold` work-groups (NNCL_CL_FOLD): a GPU's may stop at
        65,535, while its first goes to 2^31 work-groups. */
-    if (dims == 1 && rounded[0] >= fold && (rounded[0] + width - 1) / width < NNCL_CL_FOLD) {
+    const size_t fold = nncl__cl_state(ctx)->fold, max_rows = fold > 1 ? fold - 1 : 1;
+    /* A one-dimensional grid of `fold` work-items or more runs as rows of whole work-groups, narrower than
+       the fold, or wider when that would take more than max_rows rows (over 4e9 work-items); the kernel takes
+       its index from NNCL_GID and guards the tail of the last row as it guards any rounded-up tail. */
+    if (dims == 1 && rounded[0] >= fold) {
+        size_t width = fold > local[0] ? (fold - 1) / local[0] * local[0] : local[0];
+        if ((rounded[0] + width - 1) / width > max_rows)
+            width = ((rounded[0] + max_rows - 1) / max_rows + local[0] - 1) / local[0] * local[0];
         rounded[1] = (rounded[0] + width - 1) / width;
         rounded[0] = width;
         folded_local[0] = local[0];
@@ -109,11 +112,21 @@ nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global
         local = folded_local;
         dims = 2;
     }
-    cl_event ev = NULL;
-    cl_int err = clEnqueueNDRangeKernel(nncl__cl_state(ctx)->queue, a->k->kernel, dims, NULL, rounded, local, 0,
-                                        NULL, ctx->profiling ? &ev : NULL);
-    if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueNDRangeKernel(%s)", a->k->name);
-    ctx->stats.kernel_launches++;
-    if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, a->k->name));
+    /* A taller grid of two or three dimensions runs as bands of max_rows work-groups, each queued at its
+       offset in the second dimension. Such kernels index themselves with get_global_id, which counts the
+       offset (get_group_id would not); a folded grid never needs a second band. */
+    const size_t band = dims > 1 ? max_rows * local[1] : 1;
+    size_t offset[3] = {0, 0, 0}, part[3] = {rounded[0], dims > 1 ? rounded[1] : 1, dims > 2 ? rounded[2] : 1};
+    do {
+        if (dims > 1) part[1] = rounded[1] - offset[1] < band ? rounded[1] - offset[1] : band;
+        cl_event ev = NULL;
+        cl_int err = clEnqueueNDRangeKernel(nncl__cl_state(ctx)->queue, a->k->kernel, dims,
+                                            offset[1] != 0 ? offset : NULL, part, local, 0, NULL,
+                                            ctx->profiling ? &ev : NULL);
+        if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueNDRangeKernel(%s)", a->k->name);
+        ctx->stats.kernel_launches++;
+        if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, a->k->name));
+        offset[1] += band;
+    } while (dims > 1 && offset[1] < rounded[1]);
     return NNCL_OK;
 }
