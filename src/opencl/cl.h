@@ -159,13 +159,15 @@ const char *nncl__cl_error_name(cl_int err);
  * Records "<what> failed: NAME (err)" at file:line and returns the status that
  * fits the error: NNCL_ERR_OUT_OF_MEMORY for allocation failures,
  * NNCL_ERR_NO_DEVICE when there is no platform, NNCL_ERR_OPENCL otherwise.
+ * CL_SUCCESS records nothing and returns NNCL_OK (NNCL_CL_CHECK).
  */
 nncl_status nncl__cl_fail(nncl_context *ctx, cl_int err, const char *file, int line,
                           const char *what_fmt, ...) NNCL_PRINTF(5, 6);
 
 #define NNCL_CL_FAIL(ctx, err, ...) nncl__cl_fail((ctx), (err), __FILE__, __LINE__, __VA_ARGS__)
-/* The status of a release (or other call) whose failure is recorded but stops nothing: NNCL_OK on success. */
-#define NNCL_CL_CHECK(ctx, err, ...) ((err) == CL_SUCCESS ? NNCL_OK : NNCL_CL_FAIL((ctx), (err), __VA_ARGS__))
+/* The status of a release (or other call) whose failure is recorded but stops nothing: NNCL_OK on success.
+   err is evaluated once: it is the release call itself. */
+#define NNCL_CL_CHECK(ctx, err, ...) NNCL_CL_FAIL((ctx), (err), __VA_ARGS__)
 
 /* ---- devices ------------------------------------------------------------------ */
 
@@ -248,8 +250,9 @@ void nncl__cl_choices_free(nncl__cl_choices *c);
 /* *value = the value chosen for key, or -1 when there is none yet (the cache folder's file is read first). */
 nncl_status nncl__cl_choice_find(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int *value);
 
-/* Records a value just measured for key, in the table and in the cache folder's file. */
-nncl_status nncl__cl_choice_add(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int value);
+/* Records a value just measured for key, in the table and, when lasting, in the cache folder's file: not a
+   value that a passing failure decided (a candidate out of memory), which a later process measures again. */
+nncl_status nncl__cl_choice_add(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int value, int lasting);
 
 /* Seconds on a monotonic clock, for measurements. */
 double nncl__cl_now(void);

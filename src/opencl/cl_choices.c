@@ -68,11 +68,11 @@ nncl_status nncl__cl_choice_find(nncl_context *ctx, nncl__cl_choices *c, const i
     return NNCL_OK;
 }
 
-nncl_status nncl__cl_choice_add(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int value)
+nncl_status nncl__cl_choice_add(nncl_context *ctx, nncl__cl_choices *c, const int64_t *key, int value, int lasting)
 {
     NNCL_TRY(remember(ctx, c, key, value));
     c->measured++;
-    FILE *f = nncl__cl_cache_open(nncl__cl_state(ctx), c->kind, "a");
+    FILE *f = lasting ? nncl__cl_cache_open(nncl__cl_state(ctx), c->kind, "a") : NULL;
     if (f == NULL) return NNCL_OK;
     for (int i = 0; i < c->n_keys; i++) fprintf(f, "%lld ", (long long)key[i]);
     fprintf(f, "%d\n", value);

@@ -504,9 +504,11 @@ nncl_status nncl__cl_conv2d_prepare(nncl_context *ctx, const nncl_tensor *y, con
     /* A device that cannot run the direct kernels (their scratch, their work-group shape) keeps im2col;
        the failure, handled here, is not the caller's. */
     nncl__error_mark mark = nncl__error_mark_save(ctx);
-    int direct_ok = time_path(ctx, 2, y, x, w, b, dy, dx, dw, db, g, &t_direct) == NNCL_OK;
+    const nncl_status direct = time_path(ctx, 2, y, x, w, b, dy, dx, dw, db, g, &t_direct);
     nncl__error_mark_restore(ctx, &mark);
-    if (!direct_ok) NNCL_TRY(ctx->ops->finish(ctx));
+    if (direct != NNCL_OK) NNCL_TRY(ctx->ops->finish(ctx));
     NNCL_TRY(time_path(ctx, 1, y, x, w, b, dy, dx, dw, db, g, &t_im2col));
-    return nncl__cl_choice_add(ctx, &cl->conv_choices, key, direct_ok && t_direct < t_im2col);
+    /* Out of memory may pass (other work held it): that choice is this context's only. */
+    return nncl__cl_choice_add(ctx, &cl->conv_choices, key, direct == NNCL_OK && t_direct < t_im2col,
+                               direct != NNCL_ERR_OUT_OF_MEMORY);
 }

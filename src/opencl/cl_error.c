@@ -87,6 +87,7 @@ const char *nncl__cl_error_name(cl_int err)
 nncl_status nncl__cl_fail(nncl_context *ctx, cl_int err, const char *file, int line,
                           const char *what_fmt, ...)
 {
+    if (err == CL_SUCCESS) return NNCL_OK;
     char what[256];
     va_list ap;
     va_start(ap, what_fmt);

@@ -357,9 +357,10 @@ static const gemm_impl IMPLS[NNCL_CL_GEMM_KINDS] = {gemm_clblast, gemm_nncl, gem
  * Measures every implementation on this shape (the first run of each excluded: compilation). CLBlast
  * may fail on a shape (its kernel does not build, say), and the tiled kernel on a device that cannot
  * run its 256 work-items per group: the others serve it, and the failure, handled here, is not the
- * caller's. gemm.cl must work.
+ * caller's. gemm.cl must work. A candidate out of memory leaves *lasting 0: the choice may be another
+ * when memory is free again, so it is not written to the cache folder.
  */
-static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
+static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl, int *lasting)
 {
     cl_mem out;
     NNCL_TRY(nncl__cl_scratch(ctx, 4, g->m * g->ldc * sizeof(float), &out));
@@ -372,12 +373,14 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     nncl_status st = NNCL_OK;
     double best = 0.0;
     *impl = NNCL_CL_GEMM_BLOCK;
+    *lasting = 1;
     nncl__error_mark mark = nncl__error_mark_save(ctx);
     for (int i = 0; i < NNCL_CL_GEMM_KINDS && st == NNCL_OK; i++) {
         double warm, t;
         nncl_status run = time_gemm(ctx, IMPLS[i], &probe, 1, &warm);
         if (run == NNCL_OK) run = time_gemm(ctx, IMPLS[i], &probe, 2, &t);
         if (run != NNCL_OK && i == NNCL_CL_GEMM_BLOCK) st = run;
+        else if (run == NNCL_ERR_OUT_OF_MEMORY) *lasting = 0; /* may pass: not a verdict on that kernel */
         else if (run == NNCL_OK && (best == 0.0 || t < best)) best = t, *impl = i;
     }
     if (st == NNCL_OK) nncl__error_mark_restore(ctx, &mark); /* the others' failures are not the caller's */
@@ -422,8 +425,9 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
         *impl = without_clblast(cl);
         return NNCL_OK;
     }
-    NNCL_TRY(measure(ctx, g, impl));
-    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *impl);
+    int lasting;
+    NNCL_TRY(measure(ctx, g, impl, &lasting));
+    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *impl, lasting);
 }
 
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)
