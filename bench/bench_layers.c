@@ -257,7 +257,8 @@ int main(int argc, char **argv)
     int reps[2] = {repeats < 2 ? repeats : 2, repeats};
     char desc[640];
     bench_check(ctxs[1], nncl_context_describe(ctxs[1], desc, sizeof desc), "describe");
-    printf("nncl layer benchmark: the Fashion-MNIST CNN (examples/fashion_cnn.spec), batch %d, float32, training mode\n", BATCH);
+    printf("nncl layer benchmark: the Fashion-MNIST CNN (examples/fashion_cnn.spec), batch %d, float32, "
+           "training mode\n", BATCH);
     printf("opencl: %s, %d repeats\n", desc, reps[1]);
     printf("cpu-ref: the plain-C reference backend (double accumulators), %d repeats (at most 2: it is slow)\n",
            reps[0]);

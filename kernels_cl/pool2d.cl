@@ -147,10 +147,9 @@ __kernel void pool2d_forward_max2(__global float *y, ulong y_off, __global float
     NNCL_NO_AUTOVEC
     for (int ox = ow >= 4 ? ow : 0; ox < ow; ox++) {
         const int pos = (2 * oy) * w + 2 * ox;
-        float best;
-        int at;
         const float c0 = x0[2 * ox], c1 = x0[2 * ox + 1], c2 = x1[2 * ox], c3 = x1[2 * ox + 1];
-        best = c0, at = pos;
+        float best = c0;
+        int at = pos;
         if (c1 > best || isnan(c1)) best = c1, at = pos + 1;
         if (c2 > best || isnan(c2)) best = c2, at = pos + w;
         if (c3 > best || isnan(c3)) best = c3, at = pos + w + 1;

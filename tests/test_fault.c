@@ -25,8 +25,9 @@
  *   - clCreateBuffer fails at each allocation of a plan that measures its
  *     convolution's paths (NNCL_CONV=measure, a fresh cache folder): a plan
  *     that succeeds over an absorbed failure (the direct kernels' scratch)
- *     writes no choice to the cache folder, where a later process would
- *     take it as measured; it used to record im2col there for good;
+ *     writes no convolution choice to the cache folder, where a later
+ *     process would take it as measured (it used to record im2col there for
+ *     good); the same plan without a failure writes its one choice;
  *   - clEnqueueNDRangeKernel fails at each launch of a training step (with
  *     clipping and momentum), in turn: the step returns NNCL_ERR_OPENCL,
  *     and the next steps train to a finite loss.
@@ -42,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the injected failures ----------------------------------------------------------------- */
 
@@ -146,6 +148,8 @@ cl_int clEnqueueNDRangeKernel(cl_command_queue queue, cl_kernel kernel, cl_uint 
 
 static nncl_context *ctx;
 
+static void restore_env(void); /* what test_measurement_fails changed, put back even when it fails */
+
 static int setup(void **state)
 {
     (void)state;
@@ -158,6 +162,7 @@ static int teardown(void **state)
 {
     (void)state;
     fault.name = NULL;
+    restore_env();
     if (ctx == NULL) return 0; /* a case failed between contexts */
     test_assert_context_works(ctx);
     nncl_context_destroy(ctx);
@@ -281,15 +286,15 @@ static void test_plan_fails_then_succeeds(void **state)
     }
 }
 
-/* The lines of the files in folder `dir` (0 when it does not exist). */
-static long lines_in(const char *dir)
+/* The lines of the convolution choice files ("conv-*.txt") in folder `dir` (0 when it does not exist). */
+static long conv_choices_in(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d == NULL) return 0;
     long lines = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
+        if (strncmp(e->d_name, "conv-", 5) != 0) continue;
+        char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         FILE *f = fopen(path, "r");
         for (int c; f != NULL && (c = fgetc(f)) != EOF;) lines += c == '\n';
@@ -299,24 +304,52 @@ static long lines_in(const char *dir)
     return lines;
 }
 
+/* The environment test_measurement_fails changes, put back by restore_env (also from teardown). */
+static const char *const ENV_NAMES[] = {"NNCL_CACHE_DIR", "NNCL_CONV", "NNCL_GEMM", "NNCL_CACHE_BINARIES"};
+#define N_ENV (sizeof ENV_NAMES / sizeof ENV_NAMES[0])
+static char *saved_env[N_ENV], measure_dir[600];
+static int env_changed;
+
+static void save_env(void)
+{
+    for (size_t i = 0; i < N_ENV; i++) {
+        const char *v = getenv(ENV_NAMES[i]);
+        saved_env[i] = v ? strdup(v) : NULL;
+    }
+    env_changed = 1;
+}
+
+static void restore_env(void)
+{
+    if (!env_changed) return;
+    env_changed = 0;
+    for (size_t i = 0; i < N_ENV; i++) {
+        if (saved_env[i]) setenv(ENV_NAMES[i], saved_env[i], 1);
+        else unsetenv(ENV_NAMES[i]);
+        free(saved_env[i]);
+        saved_env[i] = NULL;
+    }
+    test_remove_dir(measure_dir);
+}
+
 static void test_measurement_fails(void **state)
 {
     (void)state;
-    nncl_context_destroy(ctx); /* a context of its own, measuring into a fresh folder */
+    nncl_context_destroy(ctx); /* contexts of its own, measuring into a fresh folder */
     ctx = NULL;
-    char dir[] = "/tmp/nncl_fault_XXXXXX", cache[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(cache, sizeof cache, "%s/cache", dir);
+    const char *cache = getenv("NNCL_CACHE_DIR"); /* CTest's, in the build tree */
+    snprintf(measure_dir, sizeof measure_dir, "%.500s/measure-%ld", cache ? cache : "/tmp", (long)getpid());
+    save_env();
+    setenv("NNCL_CACHE_DIR", measure_dir, 1);
     setenv("NNCL_CONV", "measure", 1);
-    setenv("NNCL_CACHE_DIR", cache, 1);
+    setenv("NNCL_GEMM", "measure", 1); /* as on a GPU: an out-of-memory inside a GEMM measurement counts too */
     setenv("NNCL_CACHE_BINARIES", "0", 1);
+    const int64_t sample[3] = {1, 6, 6};
     int absorbed = 0, refused = 0;
     for (long k = 1;; k++) {
-        test_remove_dir(cache);
-        nncl_context_options opt = nncl_context_options_default();
-        TEST_OK(NULL, nncl_context_create(&opt, &ctx));
+        test_remove_dir(measure_dir);
+        TEST_OK(NULL, nncl_context_create(NULL, &ctx));
         nncl_network *net = make_net(0);
-        const int64_t sample[3] = {1, 6, 6};
         arm("clCreateBuffer", k, CL_MEM_OBJECT_ALLOCATION_FAILURE);
         nncl_status st = nncl_network_plan(net, 3, sample, BATCH);
         const int fired = fault.name == NULL;
@@ -330,19 +363,20 @@ static void test_measurement_fails(void **state)
             continue;
         }
         absorbed++;
-        if (lines_in(cache) != 0) fail_msg("allocation %ld failed inside a measurement, and its choice was saved", k);
+        if (conv_choices_in(measure_dir) != 0)
+            fail_msg("allocation %ld failed inside a measurement, and its choice was saved", k);
     }
-    unsetenv("NNCL_CONV");
-    unsetenv("NNCL_CACHE_BINARIES");
     assert_true(absorbed > 0); /* the case this test is for happened */
-    /* Without a failure, the choice is saved. */
+    /* The same plan without a failure saves its one choice. */
+    test_remove_dir(measure_dir);
     TEST_OK(NULL, nncl_context_create(NULL, &ctx));
-    nncl_network *net = make_net(1);
+    nncl_network *net = make_net(0);
+    TEST_OK(ctx, nncl_network_plan(net, 3, sample, BATCH));
     nncl_network_destroy(net);
     nncl_context_destroy(ctx);
-    assert_int_equal(lines_in(cache), 1);
-    unsetenv("NNCL_CACHE_DIR");
-    test_remove_dir(dir);
+    ctx = NULL;
+    assert_int_equal(conv_choices_in(measure_dir), 1);
+    restore_env();
     print_message("a plan's allocations failed in turn: %d refused the plan, %d absorbed by its measurement\n", refused,
                   absorbed);
     ctx = test_context("opencl");

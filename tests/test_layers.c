@@ -10,7 +10,8 @@
  *   - parameter names, shapes and default initialisation follow PyTorch;
  *   - dropout and batch norm in training and evaluation modes; dropout's
  *     backward applies the mask of its forward, exactly; batch norm's
- *     backward is refused without a forward that succeeded;
+ *     backward is refused without a forward that succeeded (as max
+ *     pooling's is, below);
  *   - the cases random data never reaches: softmax of logits near 1000 (the
  *     max shift), batch norm of a channel with zero running variance (eps),
  *     max pooling over equal values (the first maximum takes the gradient),
@@ -450,6 +451,9 @@ static void test_batchnorm_modes(void **state)
     assert_non_null(strstr(nncl_context_last_error(ctx), "backward without a successful forward"));
     TEST_OK(ctx, nncl_layer_forward(bn1, NNCL_EVAL, &x1, &y1));
     TEST_OK(ctx, nncl_layer_backward(bn1, &x1, &y1, &dy1, &dx1));
+    /* Nor after a forward refused by the checks every layer makes (a bad mode), before batch norm's own. */
+    assert_int_equal(nncl_layer_forward(bn1, (nncl_mode)7, &x1, &y1), NNCL_ERR_INVALID_ARG);
+    assert_int_equal(nncl_layer_backward(bn1, &x1, &y1, &dy1, &dx1), NNCL_ERR_INVALID_ARG);
     nncl_layer *fresh;
     TEST_OK(ctx, nncl_batchnorm_create(ctx, 3, 1, &fresh));
     assert_int_equal(nncl_layer_backward(fresh, &x1, &y1, &dy1, &dx1), NNCL_ERR_INVALID_ARG);
@@ -648,6 +652,9 @@ static void test_maxpool_backward_needs_its_forward(void **state)
     test_assert_bitwise(got, want, 16, "max pooling 1x1 backward");
     free(got);
     free(want);
+    /* A forward refused by its checks (y of another shape) leaves no positions either. */
+    assert_int_equal(nncl_layer_forward(l, NNCL_TRAIN, &xb, &ya), NNCL_ERR_SHAPE);
+    assert_int_equal(nncl_layer_backward(l, &xb, &yb, &dyb, &dxb), NNCL_ERR_INVALID_ARG);
     nncl_tensor *all[] = {&xa, &ya, &xb, &yb, &dyb, &dxb};
     for (int i = 0; i < 6; i++) TEST_OK(ctx, nncl_tensor_destroy(ctx, all[i]));
     nncl_layer_destroy(l);

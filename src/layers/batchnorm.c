@@ -57,7 +57,7 @@ static nncl_status batchnorm_forward(nncl_layer *l, nncl_mode mode, const nncl_t
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *gamma = &l->params[0].value, *beta = &l->params[1].value;
     const nncl_tensor *rm = &l->params[2].value, *rv = &l->params[3].value;
-    s->last = STATS_NONE; /* until this forward has succeeded: a backward after a failed one is refused */
+    s->last = STATS_NONE; /* until this forward has succeeded (and after failed checks: batchnorm_forget) */
     if (mode != NNCL_TRAIN) {
         NNCL_TRY(ctx->ops->batchnorm_forward_eval(ctx, y, x, rm, rv, gamma, beta, &g));
         s->last = STATS_RUNNING;
@@ -95,6 +95,11 @@ static nncl_status batchnorm_backward(nncl_layer *l, const nncl_tensor *x, const
                                         s->last == STATS_BATCH);
 }
 
+static void batchnorm_forget(nncl_layer *l)
+{
+    ((batchnorm *)l)->last = STATS_NONE;
+}
+
 static void batchnorm_destroy(nncl_layer *l)
 {
     batchnorm *s = (batchnorm *)l;
@@ -118,6 +123,7 @@ static const nncl_layer_ops batchnorm_ops = {
     .kind = "batchnorm",
     .output_shape = batchnorm_shape,
     .forward = batchnorm_forward,
+    .forget = batchnorm_forget,
     .backward = batchnorm_backward,
     .destroy = batchnorm_destroy,
 };

@@ -217,11 +217,18 @@ static nncl_status forward_checks(nncl_layer *l, nncl_mode mode, const nncl_tens
     return l->ops->is_alias ? NNCL_OK : check_shape(l, y, "y", ond, os);
 }
 
+/* st, after the layer forgets the last forward's state when st is a failure. */
+static nncl_status forward_done(nncl_layer *l, nncl_status st)
+{
+    if (st != NNCL_OK && l->ops->forget != NULL) l->ops->forget(l);
+    return st;
+}
+
 nncl_status nncl_layer_forward(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
 {
     CHECK_LAYER(l);
-    NNCL_TRY(forward_checks(l, mode, x, y));
-    return l->ops->forward(l, mode, x, y);
+    nncl_status st = forward_checks(l, mode, x, y);
+    return forward_done(l, st == NNCL_OK ? l->ops->forward(l, mode, x, y) : st);
 }
 
 nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y)
@@ -229,8 +236,8 @@ nncl_status nncl__layer_forward_relu(nncl_layer *l, nncl_mode mode, const nncl_t
     CHECK_LAYER(l);
     if (l->ops->forward_relu == NULL)
         return NNCL_ERROR(l->ctx, NNCL_ERR_INVALID_ARG, "%s cannot apply a relu as it stores", l->desc);
-    NNCL_TRY(forward_checks(l, mode, x, y));
-    return l->ops->forward_relu(l, mode, x, y);
+    nncl_status st = forward_checks(l, mode, x, y);
+    return forward_done(l, st == NNCL_OK ? l->ops->forward_relu(l, mode, x, y) : st);
 }
 
 /* The checks of a backward call, shared by nncl_layer_backward and nncl__layer_backward_relu. */

@@ -36,6 +36,9 @@ typedef struct nncl_layer_ops {
      * it; the relu's own backward still runs, on y, whose sign is the input's.
      */
     nncl_status (*forward_relu)(nncl_layer *l, nncl_mode mode, const nncl_tensor *x, nncl_tensor *y);
+    /* Optional: drops what the last forward kept for backward, after a forward that failed (its checks
+       included), so that a backward then is refused rather than run on another forward's state. */
+    void (*forget)(nncl_layer *l);
     /* x, y, dy (and dx when not NULL) are checked before this is called. */
     nncl_status (*backward)(nncl_layer *l, const nncl_tensor *x, const nncl_tensor *y, const nncl_tensor *dy,
                             nncl_tensor *dx);

@@ -62,7 +62,8 @@ static nncl_status pool2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *idx = NULL;
     if (s->kind == NNCL_POOL_MAX) {
-        /* No shape until the positions are those of this x: a failed forward leaves none. */
+        /* No shape until the positions are those of this x: a failed forward leaves none (nor do the
+           checks before it: pool2d_forget). */
         memset(s->idx_shape, 0, sizeof s->idx_shape);
         NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
         idx = &s->idx;
@@ -104,6 +105,11 @@ static nncl_status maxpool_backward_relu(nncl_layer *l, const nncl_tensor *x, co
     return backward(l, x, y, dy, dx, 1);
 }
 
+static void pool2d_forget(nncl_layer *l)
+{
+    memset(((pool2d *)l)->idx_shape, 0, sizeof ((pool2d *)l)->idx_shape);
+}
+
 static void pool2d_destroy(nncl_layer *l)
 {
     nncl__tensor_release(l->ctx, &((pool2d *)l)->idx);
@@ -113,6 +119,7 @@ static const nncl_layer_ops maxpool_ops = {
     .kind = "maxpool2d",
     .output_shape = pool2d_shape,
     .forward = pool2d_forward,
+    .forget = pool2d_forget,
     .backward = pool2d_backward,
     .backward_relu = maxpool_backward_relu,
     .destroy = pool2d_destroy,

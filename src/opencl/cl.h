@@ -124,6 +124,7 @@ typedef struct nncl__cl {
     int conv_force;   /* while a geometry is measured: 1 im2col, 2 direct; else 0 */
     nncl__cl_choices gemm_choices; /* per shape (m n k trans_a trans_b): an NNCL_CL_GEMM_* */
     nncl__cl_choices conv_choices; /* per geometry (n excluded): 1 direct, 0 im2col + GEMM */
+    uint64_t measured_oom; /* candidates out of memory while measuring: a choice made meanwhile is not saved */
     cl_mem partials;  /* per-work-item partial sums of reductions */
     cl_mem scratch[NNCL_CL_SCRATCH_SLOTS]; /* working memory of ops, grown on demand */
     size_t scratch_bytes[NNCL_CL_SCRATCH_SLOTS];

@@ -503,12 +503,15 @@ nncl_status nncl__cl_conv2d_prepare(nncl_context *ctx, const nncl_tensor *y, con
     double t_direct = 0.0, t_im2col;
     /* A device that cannot run the direct kernels (their scratch, their work-group shape) keeps im2col;
        the failure, handled here, is not the caller's. */
+    const uint64_t oom = cl->measured_oom;
     nncl__error_mark mark = nncl__error_mark_save(ctx);
     const nncl_status direct = time_path(ctx, 2, y, x, w, b, dy, dx, dw, db, g, &t_direct);
     nncl__error_mark_restore(ctx, &mark);
+    if (direct == NNCL_ERR_OUT_OF_MEMORY) cl->measured_oom++;
     if (direct != NNCL_OK) NNCL_TRY(ctx->ops->finish(ctx));
     NNCL_TRY(time_path(ctx, 1, y, x, w, b, dy, dx, dw, db, g, &t_im2col));
-    /* Out of memory may pass (other work held it): that choice is this context's only. */
+    /* Out of memory may pass (other work held it), in either path or in a GEMM the im2col path measured:
+       a choice made meanwhile is this context's only. */
     return nncl__cl_choice_add(ctx, &cl->conv_choices, key, direct == NNCL_OK && t_direct < t_im2col,
-                               direct != NNCL_ERR_OUT_OF_MEMORY);
+                               cl->measured_oom == oom);
 }

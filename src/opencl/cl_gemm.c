@@ -373,14 +373,14 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     nncl_status st = NNCL_OK;
     double best = 0.0;
     *impl = NNCL_CL_GEMM_BLOCK;
-    *lasting = 1;
+    const uint64_t oom = nncl__cl_state(ctx)->measured_oom;
     nncl__error_mark mark = nncl__error_mark_save(ctx);
     for (int i = 0; i < NNCL_CL_GEMM_KINDS && st == NNCL_OK; i++) {
         double warm, t;
         nncl_status run = time_gemm(ctx, IMPLS[i], &probe, 1, &warm);
         if (run == NNCL_OK) run = time_gemm(ctx, IMPLS[i], &probe, 2, &t);
         if (run != NNCL_OK && i == NNCL_CL_GEMM_BLOCK) st = run;
-        else if (run == NNCL_ERR_OUT_OF_MEMORY) *lasting = 0; /* may pass: not a verdict on that kernel */
+        else if (run == NNCL_ERR_OUT_OF_MEMORY) nncl__cl_state(ctx)->measured_oom++; /* may pass: no verdict */
         else if (run == NNCL_OK && (best == 0.0 || t < best)) best = t, *impl = i;
     }
     if (st == NNCL_OK) nncl__error_mark_restore(ctx, &mark); /* the others' failures are not the caller's */
@@ -390,6 +390,7 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     nncl__cl_scratch_release(ctx, 4);
     ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
     ctx->stats.kernel_launches = launches;
+    *lasting = nncl__cl_state(ctx)->measured_oom == oom;
     return st;
 }
 
