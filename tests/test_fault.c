@@ -277,8 +277,12 @@ static void test_plan_fails_then_succeeds(void **state)
         nncl_network *net = make_net(0);
         const int64_t sample[3] = {1, 6, 6};
         arm("clCreateBuffer", k, CL_MEM_OBJECT_ALLOCATION_FAILURE);
-        expect(nncl_network_plan(net, 3, sample, BATCH), NNCL_ERR_OUT_OF_MEMORY, "clCreateBuffer", NULL);
-        TEST_OK(ctx, nncl_network_plan(net, 3, sample, BATCH));
+        const nncl_status st = nncl_network_plan(net, 3, sample, BATCH);
+        /* On a device that measures its paths (a GPU), a failure inside a measurement is absorbed there. */
+        if (st != NNCL_OK || fault.name != NULL) {
+            expect(st, NNCL_ERR_OUT_OF_MEMORY, "clCreateBuffer", NULL);
+            TEST_OK(ctx, nncl_network_plan(net, 3, sample, BATCH));
+        }
         nncl_optimizer_options o = nncl_optimizer_options_default(NNCL_OPT_ADAM);
         TEST_OK(ctx, nncl_network_set_optimizer(net, &o));
         assert_true(isfinite(train(net, 2)));
@@ -403,7 +407,10 @@ static void test_launch_fails_in_a_step(void **state)
         arm("clEnqueueNDRangeKernel", k, CL_OUT_OF_RESOURCES);
         nncl_status st = nncl_network_set_batch(net, x, y, NULL, BATCH);
         if (st == NNCL_OK) st = nncl_network_train_step(net);
-        expect(st, NNCL_ERR_OPENCL, "clEnqueueNDRangeKernel(", "CL_OUT_OF_RESOURCES");
+        if (st == NNCL_ERR_CLBLAST) /* a launch of CLBlast's own, on a device where it serves a GEMM */
+            expect(st, NNCL_ERR_CLBLAST, "CLBlast", NULL);
+        else
+            expect(st, NNCL_ERR_OPENCL, "clEnqueueNDRangeKernel(", "CL_OUT_OF_RESOURCES");
         const float loss = train(net, 2);
         if (!isfinite(loss)) fail_msg("after launch %ld of %ld failed, the loss is %g", k, launches, (double)loss);
     }
