@@ -14,7 +14,8 @@
  *                 values. A float sum of squares overflows once the norm
  *                 passes 1.8e19 (and clipping is for the gradients that grow),
  *                 and squares values below 1e-19 into denormals, or to 0
- *                 below 2.6e-23; this norm is finite whenever the true one is. NaN anywhere gives NaN.
+ *                 below 2.6e-23; this norm is finite whenever the true one
+ *                 is. NaN anywhere gives NaN.
  *
  * No local memory and no barriers.
  */

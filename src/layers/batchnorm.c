@@ -57,8 +57,7 @@ static nncl_status batchnorm_forward(nncl_layer *l, nncl_mode mode, const nncl_t
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *gamma = &l->params[0].value, *beta = &l->params[1].value;
     const nncl_tensor *rm = &l->params[2].value, *rv = &l->params[3].value;
-    s->last = STATS_NONE; /* until this forward has succeeded (and after failed checks: batchnorm_forget) */
-    if (mode != NNCL_TRAIN) {
+    if (mode != NNCL_TRAIN) { /* a failure forgets the last forward's statistics (batchnorm_forget) */
         NNCL_TRY(ctx->ops->batchnorm_forward_eval(ctx, y, x, rm, rv, gamma, beta, &g));
         s->last = STATS_RUNNING;
         return NNCL_OK;

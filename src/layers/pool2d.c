@@ -61,10 +61,7 @@ static nncl_status pool2d_forward(nncl_layer *l, nncl_mode mode, const nncl_tens
     nncl_pool_geom g = {0};
     NNCL_TRY(geometry(l, x->ndim, x->shape, &g));
     const nncl_tensor *idx = NULL;
-    if (s->kind == NNCL_POOL_MAX) {
-        /* No shape until the positions are those of this x: a failed forward leaves none (nor do the
-           checks before it: pool2d_forget). */
-        memset(s->idx_shape, 0, sizeof s->idx_shape);
+    if (s->kind == NNCL_POOL_MAX) { /* a failure leaves no positions to go back to (pool2d_forget) */
         NNCL_TRY(nncl__workspace(l->ctx, &s->idx, &s->idx_capacity, nncl_tensor_numel(y)));
         idx = &s->idx;
     }
@@ -105,9 +102,11 @@ static nncl_status maxpool_backward_relu(nncl_layer *l, const nncl_tensor *x, co
     return backward(l, x, y, dy, dx, 1);
 }
 
+/* After a failed forward: no shape, so no backward, until the positions are those of an x. */
 static void pool2d_forget(nncl_layer *l)
 {
-    memset(((pool2d *)l)->idx_shape, 0, sizeof ((pool2d *)l)->idx_shape);
+    pool2d *s = (pool2d *)l;
+    memset(s->idx_shape, 0, sizeof s->idx_shape);
 }
 
 static void pool2d_destroy(nncl_layer *l)

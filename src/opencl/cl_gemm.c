@@ -357,10 +357,10 @@ static const gemm_impl IMPLS[NNCL_CL_GEMM_KINDS] = {gemm_clblast, gemm_nncl, gem
  * Measures every implementation on this shape (the first run of each excluded: compilation). CLBlast
  * may fail on a shape (its kernel does not build, say), and the tiled kernel on a device that cannot
  * run its 256 work-items per group: the others serve it, and the failure, handled here, is not the
- * caller's. gemm.cl must work. A candidate out of memory leaves *lasting 0: the choice may be another
- * when memory is free again, so it is not written to the cache folder.
+ * caller's. gemm.cl must work. A candidate out of memory counts in measured_oom: the choice may be
+ * another when memory is free again.
  */
-static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl, int *lasting)
+static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
 {
     cl_mem out;
     NNCL_TRY(nncl__cl_scratch(ctx, 4, g->m * g->ldc * sizeof(float), &out));
@@ -373,7 +373,6 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     nncl_status st = NNCL_OK;
     double best = 0.0;
     *impl = NNCL_CL_GEMM_BLOCK;
-    const uint64_t oom = nncl__cl_state(ctx)->measured_oom;
     nncl__error_mark mark = nncl__error_mark_save(ctx);
     for (int i = 0; i < NNCL_CL_GEMM_KINDS && st == NNCL_OK; i++) {
         double warm, t;
@@ -390,7 +389,6 @@ static nncl_status measure(nncl_context *ctx, const nncl_gemm_args *g, int *impl
     nncl__cl_scratch_release(ctx, 4);
     ctx->stats.gemm_calls = calls; /* the probes are not the caller's work */
     ctx->stats.kernel_launches = launches;
-    *lasting = nncl__cl_state(ctx)->measured_oom == oom;
     return st;
 }
 
@@ -426,9 +424,9 @@ static nncl_status choose(nncl_context *ctx, const nncl_gemm_args *g, int *impl)
         *impl = without_clblast(cl);
         return NNCL_OK;
     }
-    int lasting;
-    NNCL_TRY(measure(ctx, g, impl, &lasting));
-    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *impl, lasting);
+    const uint64_t oom = cl->measured_oom;
+    NNCL_TRY(measure(ctx, g, impl));
+    return nncl__cl_choice_add(ctx, &cl->gemm_choices, key, *impl, cl->measured_oom == oom);
 }
 
 nncl_status nncl__cl_gemm(nncl_context *ctx, const nncl_gemm_args *g)

@@ -116,9 +116,9 @@ nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global
        offset in the second dimension. Such kernels index themselves with get_global_id, which counts the
        offset (get_group_id would not); a folded grid never needs a second band. */
     const size_t band = dims > 1 ? max_rows * local[1] : 1;
-    size_t offset[3] = {0, 0, 0}, part[3] = {rounded[0], dims > 1 ? rounded[1] : 1, dims > 2 ? rounded[2] : 1};
-    do {
-        if (dims > 1) part[1] = rounded[1] - offset[1] < band ? rounded[1] - offset[1] : band;
+    size_t offset[3] = {0, 0, 0}, part[3] = {rounded[0], rounded[1], rounded[2]};
+    for (; offset[1] < rounded[1]; offset[1] += band) {
+        part[1] = rounded[1] - offset[1] < band ? rounded[1] - offset[1] : band;
         cl_event ev = NULL;
         cl_int err = clEnqueueNDRangeKernel(nncl__cl_state(ctx)->queue, a->k->kernel, dims,
                                             offset[1] != 0 ? offset : NULL, part, local, 0, NULL,
@@ -126,7 +126,6 @@ nncl_status nncl__cl_launch(nncl__cl_args *a, cl_uint dims, const size_t *global
         if (err != CL_SUCCESS) return NNCL_CL_FAIL(ctx, err, "clEnqueueNDRangeKernel(%s)", a->k->name);
         ctx->stats.kernel_launches++;
         if (ev != NULL) NNCL_TRY(nncl__cl_profile_event(ctx, ev, a->k->name));
-        offset[1] += band;
-    } while (dims > 1 && offset[1] < rounded[1]);
+    }
     return NNCL_OK;
 }
